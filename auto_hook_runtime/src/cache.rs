@@ -1,0 +1,205 @@
+//! `ActivationCache`: activations captured by `run_with_cache`, in firing order.
+
+use crate::error::{Error, Result};
+use crate::filter::{glob_match, nearest_names, Filter};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What `run_with_cache` captures, and how it stores it.
+///
+/// ```
+/// use auto_hook_runtime::CacheOptions;
+/// use candle_core::{DType, Device};
+/// let all = CacheOptions::all();
+/// let some = CacheOptions::names("layers.*.hook_point").to_device(&Device::Cpu).to_dtype(DType::F16).remove_batch_dim();
+/// # let _ = (all, some);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CacheOptions {
+    pub(crate) filter: Option<Filter>,
+    pub(crate) device: Option<Device>,
+    pub(crate) dtype: Option<DType>,
+    pub(crate) remove_batch_dim: bool,
+}
+
+impl CacheOptions {
+    /// Cache every hook point.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Cache the points selected by `filter`.
+    pub fn names(filter: impl Into<Filter>) -> Self {
+        Self { filter: Some(filter.into()), ..Self::default() }
+    }
+
+    /// Store cached activations on `device`.
+    pub fn to_device(mut self, device: &Device) -> Self {
+        self.device = Some(device.clone());
+        self
+    }
+
+    /// Store cached activations as `dtype`.
+    pub fn to_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = Some(dtype);
+        self
+    }
+
+    /// Drop the leading batch axis of every cached activation (the batch must be 1).
+    pub fn remove_batch_dim(mut self) -> Self {
+        self.remove_batch_dim = true;
+        self
+    }
+
+    pub(crate) fn filter(&self) -> Filter {
+        self.filter.clone().unwrap_or(Filter::All)
+    }
+
+    /// Turns an activation into what the cache keeps.
+    pub(crate) fn store(&self, x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
+        let mut x = x.detach();
+        if self.remove_batch_dim {
+            x = squeeze_batch(&x, name)?;
+        }
+        if let Some(device) = &self.device {
+            x = x.to_device(device)?;
+        }
+        if let Some(dtype) = self.dtype {
+            x = x.to_dtype(dtype)?;
+        }
+        Ok(x)
+    }
+}
+
+fn squeeze_batch(x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
+    match x.dims().first() {
+        Some(1) => x.squeeze(0),
+        _ => Err(candle_core::Error::Msg(format!(
+            "remove_batch_dim: activation `{name}` has shape {:?}, whose first axis is not a batch of 1",
+            x.dims()
+        ))),
+    }
+}
+
+macro_rules! options_from_filter {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CacheOptions {
+            fn from(f: $t) -> Self {
+                CacheOptions::names(f)
+            }
+        }
+    )*};
+}
+
+options_from_filter!(&str, String, Filter, Vec<&str>, Vec<String>, &[&str]);
+
+impl<const N: usize> From<[&str; N]> for CacheOptions {
+    fn from(f: [&str; N]) -> Self {
+        CacheOptions::names(f)
+    }
+}
+
+/// Captured activations: an ordered map from hook name to tensor, in the order the
+/// points first fired. A point that fires several times (a parameter used twice) keeps
+/// its first position and its last value.
+///
+/// ```
+/// use auto_hook_runtime::ActivationCache;
+/// use candle_core::{Device, Tensor};
+/// let mut cache = ActivationCache::new();
+/// cache.insert("layers.0.hook_point", Tensor::ones((1, 3), candle_core::DType::F32, &Device::Cpu)?);
+/// cache.insert("layers.1.hook_point", Tensor::zeros((1, 3), candle_core::DType::F32, &Device::Cpu)?);
+/// assert_eq!(cache.stack("layers.*.hook_point")?.dims(), [2, 1, 3]);
+/// assert!(cache.get("layers.2.hook_point").unwrap_err().to_string().contains("layers.1.hook_point"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ActivationCache {
+    names: Vec<Arc<str>>,
+    tensors: Vec<Tensor>,
+    index: HashMap<Arc<str>, usize>,
+}
+
+impl ActivationCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `tensor` under `name` (replacing the value, keeping the position).
+    pub fn insert(&mut self, name: &str, tensor: Tensor) {
+        if let Some(&i) = self.index.get(name) {
+            self.tensors[i] = tensor;
+            return;
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.index.insert(name.clone(), self.names.len());
+        self.names.push(name);
+        self.tensors.push(tensor);
+    }
+
+    /// The activation called `name`; the error lists the nearest cached names.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        match self.index.get(name) {
+            Some(&i) => Ok(&self.tensors[i]),
+            None => Err(Error::UnknownHook { name: name.to_owned(), nearest: nearest_names(name, self.names()) }),
+        }
+    }
+
+    /// Whether `name` was cached.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Cached names in firing order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.names.iter().map(|n| &**n)
+    }
+
+    /// `(name, tensor)` pairs in firing order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.names.iter().map(|n| &**n).zip(&self.tensors)
+    }
+
+    /// Number of cached activations.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether nothing was cached.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Stacks the activations whose names match the glob `pattern` (in firing order)
+    /// along a new leading axis: `layers.*.hook_point` gives `[n_layers, ...]`.
+    pub fn stack(&self, pattern: &str) -> Result<Tensor> {
+        let picked: Vec<&Tensor> = self.iter().filter(|(n, _)| glob_match(pattern.as_bytes(), n.as_bytes())).map(|(_, t)| t).collect();
+        if picked.is_empty() {
+            return Err(Error::NoMatch { filter: format!("glob `{pattern}`"), nearest: nearest_names(pattern, self.names()) });
+        }
+        Ok(Tensor::stack(&picked, 0)?)
+    }
+
+    /// Applies `f` to every tensor, keeping names and order.
+    pub fn map(&self, mut f: impl FnMut(&str, &Tensor) -> candle_core::Result<Tensor>) -> Result<Self> {
+        let tensors = self.iter().map(|(n, t)| f(n, t)).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { names: self.names.clone(), tensors, index: self.index.clone() })
+    }
+
+    /// Every activation without its leading batch axis of size 1.
+    pub fn remove_batch_dim(&self) -> Result<Self> {
+        self.map(|n, t| squeeze_batch(t, n))
+    }
+
+    /// Every activation moved to `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        self.map(|_, t| t.to_device(device))
+    }
+
+    /// Every activation converted to `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        self.map(|_, t| t.to_dtype(dtype))
+    }
+}

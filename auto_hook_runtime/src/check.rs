@@ -1,0 +1,124 @@
+//! `check_auto_hook`: the library's own checks, run on a user's model.
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::hooks::Hooks;
+use crate::root::HookedRoot;
+use candle_core::{DType, Tensor};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// What `check_auto_hook` found.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Every hook point with how often it fired in one forward.
+    pub fire_counts: Vec<(String, usize)>,
+    /// Hook points whose `+1` edit changed the output.
+    pub editable: Vec<String>,
+    /// Everything that went wrong, one sentence each.
+    pub failures: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether every check passed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The report, or [`Error::CheckFailed`] listing every failure.
+    pub fn into_result(self) -> Result<Self> {
+        if self.is_ok() {
+            Ok(self)
+        } else {
+            Err(Error::CheckFailed { failures: self.failures })
+        }
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<48} {:>6} {:>9}", "hook point", "fires", "editable")?;
+        for (name, fires) in &self.fire_counts {
+            let editable = if self.editable.contains(name) { "yes" } else { "NO" };
+            writeln!(f, "{name:<48} {fires:>6} {editable:>9}")?;
+        }
+        if self.is_ok() {
+            write!(f, "all checks passed ({} hook points)", self.fire_counts.len())
+        } else {
+            write!(f, "{} failure(s):", self.failures.len())?;
+            self.failures.iter().try_for_each(|x| write!(f, "\n  - {x}"))
+        }
+    }
+}
+
+/// Runs the library's checks on `model`, with `run` as the forward to exercise:
+/// names are unique and match the type's listing; every hook point fires; identity hooks
+/// on every point leave the output bit-identical; adding 1 at any single point changes
+/// the output. Costs one forward per hook point plus three.
+///
+/// Backward-hook checks are not part of this version (backward hooks are not
+/// implemented yet).
+pub fn check_auto_hook<M: HookedRoot + ?Sized>(
+    model: &M,
+    run: impl Fn(&M) -> candle_core::Result<Tensor>,
+) -> Result<CheckReport> {
+    let dict = model.hook_dict();
+    let names: Vec<String> = dict.names().map(str::to_owned).collect();
+    let mut failures = check_names(&names, &M::SCHEMA);
+
+    let baseline = run(model)?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let counting = Hooks::new().add(Filter::All, |_, h| *counts.entry(h.name().to_owned()).or_default() += 1);
+    model.run_with_hooks(counting, &run)?;
+    let fire_counts: Vec<(String, usize)> = names.iter().map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0))).collect();
+    failures.extend(fire_counts.iter().filter(|(_, c)| *c == 0).map(|(n, _)| format!("hook point `{n}` never fired")));
+
+    let identity = model.run_with_hooks(Hooks::new().add(Filter::All, |x, _| x.clone()), &run)?;
+    if !bit_identical(&baseline, &identity)? {
+        failures.push("identity hooks on every point changed the output".to_owned());
+    }
+
+    let mut editable = Vec::new();
+    for (name, _) in fire_counts.iter().filter(|(_, c)| *c > 0) {
+        let edited = model.run_with_hooks(Hooks::new().add(name.as_str(), |x, _| x + 1.0), &run)?;
+        if bit_identical(&baseline, &edited)? {
+            failures.push(format!("adding 1 at `{name}` does not change the output"));
+        } else {
+            editable.push(name.clone());
+        }
+    }
+    Ok(CheckReport { fire_counts, editable, failures })
+}
+
+/// [`check_auto_hook`] in strict mode: any failure is an error.
+pub fn check_auto_hook_strict<M: HookedRoot + ?Sized>(
+    model: &M,
+    run: impl Fn(&M) -> candle_core::Result<Tensor>,
+) -> Result<CheckReport> {
+    check_auto_hook(model, run)?.into_result()
+}
+
+fn check_names(names: &[String], schema: &crate::Schema) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut failures = Vec::new();
+    for name in names {
+        if !seen.insert(name) {
+            failures.push(format!("hook name `{name}` appears twice"));
+        }
+        if !schema.matches(name) {
+            failures.push(format!("hook name `{name}` is not in the type's listing {:?}", schema.patterns()));
+        }
+    }
+    failures
+}
+
+/// Same shape, dtype and bits.
+pub(crate) fn bit_identical(a: &Tensor, b: &Tensor) -> candle_core::Result<bool> {
+    if a.dims() != b.dims() || a.dtype() != b.dtype() {
+        return Ok(false);
+    }
+    let a = a.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let b = b.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    Ok(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()))
+}
+

@@ -1,0 +1,182 @@
+//! The per-call hook context: the hooks of one `run_with_hooks` / `run_with_cache` call.
+//!
+//! A context lives on the caller's stack. While its run closure executes, a thread-local
+//! pointer names it, so hook points that fire on this thread find it; other threads
+//! never see it. A run inside a run (a cache inside a hooked run) chains to the outer
+//! context: outer hooks fire first.
+
+use crate::error::Error;
+use crate::hook::{check_replacement, CallHook, HookInfo};
+use crate::hook_point::HookId;
+use candle_core::Tensor;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+thread_local! {
+    static CURRENT: Cell<*const Context<'static>> = const { Cell::new(std::ptr::null()) };
+}
+
+const STOP_MESSAGE: &str = "auto_hook: forward stopped early (stop_at): every requested activation was captured";
+
+/// Whether a context is active on this thread. No lock, no allocation.
+#[inline]
+pub(crate) fn is_active() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+/// Runs the active context's hooks for hook point `id` (if any) on `x`.
+pub(crate) fn fire(id: HookId, x: Tensor) -> candle_core::Result<Tensor> {
+    let ptr = CURRENT.with(|c| c.get());
+    if ptr.is_null() {
+        return Ok(x);
+    }
+    // SAFETY: `Context::run` stores this pointer only while the context is borrowed for
+    // the run, on this thread, and a drop guard restores the previous value before the
+    // borrow ends (also when the run unwinds).
+    unsafe { &*ptr }.fire(id, x)
+}
+
+/// Hook ids come from a counter; a multiplicative mix is all the hashing they need.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<HookId, V, BuildHasherDefault<IdHasher>>;
+
+/// The hooks selected for one hook point in one run.
+pub(crate) struct Slot {
+    pub(crate) name: Arc<str>,
+    pub(crate) hooks: Vec<usize>,
+    pub(crate) stop_target: bool,
+    fired: Cell<bool>,
+}
+
+impl Slot {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Self { name, hooks: Vec::new(), stop_target: false, fired: Cell::new(false) }
+    }
+}
+
+/// The hooks of one call.
+pub(crate) struct Context<'a> {
+    slots: IdMap<Slot>,
+    hooks: Vec<RefCell<CallHook<'a>>>,
+    stop_remaining: Cell<usize>,
+    stop_enabled: bool,
+    stopped: Cell<bool>,
+    error: RefCell<Option<Error>>,
+    parent: Cell<*const Context<'static>>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(slots: IdMap<Slot>, hooks: Vec<CallHook<'a>>, stop_enabled: bool) -> Self {
+        let stop_targets = slots.values().filter(|s| s.stop_target).count();
+        Self {
+            slots,
+            hooks: hooks.into_iter().map(RefCell::new).collect(),
+            stop_remaining: Cell::new(stop_targets),
+            stop_enabled,
+            stopped: Cell::new(false),
+            error: RefCell::new(None),
+            parent: Cell::new(std::ptr::null()),
+        }
+    }
+
+    /// Runs `f` with this context active on the current thread, then turns the
+    /// outcome into the runtime's error type.
+    pub(crate) fn run<T, E: Into<Error>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<Option<T>, Error> {
+        struct Restore(*const Context<'static>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let me = self as *const Context<'a> as *const Context<'static>;
+        let parent = CURRENT.with(|c| c.replace(me));
+        self.parent.set(parent);
+        let restore = Restore(parent);
+        let result = f();
+        drop(restore);
+        self.finish(result)
+    }
+
+    fn finish<T, E: Into<Error>>(&self, result: Result<T, E>) -> Result<Option<T>, Error> {
+        if self.stopped.get() {
+            return Ok(None);
+        }
+        match result {
+            Err(e) => Err(self.error.take().unwrap_or_else(|| e.into())),
+            Ok(v) if self.stop_enabled => {
+                let names = self.slots.values().filter(|s| s.stop_target && !s.fired.get());
+                let names: Vec<String> = names.map(|s| s.name.to_string()).collect();
+                if names.is_empty() {
+                    Ok(Some(v))
+                } else {
+                    Err(Error::StopAtNeverFired { names })
+                }
+            }
+            Ok(v) => Ok(Some(v)),
+        }
+    }
+
+    fn fire(&self, id: HookId, mut x: Tensor) -> candle_core::Result<Tensor> {
+        let parent = self.parent.get();
+        if !parent.is_null() {
+            // SAFETY: an outer context outlives the inner run (see `run`).
+            x = unsafe { &*parent }.fire(id, x)?;
+        }
+        if self.stopped.get() {
+            return Err(candle_core::Error::Msg(STOP_MESSAGE.into()));
+        }
+        let Some(slot) = self.slots.get(&id) else {
+            return Ok(x);
+        };
+        for &index in &slot.hooks {
+            // A hook that re-runs the model from inside itself does not re-enter itself.
+            let Ok(mut hook) = self.hooks[index].try_borrow_mut() else {
+                continue;
+            };
+            match hook(&x, &HookInfo::new(&slot.name)) {
+                Ok(None) => {}
+                Ok(Some(replacement)) => {
+                    if let Err(e) = check_replacement(&slot.name, &x, &replacement) {
+                        return Err(self.fail(e));
+                    }
+                    x = replacement;
+                }
+                Err(source) => return Err(self.fail(Error::HookFailed { hook: slot.name.to_string(), source })),
+            }
+        }
+        if slot.stop_target && !slot.fired.replace(true) {
+            let left = self.stop_remaining.get() - 1;
+            self.stop_remaining.set(left);
+            if left == 0 {
+                self.stopped.set(true);
+                return Err(candle_core::Error::Msg(STOP_MESSAGE.into()));
+            }
+        }
+        Ok(x)
+    }
+
+    /// Keeps the typed error for the caller and hands the forward a candle error.
+    fn fail(&self, e: Error) -> candle_core::Error {
+        let msg = candle_core::Error::Msg(e.to_string());
+        self.error.borrow_mut().get_or_insert(e);
+        msg
+    }
+}

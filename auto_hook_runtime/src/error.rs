@@ -1,0 +1,104 @@
+//! The runtime's error type.
+
+use std::fmt;
+
+/// `Result` with the runtime's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong when hooking a model.
+///
+/// Each variant names the hook point involved. Inside a model's forward (which returns
+/// a `candle_core::Result`) these errors travel as `candle_core::Error`; the root API
+/// (`run_with_hooks`, `run_with_cache`, ...) hands back the typed variant.
+///
+/// ```
+/// use auto_hook_runtime::Error;
+/// let err = Error::UnknownHook { name: "fc1.hok_point".into(), nearest: vec!["fc1.hook_point".into()] };
+/// assert!(err.to_string().contains("did you mean `fc1.hook_point`"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An exact hook name that the model does not have.
+    UnknownHook { name: String, nearest: Vec<String> },
+    /// A glob, list or predicate that selects no hook point of the model.
+    NoMatch { filter: String, nearest: Vec<String> },
+    /// A hook returned a replacement whose shape, dtype or device differs from the activation.
+    ReplacementMismatch { hook: String, expected: String, got: String },
+    /// `stop_at` was asked but these requested hook points never fired.
+    StopAtNeverFired { names: Vec<String> },
+    /// A hook (or a check) failed with its own error.
+    HookFailed { hook: String, source: candle_core::Error },
+    /// `check_auto_hook` in strict mode found problems.
+    CheckFailed { failures: Vec<String> },
+    /// An activation cache file that cannot be read.
+    Cache(String),
+    /// An error from candle that is not about a hook.
+    Candle(candle_core::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownHook { name, nearest } => {
+                write!(f, "unknown hook name `{name}`")?;
+                write_nearest(f, nearest)
+            }
+            Error::NoMatch { filter, nearest } => {
+                write!(f, "hook filter {filter} matches no hook point")?;
+                write_nearest(f, nearest)
+            }
+            Error::ReplacementMismatch { hook, expected, got } => write!(
+                f,
+                "hook at `{hook}` returned a replacement that does not fit: expected {expected}, got {got}"
+            ),
+            Error::StopAtNeverFired { names } => write!(
+                f,
+                "stop_at: the forward finished but these requested hook points never fired: {}",
+                names.join(", ")
+            ),
+            Error::HookFailed { hook, source } => write!(f, "hook at `{hook}` failed: {source}"),
+            Error::CheckFailed { failures } => {
+                write!(f, "check_auto_hook found {} problem(s):", failures.len())?;
+                for failure in failures {
+                    write!(f, "\n  - {failure}")?;
+                }
+                Ok(())
+            }
+            Error::Cache(msg) => write!(f, "activation cache: {msg}"),
+            Error::Candle(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn write_nearest(f: &mut fmt::Formatter<'_>, nearest: &[String]) -> fmt::Result {
+    match nearest {
+        [] => Ok(()),
+        [one] => write!(f, "; did you mean `{one}`?"),
+        many => write!(f, "; did you mean one of `{}`?", many.join("`, `")),
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::HookFailed { source, .. } | Error::Candle(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+impl From<Error> for candle_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Candle(inner) => inner,
+            other => candle_core::Error::Msg(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Hook functions: what a hook receives and what it may return.
+
+use candle_core::{Result, Tensor};
+
+/// What a hook knows about the point it runs at.
+///
+/// ```
+/// use auto_hook_runtime::HookInfo;
+/// let info = HookInfo::new("fc1.hook_point");
+/// assert_eq!(info.name(), "fc1.hook_point");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct HookInfo<'a> {
+    name: &'a str,
+}
+
+impl<'a> HookInfo<'a> {
+    /// Info for the hook point called `name`.
+    pub fn new(name: &'a str) -> Self {
+        Self { name }
+    }
+
+    /// The full dotted name of the hook point, e.g. `layers.0.fc1.hook_point`.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+}
+
+/// What a hook closure may return: `()` or `Result<()>` keep the activation, a `Tensor`
+/// (or `Result<Tensor>`, `Option<Tensor>`) replaces it.
+///
+/// ```
+/// use auto_hook_runtime::HookReturn;
+/// use candle_core::{Device, Tensor};
+/// let t = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu)?;
+/// assert!(().into_replacement()?.is_none());
+/// assert!(t.clone().into_replacement()?.is_some());
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a hook must return `()`, `Tensor`, `Option<Tensor>` or a `candle_core::Result` of one of them, not `{Self}`"
+)]
+pub trait HookReturn {
+    /// `None` keeps the activation, `Some(t)` replaces it.
+    fn into_replacement(self) -> Result<Option<Tensor>>;
+}
+
+impl HookReturn for () {
+    fn into_replacement(self) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+impl HookReturn for Tensor {
+    fn into_replacement(self) -> Result<Option<Tensor>> {
+        Ok(Some(self))
+    }
+}
+
+impl HookReturn for Option<Tensor> {
+    fn into_replacement(self) -> Result<Option<Tensor>> {
+        Ok(self)
+    }
+}
+
+impl<T: HookReturn> HookReturn for Result<T> {
+    fn into_replacement(self) -> Result<Option<Tensor>> {
+        self?.into_replacement()
+    }
+}
+
+/// A per-call hook, boxed: may borrow and mutate local state of the caller.
+pub(crate) type CallHook<'a> = Box<dyn FnMut(&Tensor, &HookInfo) -> Result<Option<Tensor>> + 'a>;
+
+/// A persistent hook, shared by every thread that runs the model.
+pub(crate) type SharedHook = std::sync::Arc<dyn Fn(&Tensor, &HookInfo) -> Result<Option<Tensor>> + Send + Sync>;
+
+/// Boxes a user closure into a per-call hook.
+pub(crate) fn boxed_call_hook<'a, F, R>(mut f: F) -> CallHook<'a>
+where
+    F: FnMut(&Tensor, &HookInfo) -> R + 'a,
+    R: HookReturn,
+{
+    Box::new(move |x, info| f(x, info).into_replacement())
+}
+
+/// Checks that a replacement fits where the activation was; names the hook otherwise.
+pub(crate) fn check_replacement(name: &str, original: &Tensor, replacement: &Tensor) -> std::result::Result<(), crate::Error> {
+    let fits = original.dims() == replacement.dims()
+        && original.dtype() == replacement.dtype()
+        && original.device().same_device(replacement.device());
+    if fits {
+        return Ok(());
+    }
+    let describe = |t: &Tensor| format!("shape {:?} dtype {:?} device {:?}", t.dims(), t.dtype(), t.device().location());
+    Err(crate::Error::ReplacementMismatch {
+        hook: name.to_owned(),
+        expected: describe(original),
+        got: describe(replacement),
+    })
+}

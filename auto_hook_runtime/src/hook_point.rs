@@ -1,0 +1,115 @@
+//! `HookPoint`: a named place in a model where hooks can read or replace an activation.
+
+use crate::context;
+use crate::hook::{check_replacement, HookInfo, SharedHook};
+use candle_core::{Module, Result, Tensor};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique identity of one hook point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HookId(u64);
+
+/// A hook point: an identity function that hooks can observe or edit.
+///
+/// `#[auto_hook]` puts one on every module output and parameter. A model can also hold
+/// its own, as a field, and call it in its forward like any module:
+///
+/// ```
+/// use auto_hook_runtime::HookPoint;
+/// use candle_core::{Device, Module, Tensor};
+/// let hook_relu = HookPoint::new();
+/// let x = Tensor::new(&[1f32, -1.0], &Device::Cpu)?;
+/// let y = hook_relu.forward(&x.relu()?)?; // identity unless a hook is attached
+/// assert_eq!(y.to_vec1::<f32>()?, [1.0, 0.0]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+///
+/// With no hook attached, firing costs one thread-local read: no allocation, no lock.
+/// Cloning gives a new, independent hook point that keeps the persistent hooks.
+pub struct HookPoint {
+    id: HookId,
+    persistent: Vec<PersistentHook>,
+}
+
+/// A hook added with `add_hook` / `add_perma_hook`; it stays until removed.
+#[derive(Clone)]
+pub(crate) struct PersistentHook {
+    pub(crate) name: Arc<str>,
+    pub(crate) hook: SharedHook,
+    pub(crate) permanent: bool,
+    pub(crate) scope: u64,
+}
+
+impl HookPoint {
+    /// A fresh hook point with its own id and no hooks.
+    pub fn new() -> Self {
+        Self { id: HookId(NEXT_ID.fetch_add(1, Ordering::Relaxed)), persistent: Vec::new() }
+    }
+
+    /// This point's identity.
+    pub fn id(&self) -> HookId {
+        self.id
+    }
+
+    /// How many persistent hooks are attached here.
+    pub fn persistent_hook_count(&self) -> usize {
+        self.persistent.len()
+    }
+
+    /// Passes `x` through the hooks attached here: persistent hooks first, then the hooks
+    /// of the active `run_with_hooks` / `run_with_cache` call on this thread.
+    #[inline]
+    pub fn fire(&self, x: Tensor) -> Result<Tensor> {
+        if self.persistent.is_empty() && !context::is_active() {
+            return Ok(x);
+        }
+        self.fire_hooks(x)
+    }
+
+    #[inline(never)]
+    fn fire_hooks(&self, mut x: Tensor) -> Result<Tensor> {
+        for p in &self.persistent {
+            if let Some(replacement) = (p.hook)(&x, &HookInfo::new(&p.name))? {
+                check_replacement(&p.name, &x, &replacement)?;
+                x = replacement;
+            }
+        }
+        context::fire(self.id, x)
+    }
+
+    pub(crate) fn push_persistent(&mut self, hook: PersistentHook) {
+        self.persistent.push(hook);
+    }
+
+    pub(crate) fn retain_persistent(&mut self, keep: impl FnMut(&PersistentHook) -> bool) {
+        self.persistent.retain(keep);
+    }
+}
+
+impl Default for HookPoint {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clone for HookPoint {
+    fn clone(&self) -> Self {
+        Self { id: HookPoint::new().id, persistent: self.persistent.clone() }
+    }
+}
+
+impl fmt::Debug for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookPoint").field("id", &self.id.0).field("persistent_hooks", &self.persistent.len()).finish()
+    }
+}
+
+impl Module for HookPoint {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.fire(xs.clone())
+    }
+}

@@ -1,0 +1,115 @@
+//! `Hooks`: the per-call hooks of one run, and their resolution against a model.
+
+use crate::context::{Context, IdMap, Slot};
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::hook::{boxed_call_hook, CallHook, HookInfo, HookReturn};
+use crate::module::{walk, HookedModule};
+use candle_core::Tensor;
+use std::sync::Arc;
+
+/// Forward hooks for one `run_with_hooks` call. A hook is a closure that gets the
+/// activation and the hook point's info; returning `()` keeps the activation, returning
+/// a tensor replaces it. Hooks may borrow and mutate the caller's local state.
+///
+/// ```
+/// use auto_hook_runtime::Hooks;
+/// let mut seen = Vec::new();
+/// let hooks = Hooks::new()
+///     .add("fc1.hook_point", |x, _| x * 0.0)                        // replace
+///     .add("**hook_point", |x, h| seen.push((h.name().to_owned(), x.dims().to_vec()))); // read
+/// assert_eq!(hooks.len(), 2);
+/// ```
+#[derive(Default)]
+pub struct Hooks<'a> {
+    entries: Vec<(Filter, CallHook<'a>)>,
+}
+
+impl<'a> Hooks<'a> {
+    /// No hooks.
+    pub fn new() -> Self {
+        Self { entries: Vec::new() }
+    }
+
+    /// Adds a hook on every point selected by `filter` (a name, a glob, a list of them,
+    /// or [`Filter::pred`]). Hooks at one point run in the order they were added.
+    pub fn add<F, R>(mut self, filter: impl Into<Filter>, hook: F) -> Self
+    where
+        F: FnMut(&Tensor, &HookInfo) -> R + 'a,
+        R: HookReturn,
+    {
+        self.entries.push((filter.into(), boxed_call_hook(hook)));
+        self
+    }
+
+    /// How many hooks were added.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no hook was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn into_entries(self) -> Vec<(Filter, CallHook<'a>)> {
+        self.entries
+    }
+}
+
+/// Resolves per-call hooks (and an optional stop set) against the model's hook points,
+/// checking every filter, and builds the context of the call.
+pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
+    model: &M,
+    entries: Vec<(Filter, CallHook<'a>)>,
+    stop_at: Option<&Filter>,
+) -> Result<Context<'a>> {
+    let mut leaves: Vec<(usize, &Filter, bool)> = Vec::new();
+    for (index, (filter, _)) in entries.iter().enumerate() {
+        flatten(filter, &mut |leaf| leaves.push((index, leaf, false)));
+    }
+    if let Some(stop) = stop_at {
+        flatten(stop, &mut |leaf| leaves.push((usize::MAX, leaf, false)));
+    }
+    let mut slots: IdMap<Slot> = IdMap::default();
+    walk(model, &mut |name, point| {
+        let mut slot: Option<Slot> = None;
+        let mut last = None;
+        for (index, leaf, matched) in leaves.iter_mut() {
+            if !leaf.matches(name) {
+                continue;
+            }
+            *matched = true;
+            let slot = slot.get_or_insert_with(|| Slot::new(Arc::from(name)));
+            if *index == usize::MAX {
+                slot.stop_target = true;
+            } else if last != Some(*index) {
+                slot.hooks.push(*index);
+                last = Some(*index);
+            }
+        }
+        if let Some(slot) = slot {
+            slots.insert(point.id(), slot);
+        }
+    });
+    if let Some((_, leaf, _)) = leaves.iter().find(|(_, _, matched)| !matched) {
+        let names = hook_name_list(model);
+        leaf.validate(names.iter().map(String::as_str))?;
+    }
+    let hooks = entries.into_iter().map(|(_, hook)| hook).collect();
+    Ok(Context::new(slots, hooks, stop_at.is_some()))
+}
+
+fn flatten<'f>(filter: &'f Filter, out: &mut dyn FnMut(&'f Filter)) {
+    match filter {
+        Filter::Any(list) => list.iter().for_each(|f| flatten(f, out)),
+        leaf => out(leaf),
+    }
+}
+
+/// Every hook name of `model`, in declaration order.
+pub(crate) fn hook_name_list<M: HookedModule + ?Sized>(model: &M) -> Vec<String> {
+    let mut names = Vec::new();
+    walk(model, &mut |name, _| names.push(name.to_owned()));
+    names
+}

@@ -1,0 +1,47 @@
+//! Runtime of auto_hook: TransformerLens-style hook points for candle models.
+//!
+//! Most users depend on the `auto_hook` facade crate, whose `#[auto_hook]` attribute
+//! generates the [`HookedModule`] implementations this crate consumes. The pieces:
+//!
+//! - [`HookPoint`]: an identity function hooks can observe or edit.
+//! - [`Hooked`], [`HookedT`], [`Param`]: what `#[auto_hook]` wraps module and tensor fields in.
+//! - [`HookedModule`] + [`Schema`]: visiting hook points, and their names from the type.
+//! - [`HookedRoot`]: `hook_dict`, `run_with_hooks`, `run_with_cache`, persistent hooks, scopes.
+//! - [`ActivationCache`]: captured activations; `stack`, safetensors save/load.
+//! - [`auto_hook`]: the same API for an already-built module; [`check_auto_hook`]: self-checks.
+
+mod cache;
+mod cache_io;
+mod check;
+mod context;
+mod error;
+mod filter;
+mod hook;
+mod hook_point;
+mod hooks;
+mod instance;
+mod module;
+mod output;
+mod root;
+mod schema;
+mod scope;
+mod wrappers;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use cache::{ActivationCache, CacheOptions};
+pub use cache_io::ORDER_KEY;
+pub use check::{check_auto_hook, check_auto_hook_strict, CheckReport};
+pub use error::{Error, Result};
+pub use filter::{nearest_names, Filter};
+pub use hook::{HookInfo, HookReturn};
+pub use hook_point::{HookId, HookPoint};
+pub use hooks::Hooks;
+pub use instance::{auto_hook, AutoHooked};
+pub use module::{walk, walk_mut, HookedModule, Walker, WalkerMut};
+pub use output::HookOutput;
+pub use root::{HookDict, HookedRoot};
+pub use schema::Schema;
+pub use scope::HookScope;
+pub use wrappers::{Hooked, HookedT, Param};

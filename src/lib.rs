@@ -1,0 +1,1 @@
+pub use auto_hook_runtime::*;
