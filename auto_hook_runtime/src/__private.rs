@@ -6,6 +6,15 @@ pub use crate::schema::Schema;
 use crate::wrappers::Param;
 use candle_core::Tensor;
 
+/// The own output hook point of an `#[auto_hook]` struct.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an #[auto_hook] struct",
+    note = "put #[auto_hook] on the definition of `{Self}` as well as on its impl blocks"
+)]
+pub trait OwnHookPoint {
+    fn own_hook_point(&self) -> &crate::HookPoint;
+}
+
 /// Passes a forward's output through the struct's own hook point.
 #[inline]
 pub fn fire_output<R: ForwardReturn>(point: &crate::HookPoint, out: R) -> R {

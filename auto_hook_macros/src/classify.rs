@@ -1,0 +1,178 @@
+//! What a field's type is to auto_hook, read from its syntax: a module to wrap, a
+//! parameter, a nested hooked value, data, or a container of one of those.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{GenericArgument, PathArguments, Type};
+
+/// candle-nn modules that implement `Module`.
+const MODULES: &[&str] = &[
+    "Linear", "Embedding", "LayerNorm", "RmsNorm", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
+    "Activation", "PReLU", "GroupNorm", "Sequential", "Identity",
+];
+/// candle-nn modules that only implement `ModuleT` (they take a train flag).
+const MODULES_T: &[&str] = &["Dropout", "BatchNorm"];
+/// Types that are data, never hooked.
+const DATA: &[&str] = &[
+    "bool", "char", "f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32",
+    "u64", "u128", "usize", "String", "str", "Device", "DType", "Shape", "PhantomData", "PhantomPinned", "VarBuilder",
+    "VarMap", "Var", "Cow", "Path", "PathBuf", "Duration", "Instant", "Rc", "Arc", "Mutex", "RwLock", "Cell",
+    "RefCell",
+];
+
+/// The role of a (possibly nested) type.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// Not hooked.
+    Data,
+    /// A candle `Module`: wrapped in `Hooked<_>`.
+    Module,
+    /// A candle `ModuleT`: wrapped in `HookedT<_>`.
+    ModuleT,
+    /// A `Tensor` parameter: wrapped in `Param`.
+    Param,
+    /// Something that must already be a hooked module (annotated struct, `HookPoint`, ...).
+    Nested,
+    /// A container whose elements have the inner shape.
+    Container(Container, Box<Shape>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Container {
+    Vec,
+    Array,
+    Map,
+    Option,
+    Box,
+}
+
+impl Shape {
+    /// Whether the field is visited for hook points.
+    pub fn is_hooked(&self) -> bool {
+        !matches!(self, Shape::Data)
+    }
+
+    /// Whether the field's type changes (so values need converting).
+    pub fn wraps(&self) -> bool {
+        match self {
+            Shape::Module | Shape::ModuleT | Shape::Param => true,
+            Shape::Container(_, inner) => inner.wraps(),
+            Shape::Data | Shape::Nested => false,
+        }
+    }
+}
+
+/// Classifies `ty`; `leaf` forces the innermost element to be a `Module`.
+pub fn classify(ty: &Type, leaf: bool) -> Shape {
+    match ty {
+        Type::Array(array) => container(Container::Array, classify(&array.elem, leaf)),
+        Type::Paren(p) => classify(&p.elem, leaf),
+        Type::Group(g) => classify(&g.elem, leaf),
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else { return Shape::Data };
+            let name = last.ident.to_string();
+            let args = type_args(&last.arguments);
+            match (name.as_str(), args.as_slice()) {
+                ("Vec" | "VecDeque", [elem]) => container(Container::Vec, classify(elem, leaf)),
+                ("HashMap" | "BTreeMap" | "IndexMap", [_, value, ..]) => container(Container::Map, classify(value, leaf)),
+                ("Option", [elem]) => container(Container::Option, classify(elem, leaf)),
+                ("Box", [elem]) => container(Container::Box, classify(elem, leaf)),
+                _ if leaf => Shape::Module,
+                ("Tensor", []) => Shape::Param,
+                ("HookPoint", []) => Shape::Nested,
+                (n, _) if MODULES.contains(&n) => Shape::Module,
+                (n, _) if MODULES_T.contains(&n) => Shape::ModuleT,
+                (n, _) if DATA.contains(&n) || n.ends_with("Config") || n.ends_with("Cfg") => Shape::Data,
+                _ => Shape::Nested,
+            }
+        }
+        _ if leaf => Shape::Module,
+        // References, pointers, tuples, function pointers, trait objects: data.
+        _ => Shape::Data,
+    }
+}
+
+fn container(kind: Container, inner: Shape) -> Shape {
+    match inner {
+        Shape::Data => Shape::Data,
+        inner => Shape::Container(kind, Box::new(inner)),
+    }
+}
+
+fn type_args(args: &PathArguments) -> Vec<&Type> {
+    match args {
+        PathArguments::AngleBracketed(a) => a
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The field type after wrapping.
+pub fn wrapped_type(ty: &Type, shape: &Shape) -> Type {
+    let span = ty.span();
+    match shape {
+        Shape::Module => syn::parse_quote_spanned!(span=> ::auto_hook::Hooked<#ty>),
+        Shape::ModuleT => syn::parse_quote_spanned!(span=> ::auto_hook::HookedT<#ty>),
+        Shape::Param => syn::parse_quote_spanned!(span=> ::auto_hook::Param),
+        Shape::Container(_, inner) if inner.wraps() => {
+            let mut ty = ty.clone();
+            map_element_type(&mut ty, &|elem| wrapped_type(elem, inner));
+            ty
+        }
+        _ => ty.clone(),
+    }
+}
+
+/// Replaces the element type of a container type in place.
+fn map_element_type(ty: &mut Type, f: &dyn Fn(&Type) -> Type) {
+    match ty {
+        Type::Array(array) => *array.elem = f(&array.elem),
+        Type::Paren(p) => map_element_type(&mut p.elem, f),
+        Type::Group(g) => map_element_type(&mut g.elem, f),
+        Type::Path(path) => {
+            let Some(last) = path.path.segments.last_mut() else { return };
+            let is_map = matches!(last.ident.to_string().as_str(), "HashMap" | "BTreeMap" | "IndexMap");
+            if let PathArguments::AngleBracketed(a) = &mut last.arguments {
+                let mut types = a.args.iter_mut().filter_map(|arg| match arg {
+                    GenericArgument::Type(t) => Some(t),
+                    _ => None,
+                });
+                let elem = if is_map { types.nth(1) } else { types.next() };
+                if let Some(elem) = elem {
+                    *elem = f(elem);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An expression converting a value of the original type (`value`) into the wrapped type.
+pub fn convert(shape: &Shape, value: TokenStream) -> TokenStream {
+    match shape {
+        Shape::Module => quote!(::auto_hook::Hooked::new(#value)),
+        Shape::ModuleT => quote!(::auto_hook::HookedT::new(#value)),
+        Shape::Param => quote!(::auto_hook::Param::new(#value)),
+        Shape::Container(kind, inner) if inner.wraps() => {
+            let each = convert(inner, quote!(__v));
+            match kind {
+                Container::Vec => quote!(#value.into_iter().map(|__v| #each).collect()),
+                Container::Array => quote!(#value.map(|__v| #each)),
+                Container::Map => quote!(#value.into_iter().map(|(__k, __v)| (__k, #each)).collect()),
+                Container::Option => quote!(#value.map(|__v| #each)),
+                Container::Box => {
+                    let each = convert(inner, quote!(*#value));
+                    quote!(::std::boxed::Box::new(#each))
+                }
+            }
+        }
+        _ => value,
+    }
+}

@@ -1,0 +1,64 @@
+//! Code generation for annotated impl blocks: constructors and forwards.
+
+use crate::attr::{strip, MethodAttrs};
+use crate::rewrite::Rewriter;
+use darling::FromAttributes;
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
+
+pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator) -> TokenStream {
+    let self_ident = match &*item.self_ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    };
+    for impl_item in item.items.iter_mut() {
+        let ImplItem::Fn(method) = impl_item else { continue };
+        let attrs = errors.handle(MethodAttrs::from_attributes(&method.attrs)).unwrap_or_default();
+        strip(&mut method.attrs);
+        if attrs.forward && attrs.skip {
+            let msg = "`forward` and `skip` contradict each other";
+            errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
+        }
+        Rewriter { self_ident: self_ident.as_ref() }.visit_block_mut(&mut method.block);
+        let named_forward = matches!(method.sig.ident.to_string().as_str(), "forward" | "forward_t");
+        let by_ref = has_ref_receiver(method);
+        if attrs.forward && !by_ref {
+            let msg = "#[auto_hook(forward)] needs a method that takes `&self`";
+            errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
+        } else if (attrs.forward || named_forward) && by_ref && !attrs.skip {
+            wrap_forward(method, errors);
+        }
+    }
+    quote!(#item)
+}
+
+fn has_ref_receiver(method: &ImplItemFn) -> bool {
+    match method.sig.inputs.first() {
+        Some(FnArg::Receiver(r)) => matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)),
+        _ => false,
+    }
+}
+
+/// `{ body }` becomes: run the body, then pass its output through the own hook point.
+fn wrap_forward(method: &mut ImplItemFn, errors: &mut darling::error::Accumulator) {
+    let ReturnType::Type(_, ret) = &method.sig.output else {
+        let msg = "a hooked forward must return a `Result` (of a Tensor, or of a tuple that starts with one)";
+        errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
+        return;
+    };
+    if method.sig.asyncness.is_some() {
+        errors.push(darling::Error::custom("a hooked forward cannot be async").with_span(&method.sig.ident));
+        return;
+    }
+    let block = &method.block;
+    method.block = syn::parse_quote!({
+        #[allow(clippy::redundant_closure_call)]
+        let __auto_hook_out: #ret = (|| -> #ret #block)();
+        ::auto_hook::__private::fire_output(
+            ::auto_hook::__private::OwnHookPoint::own_hook_point(self),
+            __auto_hook_out,
+        )
+    });
+}
