@@ -62,6 +62,12 @@ pub trait HookedRoot: HookedModule {
         HookDict { entries }
     }
 
+    /// The full names of this instance's hook points, in declaration order (the type's
+    /// `hook_names()` lists patterns, with `*` for container indices and keys).
+    fn hook_point_names(&self) -> Vec<String> {
+        hook_name_list(self)
+    }
+
     /// Every module (annotated struct or wrapped candle module) with its type name;
     /// the root is `""`.
     fn mod_dict(&self) -> Vec<(String, &'static str)> {
