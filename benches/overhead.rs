@@ -1,1 +1,450 @@
-fn main(){}
+//! Overhead of auto_hook on small transformer forwards (CPU, f32, batch 1).
+//!
+//! Every model is written once, in `define_models!`, and expanded twice: `plain` without
+//! any attribute and `hooked` with `#[auto_hook]` on each struct and impl block. Both are
+//! built from the same `VarMap`, so they share their weights, and a check outside the
+//! timed code asserts that their outputs are bit-identical.
+//!
+//! Benchmark ids are `overhead/{config}/{variant}`:
+//! - `plain`: the model without `#[auto_hook]`;
+//! - `no_hooks`: the hooked model, plain `forward` call;
+//! - `identity_all`: `run_with_hooks` with an identity hook on every point (`"**"`);
+//! - `cache_all`: `run_with_cache(CacheOptions::all(), ..)`;
+//! - `stop_at_first_block`: `run_with_cache_stop_at("blocks.0.**", ..)`.
+//!
+//! Run with `cargo bench --bench overhead`; `scripts/bench_ratios.py` turns criterion's
+//! estimates into the ratio table of `BENCHMARKS.md`.
+
+use auto_hook::prelude::*;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, RmsNorm, VarBuilder, VarMap};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use std::time::Duration;
+
+/// The two architectures of the benchmark.
+#[derive(Clone, Copy, Debug)]
+enum Arch {
+    /// RmsNorm, rotary attention without biases, gated SiLU MLP.
+    Llama,
+    /// Token + position embeddings, LayerNorm, attention with biases, GELU MLP.
+    Gpt2,
+}
+
+/// One benchmarked model size, with its criterion settings.
+#[derive(Clone, Copy, Debug)]
+struct Cfg {
+    name: &'static str,
+    arch: Arch,
+    vocab: usize,
+    d_model: usize,
+    d_mlp: usize,
+    n_layers: usize,
+    n_heads: usize,
+    seq: usize,
+    sample_size: usize,
+    warm_up: Duration,
+    measurement: Duration,
+    flat: bool,
+}
+
+const CONFIGS: [Cfg; 3] = [
+    Cfg {
+        name: "tiny_llama",
+        arch: Arch::Llama,
+        vocab: 512,
+        d_model: 64,
+        d_mlp: 128,
+        n_layers: 2,
+        n_heads: 4,
+        seq: 32,
+        sample_size: 100,
+        warm_up: Duration::from_secs(2),
+        measurement: Duration::from_secs(6),
+        flat: false,
+    },
+    Cfg {
+        name: "tiny_gpt2",
+        arch: Arch::Gpt2,
+        vocab: 512,
+        d_model: 128,
+        d_mlp: 512,
+        n_layers: 4,
+        n_heads: 4,
+        seq: 32,
+        sample_size: 100,
+        warm_up: Duration::from_secs(2),
+        measurement: Duration::from_secs(6),
+        flat: false,
+    },
+    Cfg {
+        name: "gpt2_small",
+        arch: Arch::Gpt2,
+        vocab: 512,
+        d_model: 768,
+        d_mlp: 3072,
+        n_layers: 12,
+        n_heads: 12,
+        seq: 64,
+        sample_size: 30,
+        warm_up: Duration::from_secs(3),
+        measurement: Duration::from_secs(15),
+        flat: true,
+    },
+];
+
+/// `[t, t]`: 0 on and below the diagonal, -inf above.
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let data: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(data, (t, t), device)
+}
+
+/// Rotary tables `[seq, head_dim / 2]` (cos, sin), base 10000.
+fn rope_tables(seq: usize, head_dim: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let angles: Vec<f32> = (0..seq)
+        .flat_map(|p| (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)))
+        .collect();
+    let angles = Tensor::from_vec(angles, (seq, half), device)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// The model source, once. `$attr` goes on every struct and impl block, `$skip` on the
+/// fields that are data (the rotary tables).
+macro_rules! define_models {
+    ($module:ident, { $($attr:tt)* }, { $($skip:tt)* }) => {
+        mod $module {
+            use super::*;
+
+            // ---------------------------------------------------------------- Llama
+
+            $($attr)*
+            pub struct LlamaAttention {
+                q: Linear,
+                k: Linear,
+                v: Linear,
+                o: Linear,
+                n_heads: usize,
+                $($skip)*
+                cos: Tensor,
+                $($skip)*
+                sin: Tensor,
+            }
+
+            $($attr)*
+            impl LlamaAttention {
+                pub fn new(cfg: &Cfg, cos: &Tensor, sin: &Tensor, vb: VarBuilder) -> Result<Self> {
+                    let d = cfg.d_model;
+                    Ok(Self {
+                        q: candle_nn::linear_no_bias(d, d, vb.pp("q"))?,
+                        k: candle_nn::linear_no_bias(d, d, vb.pp("k"))?,
+                        v: candle_nn::linear_no_bias(d, d, vb.pp("v"))?,
+                        o: candle_nn::linear_no_bias(d, d, vb.pp("o"))?,
+                        n_heads: cfg.n_heads,
+                        cos: cos.clone(),
+                        sin: sin.clone(),
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+                    let (b, t, d) = x.dims3()?;
+                    let hd = d / self.n_heads;
+                    let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
+                    let q = candle_nn::rotary_emb::rope(&split(self.q.forward(x)?)?, &self.cos, &self.sin)?;
+                    let k = candle_nn::rotary_emb::rope(&split(self.k.forward(x)?)?, &self.cos, &self.sin)?;
+                    let v = split(self.v.forward(x)?)?;
+                    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+                    let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+                    let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+                    self.o.forward(&z)
+                }
+            }
+
+            $($attr)*
+            pub struct LlamaMlp {
+                gate: Linear,
+                up: Linear,
+                down: Linear,
+            }
+
+            $($attr)*
+            impl LlamaMlp {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    Ok(Self {
+                        gate: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("gate"))?,
+                        up: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("up"))?,
+                        down: candle_nn::linear_no_bias(cfg.d_mlp, cfg.d_model, vb.pp("down"))?,
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                    let gated = (self.gate.forward(x)?.silu()? * self.up.forward(x)?)?;
+                    self.down.forward(&gated)
+                }
+            }
+
+            $($attr)*
+            pub struct LlamaBlock {
+                ln1: RmsNorm,
+                attn: LlamaAttention,
+                ln2: RmsNorm,
+                mlp: LlamaMlp,
+            }
+
+            $($attr)*
+            impl LlamaBlock {
+                pub fn new(cfg: &Cfg, cos: &Tensor, sin: &Tensor, vb: VarBuilder) -> Result<Self> {
+                    Ok(Self {
+                        ln1: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                        attn: LlamaAttention::new(cfg, cos, sin, vb.pp("attn"))?,
+                        ln2: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                        mlp: LlamaMlp::new(cfg, vb.pp("mlp"))?,
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+                    let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
+                    &h + self.mlp.forward(&self.ln2.forward(&h)?)?
+                }
+            }
+
+            $($attr)*
+            pub struct Llama {
+                embed: Embedding,
+                blocks: Vec<LlamaBlock>,
+                ln_final: RmsNorm,
+                unembed: Linear,
+            }
+
+            $($attr)*
+            impl Llama {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    let (cos, sin) = rope_tables(cfg.seq, cfg.d_model / cfg.n_heads, vb.device())?;
+                    let blocks = (0..cfg.n_layers)
+                        .map(|i| LlamaBlock::new(cfg, &cos, &sin, vb.pp(format!("blocks.{i}"))))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Self {
+                        embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
+                        blocks,
+                        ln_final: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                        unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
+                    })
+                }
+
+                /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
+                pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+                    let mask = causal_mask(tokens.dim(1)?, tokens.device())?;
+                    let mut x = self.embed.forward(tokens)?;
+                    for block in &self.blocks {
+                        x = block.forward(&x, &mask)?;
+                    }
+                    self.unembed.forward(&self.ln_final.forward(&x)?)
+                }
+            }
+
+            // ----------------------------------------------------------------- GPT-2
+
+            $($attr)*
+            pub struct Gpt2Attention {
+                q: Linear,
+                k: Linear,
+                v: Linear,
+                o: Linear,
+                n_heads: usize,
+            }
+
+            $($attr)*
+            impl Gpt2Attention {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    let d = cfg.d_model;
+                    Ok(Self {
+                        q: candle_nn::linear(d, d, vb.pp("q"))?,
+                        k: candle_nn::linear(d, d, vb.pp("k"))?,
+                        v: candle_nn::linear(d, d, vb.pp("v"))?,
+                        o: candle_nn::linear(d, d, vb.pp("o"))?,
+                        n_heads: cfg.n_heads,
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+                    let (b, t, d) = x.dims3()?;
+                    let hd = d / self.n_heads;
+                    let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
+                    let q = split(self.q.forward(x)?)?;
+                    let k = split(self.k.forward(x)?)?;
+                    let v = split(self.v.forward(x)?)?;
+                    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+                    let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+                    let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+                    self.o.forward(&z)
+                }
+            }
+
+            $($attr)*
+            pub struct Gpt2Mlp {
+                fc_in: Linear,
+                fc_out: Linear,
+            }
+
+            $($attr)*
+            impl Gpt2Mlp {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    Ok(Self {
+                        fc_in: candle_nn::linear(cfg.d_model, cfg.d_mlp, vb.pp("fc_in"))?,
+                        fc_out: candle_nn::linear(cfg.d_mlp, cfg.d_model, vb.pp("fc_out"))?,
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                    self.fc_out.forward(&self.fc_in.forward(x)?.gelu()?)
+                }
+            }
+
+            $($attr)*
+            pub struct Gpt2Block {
+                ln1: LayerNorm,
+                attn: Gpt2Attention,
+                ln2: LayerNorm,
+                mlp: Gpt2Mlp,
+            }
+
+            $($attr)*
+            impl Gpt2Block {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    Ok(Self {
+                        ln1: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                        attn: Gpt2Attention::new(cfg, vb.pp("attn"))?,
+                        ln2: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                        mlp: Gpt2Mlp::new(cfg, vb.pp("mlp"))?,
+                    })
+                }
+
+                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+                    let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
+                    &h + self.mlp.forward(&self.ln2.forward(&h)?)?
+                }
+            }
+
+            $($attr)*
+            pub struct Gpt2 {
+                embed: Embedding,
+                pos_embed: Embedding,
+                blocks: Vec<Gpt2Block>,
+                ln_final: LayerNorm,
+                unembed: Linear,
+            }
+
+            $($attr)*
+            impl Gpt2 {
+                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+                    let blocks = (0..cfg.n_layers)
+                        .map(|i| Gpt2Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Self {
+                        embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
+                        pos_embed: candle_nn::embedding(cfg.seq, cfg.d_model, vb.pp("pos_embed"))?,
+                        blocks,
+                        ln_final: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                        unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
+                    })
+                }
+
+                /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
+                pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+                    let t = tokens.dim(1)?;
+                    let mask = causal_mask(t, tokens.device())?;
+                    let positions = Tensor::arange(0u32, t as u32, tokens.device())?;
+                    let mut x = self.embed.forward(tokens)?.broadcast_add(&self.pos_embed.forward(&positions)?)?;
+                    for block in &self.blocks {
+                        x = block.forward(&x, &mask)?;
+                    }
+                    self.unembed.forward(&self.ln_final.forward(&x)?)
+                }
+            }
+        }
+    };
+}
+
+define_models!(plain, {}, {});
+define_models!(hooked, { #[auto_hook] }, { #[auto_hook(skip)] });
+
+/// Builds the plain and the hooked model of `cfg` from one set of random weights and
+/// benchmarks the five variants, one after the other.
+fn bench_config(c: &mut Criterion, cfg: &Cfg) {
+    let device = Device::Cpu;
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &device);
+    let ids: Vec<u32> = (0..cfg.seq).map(|i| ((i * 7919 + 13) % cfg.vocab) as u32).collect();
+    let tokens = Tensor::from_vec(ids, (1, cfg.seq), &device).expect("tokens");
+    match cfg.arch {
+        Arch::Llama => {
+            let plain = plain::Llama::new(cfg, vb.clone()).expect("plain model");
+            let hooked = hooked::Llama::new(cfg, vb).expect("hooked model");
+            run_variants(c, cfg, &tokens, |x| plain.forward(x), &hooked, |m, x| m.forward(x));
+        }
+        Arch::Gpt2 => {
+            let plain = plain::Gpt2::new(cfg, vb.clone()).expect("plain model");
+            let hooked = hooked::Gpt2::new(cfg, vb).expect("hooked model");
+            run_variants(c, cfg, &tokens, |x| plain.forward(x), &hooked, |m, x| m.forward(x));
+        }
+    }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 output");
+    values.into_iter().map(f32::to_bits).collect()
+}
+
+fn run_variants<H: HookedRoot>(
+    c: &mut Criterion,
+    cfg: &Cfg,
+    tokens: &Tensor,
+    plain: impl Fn(&Tensor) -> Result<Tensor>,
+    hooked: &H,
+    forward: impl Fn(&H, &Tensor) -> Result<Tensor>,
+) {
+    // Checks, outside the timed code.
+    let expected = plain(tokens).expect("plain forward");
+    assert_eq!(expected.dims(), [1, cfg.seq, cfg.vocab]);
+    let unhooked = forward(hooked, tokens).expect("hooked forward");
+    assert_eq!(bits(&expected), bits(&unhooked), "{}: plain and no_hooks outputs differ", cfg.name);
+    let identity = hooked.run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| forward(m, tokens));
+    assert_eq!(bits(&expected), bits(&identity.expect("identity run")), "{}: identity hooks changed the output", cfg.name);
+    let (_, cache) = hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens)).expect("cache run");
+    let n_points = hooked.hook_dict().len();
+    assert!(cache.len() >= n_points, "{}: {} cached of {n_points} points", cfg.name, cache.len());
+    let first = hooked.run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens)).expect("stop_at run");
+    assert!(first.len() < cache.len());
+    eprintln!(
+        "{}: {n_points} hook points, stop_at_first_block caches {} of {} activations",
+        cfg.name,
+        first.len(),
+        cache.len()
+    );
+
+    let mut group = c.benchmark_group("overhead");
+    group.sample_size(cfg.sample_size).warm_up_time(cfg.warm_up).measurement_time(cfg.measurement);
+    if cfg.flat {
+        group.sampling_mode(SamplingMode::Flat);
+    }
+    group.bench_function(BenchmarkId::new(cfg.name, "plain"), |b| b.iter(|| plain(tokens).unwrap()));
+    group.bench_function(BenchmarkId::new(cfg.name, "no_hooks"), |b| b.iter(|| forward(hooked, tokens).unwrap()));
+    group.bench_function(BenchmarkId::new(cfg.name, "identity_all"), |b| {
+        b.iter(|| hooked.run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| forward(m, tokens)).unwrap())
+    });
+    group.bench_function(BenchmarkId::new(cfg.name, "cache_all"), |b| {
+        b.iter(|| hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens)).unwrap())
+    });
+    group.bench_function(BenchmarkId::new(cfg.name, "stop_at_first_block"), |b| {
+        b.iter(|| hooked.run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens)).unwrap())
+    });
+    group.finish();
+}
+
+fn overhead(c: &mut Criterion) {
+    for cfg in &CONFIGS {
+        bench_config(c, cfg);
+    }
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);

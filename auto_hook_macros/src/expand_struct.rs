@@ -4,7 +4,7 @@ use crate::ast::{parse_fields, Field, Mode, OWN_POINT};
 use crate::attr::parse_item_args;
 use crate::classify::{convert, wrapped_type};
 use crate::expand_impl::expand_impl;
-use proc_macro2::{Ident, TokenStream, TokenTree};
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Generics, Item, ItemStruct};
@@ -65,6 +65,9 @@ pub fn derive_root(input: TokenStream) -> TokenStream {
 
 fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator) -> TokenStream {
     let fields = parse_fields(&mut item, Mode::Annotate, errors);
+    if !matches!(item.fields, syn::Fields::Named(_)) {
+        return quote!(#item);
+    }
     if let syn::Fields::Named(named) = &mut item.fields {
         for (field, info) in named.named.iter_mut().filter(|f| f.ident.is_some()).zip(&fields) {
             field.ty = wrapped_type(&info.ty, &info.shape);
@@ -100,8 +103,9 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
     let hooked: Vec<&Field> = fields.iter().filter(|f| f.shape.is_hooked()).collect();
     let markers: Vec<&Ident> = hooked.iter().map(|f| &f.ident).collect();
     let mut generics = item.generics.clone();
-    let type_params: Vec<String> = generics.type_params().map(|p| p.ident.to_string()).collect();
-    for f in hooked.iter().filter(|f| mentions_any(&f.ty, &type_params)) {
+    // Every hooked field's bound sits in the `where` clause: generic fields need it, and
+    // for concrete ones it makes an unhookable type one error at the field, not three.
+    for f in &hooked {
         let (ident, ty) = (&f.ident, wrapped_type(&f.ty, &f.shape));
         generics.make_where_clause().predicates.push(syn::parse_quote_spanned! {f.ty.span()=>
             #ty: ::auto_hook::__private::HookedField<__auto_hook_fields::#ident>
@@ -209,15 +213,4 @@ fn converters(item: &ItemStruct, fields: &[Field]) -> TokenStream {
             #(#fns)*
         }
     }
-}
-
-fn mentions_any(ty: &syn::Type, idents: &[String]) -> bool {
-    fn scan(tokens: TokenStream, idents: &[String]) -> bool {
-        tokens.into_iter().any(|t| match t {
-            TokenTree::Ident(i) => idents.iter().any(|p| i == p),
-            TokenTree::Group(g) => scan(g.stream(), idents),
-            _ => false,
-        })
-    }
-    !idents.is_empty() && scan(ty.to_token_stream(), idents)
 }
