@@ -94,7 +94,15 @@ const CONFIGS: [Cfg; 3] = [
 
 /// `[t, t]`: 0 on and below the diagonal, -inf above.
 fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
-    let data: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let data: Vec<f32> = (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::from_vec(data, (t, t), device)
 }
 
@@ -102,7 +110,9 @@ fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 fn rope_tables(seq: usize, head_dim: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let angles: Vec<f32> = (0..seq)
-        .flat_map(|p| (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)))
+        .flat_map(|p| {
+            (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32))
+        })
         .collect();
     let angles = Tensor::from_vec(angles, (seq, half), device)?;
     Ok((angles.cos()?, angles.sin()?))
@@ -373,24 +383,43 @@ fn bench_config(c: &mut Criterion, cfg: &Cfg) {
     let device = Device::Cpu;
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F32, &device);
-    let ids: Vec<u32> = (0..cfg.seq).map(|i| ((i * 7919 + 13) % cfg.vocab) as u32).collect();
+    let ids: Vec<u32> = (0..cfg.seq)
+        .map(|i| ((i * 7919 + 13) % cfg.vocab) as u32)
+        .collect();
     let tokens = Tensor::from_vec(ids, (1, cfg.seq), &device).expect("tokens");
     match cfg.arch {
         Arch::Llama => {
             let plain = plain::Llama::new(cfg, vb.clone()).expect("plain model");
             let hooked = hooked::Llama::new(cfg, vb).expect("hooked model");
-            run_variants(c, cfg, &tokens, |x| plain.forward(x), &hooked, |m, x| m.forward(x));
+            run_variants(
+                c,
+                cfg,
+                &tokens,
+                |x| plain.forward(x),
+                &hooked,
+                |m, x| m.forward(x),
+            );
         }
         Arch::Gpt2 => {
             let plain = plain::Gpt2::new(cfg, vb.clone()).expect("plain model");
             let hooked = hooked::Gpt2::new(cfg, vb).expect("hooked model");
-            run_variants(c, cfg, &tokens, |x| plain.forward(x), &hooked, |m, x| m.forward(x));
+            run_variants(
+                c,
+                cfg,
+                &tokens,
+                |x| plain.forward(x),
+                &hooked,
+                |m, x| m.forward(x),
+            );
         }
     }
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32 output");
+    let values = t
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 output");
     values.into_iter().map(f32::to_bits).collect()
 }
 
@@ -406,13 +435,34 @@ fn run_variants<H: HookedRoot>(
     let expected = plain(tokens).expect("plain forward");
     assert_eq!(expected.dims(), [1, cfg.seq, cfg.vocab]);
     let unhooked = forward(hooked, tokens).expect("hooked forward");
-    assert_eq!(bits(&expected), bits(&unhooked), "{}: plain and no_hooks outputs differ", cfg.name);
-    let identity = hooked.run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| forward(m, tokens));
-    assert_eq!(bits(&expected), bits(&identity.expect("identity run")), "{}: identity hooks changed the output", cfg.name);
-    let (_, cache) = hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens)).expect("cache run");
+    assert_eq!(
+        bits(&expected),
+        bits(&unhooked),
+        "{}: plain and no_hooks outputs differ",
+        cfg.name
+    );
+    let identity = hooked.run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| {
+        forward(m, tokens)
+    });
+    assert_eq!(
+        bits(&expected),
+        bits(&identity.expect("identity run")),
+        "{}: identity hooks changed the output",
+        cfg.name
+    );
+    let (_, cache) = hooked
+        .run_with_cache(CacheOptions::all(), |m| forward(m, tokens))
+        .expect("cache run");
     let n_points = hooked.hook_dict().len();
-    assert!(cache.len() >= n_points, "{}: {} cached of {n_points} points", cfg.name, cache.len());
-    let first = hooked.run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens)).expect("stop_at run");
+    assert!(
+        cache.len() >= n_points,
+        "{}: {} cached of {n_points} points",
+        cfg.name,
+        cache.len()
+    );
+    let first = hooked
+        .run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens))
+        .expect("stop_at run");
     assert!(first.len() < cache.len());
     eprintln!(
         "{}: {n_points} hook points, stop_at_first_block caches {} of {} activations",
@@ -422,20 +472,41 @@ fn run_variants<H: HookedRoot>(
     );
 
     let mut group = c.benchmark_group("overhead");
-    group.sample_size(cfg.sample_size).warm_up_time(cfg.warm_up).measurement_time(cfg.measurement);
+    group
+        .sample_size(cfg.sample_size)
+        .warm_up_time(cfg.warm_up)
+        .measurement_time(cfg.measurement);
     if cfg.flat {
         group.sampling_mode(SamplingMode::Flat);
     }
-    group.bench_function(BenchmarkId::new(cfg.name, "plain"), |b| b.iter(|| plain(tokens).unwrap()));
-    group.bench_function(BenchmarkId::new(cfg.name, "no_hooks"), |b| b.iter(|| forward(hooked, tokens).unwrap()));
+    group.bench_function(BenchmarkId::new(cfg.name, "plain"), |b| {
+        b.iter(|| plain(tokens).unwrap())
+    });
+    group.bench_function(BenchmarkId::new(cfg.name, "no_hooks"), |b| {
+        b.iter(|| forward(hooked, tokens).unwrap())
+    });
     group.bench_function(BenchmarkId::new(cfg.name, "identity_all"), |b| {
-        b.iter(|| hooked.run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| forward(m, tokens)).unwrap())
+        b.iter(|| {
+            hooked
+                .run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| {
+                    forward(m, tokens)
+                })
+                .unwrap()
+        })
     });
     group.bench_function(BenchmarkId::new(cfg.name, "cache_all"), |b| {
-        b.iter(|| hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens)).unwrap())
+        b.iter(|| {
+            hooked
+                .run_with_cache(CacheOptions::all(), |m| forward(m, tokens))
+                .unwrap()
+        })
     });
     group.bench_function(BenchmarkId::new(cfg.name, "stop_at_first_block"), |b| {
-        b.iter(|| hooked.run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens)).unwrap())
+        b.iter(|| {
+            hooked
+                .run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens))
+                .unwrap()
+        })
     });
     group.finish();
 }

@@ -49,8 +49,8 @@ pub mod prelude {
     pub use crate::hook_name;
     pub use auto_hook_macros::{auto_hook, HookedRoot};
     pub use auto_hook_runtime::{
-        auto_hook, check_auto_hook, check_auto_hook_strict, ActivationCache, CacheOptions, Filter, HookInfo,
-        HookPoint, HookedModule, HookedRoot, Hooks,
+        auto_hook, check_auto_hook, check_auto_hook_strict, ActivationCache, CacheOptions, Filter,
+        HookInfo, HookPoint, HookedModule, HookedRoot, Hooks,
     };
 }
 
@@ -69,8 +69,13 @@ macro_rules! hook_name {
     ($model:ty, $name:literal) => {{
         const _: () = if !<$model as $crate::HookedModule>::SCHEMA.matches($name) {
             ::core::panic!(::core::concat!(
-                "unknown hook name `", $name, "` for model `", ::core::stringify!($model),
-                "`: list the valid names with `", ::core::stringify!($model), "::hook_names()`"
+                "unknown hook name `",
+                $name,
+                "` for model `",
+                ::core::stringify!($model),
+                "`: list the valid names with `",
+                ::core::stringify!($model),
+                "::hook_names()`"
             ));
         };
         $name

@@ -12,7 +12,10 @@ fn one_linear_lists_own_and_fc1_points_and_conforms() {
     let (_map, vb) = random_vb();
     let model = OneLinear::new(vb).unwrap();
     assert_eq!(OneLinear::hook_names(), ["hook_point", "fc1.hook_point"]);
-    assert_eq!(model.hook_dict().names().collect::<Vec<_>>(), ["hook_point", "fc1.hook_point"]);
+    assert_eq!(
+        model.hook_dict().names().collect::<Vec<_>>(),
+        ["hook_point", "fc1.hook_point"]
+    );
     let x = randn(&[2, 4]);
     assert_conformance(&model, |m| m.forward(&x), &[]);
 }
@@ -22,7 +25,13 @@ fn autoencoder_parameters_fire_once_per_arithmetic_use() {
     let model = AutoEncoder::new(6, 12).unwrap();
     assert_eq!(
         AutoEncoder::hook_names(),
-        ["hook_point", "W_enc.hook_point", "W_dec.hook_point", "b_enc.hook_point", "b_dec.hook_point"]
+        [
+            "hook_point",
+            "W_enc.hook_point",
+            "W_dec.hook_point",
+            "b_enc.hook_point",
+            "b_dec.hook_point"
+        ]
     );
     let x = randn(&[3, 6]);
     // b_dec is used twice: x - b_dec and ... + b_dec.
@@ -38,7 +47,14 @@ fn map_of_modules_names_elements_by_sorted_key() {
     let model = Router::new(vb).unwrap();
     assert_eq!(
         Router::hook_names(),
-        ["hook_point", "experts.*.hook_point", "gates.*.hook_point", "gates.*.fc1.hook_point", "gates.*.fc2.hook_point", "gates.*.hook_relu"]
+        [
+            "hook_point",
+            "experts.*.hook_point",
+            "gates.*.hook_point",
+            "gates.*.fc1.hook_point",
+            "gates.*.fc2.hook_point",
+            "gates.*.hook_relu"
+        ]
     );
     let names = model.hook_point_names();
     assert_eq!(
@@ -96,8 +112,19 @@ fn nested_vec_of_blocks_conforms_and_names_layers_by_index() {
     assert!(Stack::hook_names().contains(&"layers.*.attn.q.hook_point".to_owned()));
     let names = model.hook_point_names();
     assert_eq!(names.len(), 3 + 3 * 13);
-    assert_eq!(&names[..4], ["hook_point", "embed.hook_point", "layers.0.hook_point", "layers.0.ln1.hook_point"]);
-    assert_eq!(names.last().map(String::as_str), Some("ln_final.hook_point"));
+    assert_eq!(
+        &names[..4],
+        [
+            "hook_point",
+            "embed.hook_point",
+            "layers.0.hook_point",
+            "layers.0.ln1.hook_point"
+        ]
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("ln_final.hook_point")
+    );
     let tokens = Tensor::new(&[[1u32, 5, 7, 2], [3, 3, 9, 0]], &Device::Cpu).unwrap();
     assert_conformance(&model, |m| m.forward(&tokens).map(|(x, _)| x), &[]);
 }
@@ -125,17 +152,79 @@ fn option_box_array_module_t_and_generic_fields_are_hooked() {
         ]
     );
     let names = model.hook_point_names();
-    assert!(!names.contains(&"absent.hook_point".to_owned()), "a None field has no hook point");
+    assert!(
+        !names.contains(&"absent.hook_point".to_owned()),
+        "a None field has no hook point"
+    );
     assert!(names.contains(&"pair.1.hook_point".to_owned()));
     let x = randn(&[2, 4]);
     // `bias` is an Option<Tensor> used through a local binding: its point is listed but
     // does not fire (documented limit); every other point fires once.
     let counted = std::cell::RefCell::new(Vec::new());
     let hooks = Hooks::new().add("**", |_, h| counted.borrow_mut().push(h.name().to_owned()));
-    model.run_with_hooks(hooks, |m| m.forward_t(&x, false)).unwrap();
+    model
+        .run_with_hooks(hooks, |m| m.forward_t(&x, false))
+        .unwrap();
     let fired = counted.into_inner();
     for name in names.iter().filter(|n| *n != "bias.hook_point") {
-        assert_eq!(fired.iter().filter(|f| *f == name).count(), 1, "`{name}` fires once");
+        assert_eq!(
+            fired.iter().filter(|f| *f == name).count(),
+            1,
+            "`{name}` fires once"
+        );
     }
     assert!(!fired.contains(&"bias.hook_point".to_owned()));
+}
+
+// The same source compiled with and without the attribute, from a macro_rules! macro:
+// generated code must resolve `self` and locals under the macro's hygiene.
+macro_rules! define_scaled {
+    ($module:ident, $(#[$attr:meta])*) => {
+        mod $module {
+            use super::*;
+            use candle_core::{Module, Result, Tensor};
+
+            $(#[$attr])*
+            pub struct Scaled {
+                pub fc: candle_nn::Linear,
+                pub gain: Tensor,
+            }
+
+            $(#[$attr])*
+            impl Scaled {
+                pub fn new(vb: candle_nn::VarBuilder) -> Result<Self> {
+                    Ok(Self { fc: candle_nn::linear(4, 4, vb.pp("fc"))?, gain: randn(&[4]) })
+                }
+                pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                    self.fc.forward(x)?.broadcast_mul(&self.gain)
+                }
+            }
+        }
+    };
+}
+
+define_scaled!(plain_scaled,);
+define_scaled!(hooked_scaled, #[auto_hook]);
+
+#[test]
+fn model_defined_inside_macro_rules_is_hooked_and_conforms() {
+    let (_map, vb) = random_vb();
+    let plain = plain_scaled::Scaled::new(vb.clone()).unwrap();
+    let hooked = hooked_scaled::Scaled::new(vb).unwrap();
+    let x = randn(&[2, 4]);
+    let gain = plain.gain.clone();
+    let hooked_out = hooked
+        .run_with_hooks(Hooks::new().add("gain.hook_point", |_, _| ()), |m| {
+            m.forward(&x)
+        })
+        .unwrap();
+    assert_eq!(hooked_out.dims(), [2, 4]);
+    assert_eq!(
+        hooked.hook_point_names(),
+        ["hook_point", "fc.hook_point", "gain.hook_point"]
+    );
+    let plain_out = plain.forward(&x).unwrap();
+    let expected = plain.fc.forward(&x).unwrap().broadcast_mul(&gain).unwrap();
+    assert!(common::conformance::same_bits(&plain_out, &expected));
+    assert_conformance(&hooked, |m| m.forward(&x), &[]);
 }

@@ -29,7 +29,11 @@ pub enum Mode {
 }
 
 /// Reads and checks every field, collecting all errors. Strips our attributes.
-pub fn parse_fields(item: &mut ItemStruct, mode: Mode, errors: &mut darling::error::Accumulator) -> Vec<Field> {
+pub fn parse_fields(
+    item: &mut ItemStruct,
+    mode: Mode,
+    errors: &mut darling::error::Accumulator,
+) -> Vec<Field> {
     let named = match &mut item.fields {
         Fields::Named(named) => named,
         Fields::Unnamed(_) => {
@@ -41,20 +45,32 @@ pub fn parse_fields(item: &mut ItemStruct, mode: Mode, errors: &mut darling::err
         }
         Fields::Unit => {
             errors.push(
-                darling::Error::custom("auto_hook needs a struct with named fields; a unit struct has nothing to hook")
-                    .with_span(&item.ident),
+                darling::Error::custom(
+                    "auto_hook needs a struct with named fields; a unit struct has nothing to hook",
+                )
+                .with_span(&item.ident),
             );
             return Vec::new();
         }
     };
     let mut out: Vec<Field> = Vec::new();
     for field in named.named.iter_mut() {
-        let attrs = errors.handle(FieldAttrs::from_attributes(&field.attrs)).unwrap_or_default();
+        let attrs = errors
+            .handle(FieldAttrs::from_attributes(&field.attrs))
+            .unwrap_or_default();
         strip(&mut field.attrs);
-        let Some(ident) = field.ident.clone() else { continue };
+        let Some(ident) = field.ident.clone() else {
+            continue;
+        };
         if let Some(f) = check_field(ident, field, attrs, mode, errors) {
-            if let Some(prev) = out.iter().find(|p| p.segment == f.segment && f.shape.is_hooked() && p.shape.is_hooked()) {
-                let msg = format!("hook name segment `{}` is used by field `{}` too; rename one of them", f.segment, prev.ident);
+            if let Some(prev) = out
+                .iter()
+                .find(|p| p.segment == f.segment && f.shape.is_hooked() && p.shape.is_hooked())
+            {
+                let msg = format!(
+                    "hook name segment `{}` is used by field `{}` too; rename one of them",
+                    f.segment, prev.ident
+                );
                 errors.push(darling::Error::custom(msg).with_span(&f.ident));
             }
             out.push(f);
@@ -77,7 +93,8 @@ fn check_field(
         return None;
     }
     if attrs.skip && (attrs.leaf || attrs.rename.is_some()) {
-        let msg = "`skip` cannot be combined with `leaf` or `rename`: a skipped field has no hook point";
+        let msg =
+            "`skip` cannot be combined with `leaf` or `rename`: a skipped field has no hook point";
         errors.push(darling::Error::custom(msg).with_span(&ident));
         return None;
     }
@@ -91,12 +108,28 @@ fn check_field(
         }
         segment = value;
     }
-    let shape = if attrs.skip { Shape::Data } else { classify(&field.ty, attrs.leaf) };
+    let shape = if attrs.skip {
+        Shape::Data
+    } else {
+        classify(&field.ty, attrs.leaf)
+    };
     if mode == Mode::DeriveRoot && shape.wraps() {
         let msg = "derive(HookedRoot) cannot wrap this field (a candle module or a Tensor); put #[auto_hook] on the struct instead, or wrap the field type in `auto_hook::Hooked<...>` / `auto_hook::Param`";
         errors.push(darling::Error::custom(msg).with_span(&field.ty));
         return None;
     }
-    let cfgs = field.attrs.iter().filter(|a| a.path().is_ident("cfg")).cloned().collect();
-    Some(Field { ident, segment, ty: field.ty.clone(), shape, vis: field.vis.clone(), cfgs })
+    let cfgs = field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .cloned()
+        .collect();
+    Some(Field {
+        ident,
+        segment,
+        ty: field.ty.clone(),
+        shape,
+        vis: field.vis.clone(),
+        cfgs,
+    })
 }

@@ -8,16 +8,62 @@ use syn::{GenericArgument, PathArguments, Type};
 
 /// candle-nn modules that implement `Module`.
 const MODULES: &[&str] = &[
-    "Linear", "Embedding", "LayerNorm", "RmsNorm", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
-    "Activation", "PReLU", "GroupNorm", "Sequential", "Identity",
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "RmsNorm",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "Activation",
+    "PReLU",
+    "GroupNorm",
+    "Sequential",
+    "Identity",
 ];
 /// candle-nn modules that only implement `ModuleT` (they take a train flag).
 const MODULES_T: &[&str] = &["Dropout", "BatchNorm"];
 /// Types that are data, never hooked.
 const DATA: &[&str] = &[
-    "bool", "char", "f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32",
-    "u64", "u128", "usize", "String", "str", "Device", "DType", "Shape", "PhantomData", "PhantomPinned", "VarBuilder",
-    "VarMap", "Var", "Cow", "Path", "PathBuf", "Duration", "Instant", "Rc", "Arc", "Mutex", "RwLock", "Cell",
+    "bool",
+    "char",
+    "f16",
+    "bf16",
+    "f32",
+    "f64",
+    "i8",
+    "i16",
+    "i32",
+    "i64",
+    "i128",
+    "isize",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "u128",
+    "usize",
+    "String",
+    "str",
+    "Device",
+    "DType",
+    "Shape",
+    "PhantomData",
+    "PhantomPinned",
+    "VarBuilder",
+    "VarMap",
+    "Var",
+    "Cow",
+    "Path",
+    "PathBuf",
+    "Duration",
+    "Instant",
+    "Rc",
+    "Arc",
+    "Mutex",
+    "RwLock",
+    "Cell",
     "RefCell",
 ];
 
@@ -70,12 +116,16 @@ pub fn classify(ty: &Type, leaf: bool) -> Shape {
         Type::Paren(p) => classify(&p.elem, leaf),
         Type::Group(g) => classify(&g.elem, leaf),
         Type::Path(path) if path.qself.is_none() => {
-            let Some(last) = path.path.segments.last() else { return Shape::Data };
+            let Some(last) = path.path.segments.last() else {
+                return Shape::Data;
+            };
             let name = last.ident.to_string();
             let args = type_args(&last.arguments);
             match (name.as_str(), args.as_slice()) {
                 ("Vec" | "VecDeque", [elem]) => container(Container::Vec, classify(elem, leaf)),
-                ("HashMap" | "BTreeMap" | "IndexMap", [_, value, ..]) => container(Container::Map, classify(value, leaf)),
+                ("HashMap" | "BTreeMap" | "IndexMap", [_, value, ..]) => {
+                    container(Container::Map, classify(value, leaf))
+                }
                 ("Option", [elem]) => container(Container::Option, classify(elem, leaf)),
                 ("Box", [elem]) => container(Container::Box, classify(elem, leaf)),
                 _ if leaf => Shape::Module,
@@ -83,7 +133,9 @@ pub fn classify(ty: &Type, leaf: bool) -> Shape {
                 ("HookPoint", []) => Shape::Nested,
                 (n, _) if MODULES.contains(&n) => Shape::Module,
                 (n, _) if MODULES_T.contains(&n) => Shape::ModuleT,
-                (n, _) if DATA.contains(&n) || n.ends_with("Config") || n.ends_with("Cfg") => Shape::Data,
+                (n, _) if DATA.contains(&n) || n.ends_with("Config") || n.ends_with("Cfg") => {
+                    Shape::Data
+                }
                 _ => Shape::Nested,
             }
         }
@@ -137,8 +189,13 @@ fn map_element_type(ty: &mut Type, f: &dyn Fn(&Type) -> Type) {
         Type::Paren(p) => map_element_type(&mut p.elem, f),
         Type::Group(g) => map_element_type(&mut g.elem, f),
         Type::Path(path) => {
-            let Some(last) = path.path.segments.last_mut() else { return };
-            let is_map = matches!(last.ident.to_string().as_str(), "HashMap" | "BTreeMap" | "IndexMap");
+            let Some(last) = path.path.segments.last_mut() else {
+                return;
+            };
+            let is_map = matches!(
+                last.ident.to_string().as_str(),
+                "HashMap" | "BTreeMap" | "IndexMap"
+            );
             if let PathArguments::AngleBracketed(a) = &mut last.arguments {
                 let mut types = a.args.iter_mut().filter_map(|arg| match arg {
                     GenericArgument::Type(t) => Some(t),
@@ -165,7 +222,9 @@ pub fn convert(shape: &Shape, value: TokenStream) -> TokenStream {
             match kind {
                 Container::Vec => quote!(#value.into_iter().map(|__v| #each).collect()),
                 Container::Array => quote!(#value.map(|__v| #each)),
-                Container::Map => quote!(#value.into_iter().map(|(__k, __v)| (__k, #each)).collect()),
+                Container::Map => {
+                    quote!(#value.into_iter().map(|(__k, __v)| (__k, #each)).collect())
+                }
                 Container::Option => quote!(#value.map(|__v| #each)),
                 Container::Box => {
                     let each = convert(inner, quote!(*#value));

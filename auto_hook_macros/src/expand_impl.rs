@@ -14,15 +14,25 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
         _ => None,
     };
     for impl_item in item.items.iter_mut() {
-        let ImplItem::Fn(method) = impl_item else { continue };
-        let attrs = errors.handle(MethodAttrs::from_attributes(&method.attrs)).unwrap_or_default();
+        let ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        let attrs = errors
+            .handle(MethodAttrs::from_attributes(&method.attrs))
+            .unwrap_or_default();
         strip(&mut method.attrs);
         if attrs.forward && attrs.skip {
             let msg = "`forward` and `skip` contradict each other";
             errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
         }
-        Rewriter { self_ident: self_ident.as_ref() }.visit_block_mut(&mut method.block);
-        let named_forward = matches!(method.sig.ident.to_string().as_str(), "forward" | "forward_t");
+        Rewriter {
+            self_ident: self_ident.as_ref(),
+        }
+        .visit_block_mut(&mut method.block);
+        let named_forward = matches!(
+            method.sig.ident.to_string().as_str(),
+            "forward" | "forward_t"
+        );
         let by_ref = has_ref_receiver(method);
         if attrs.forward && !by_ref {
             let msg = "#[auto_hook(forward)] needs a method that takes `&self`";
@@ -49,15 +59,23 @@ fn wrap_forward(method: &mut ImplItemFn, errors: &mut darling::error::Accumulato
         return;
     };
     if method.sig.asyncness.is_some() {
-        errors.push(darling::Error::custom("a hooked forward cannot be async").with_span(&method.sig.ident));
+        errors.push(
+            darling::Error::custom("a hooked forward cannot be async").with_span(&method.sig.ident),
+        );
         return;
     }
+    let Some(FnArg::Receiver(receiver)) = method.sig.inputs.first() else {
+        return;
+    };
+    // The receiver's own `self` token, so the generated call resolves it under the
+    // same hygiene as the user's method (which may come from a macro_rules! macro).
+    let self_token = receiver.self_token;
     let block = &method.block;
     method.block = syn::parse_quote!({
         #[allow(clippy::redundant_closure_call)]
         let __auto_hook_out: #ret = (|| -> #ret #block)();
         ::auto_hook::__private::fire_output(
-            ::auto_hook::__private::OwnHookPoint::own_hook_point(self),
+            ::auto_hook::__private::OwnHookPoint::own_hook_point(#self_token),
             __auto_hook_out,
         )
     });

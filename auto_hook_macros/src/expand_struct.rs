@@ -27,8 +27,15 @@ pub fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
     with_errors(expanded, errors)
 }
 
-fn unsupported(span: &dyn quote::ToTokens, what: &str, input: TokenStream, errors: &mut darling::error::Accumulator) -> TokenStream {
-    let msg = format!("#[auto_hook] goes on a struct with named fields and on its impl blocks, not on {what}");
+fn unsupported(
+    span: &dyn quote::ToTokens,
+    what: &str,
+    input: TokenStream,
+    errors: &mut darling::error::Accumulator,
+) -> TokenStream {
+    let msg = format!(
+        "#[auto_hook] goes on a struct with named fields and on its impl blocks, not on {what}"
+    );
     errors.push(darling::Error::custom(msg).with_span(&span.to_token_stream()));
     input
 }
@@ -69,7 +76,12 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
         return quote!(#item);
     }
     if let syn::Fields::Named(named) = &mut item.fields {
-        for (field, info) in named.named.iter_mut().filter(|f| f.ident.is_some()).zip(&fields) {
+        for (field, info) in named
+            .named
+            .iter_mut()
+            .filter(|f| f.ident.is_some())
+            .zip(&fields)
+        {
             field.ty = wrapped_type(&info.ty, &info.shape);
         }
         named.named.push(syn::parse_quote! {
@@ -107,22 +119,26 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
     // for concrete ones it makes an unhookable type one error at the field, not three.
     for f in &hooked {
         let (ident, ty) = (&f.ident, wrapped_type(&f.ty, &f.shape));
-        generics.make_where_clause().predicates.push(syn::parse_quote_spanned! {f.ty.span()=>
-            #ty: ::auto_hook::__private::HookedField<__auto_hook_fields::#ident>
-        });
+        generics
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote_spanned! {f.ty.span()=>
+                #ty: ::auto_hook::__private::HookedField<__auto_hook_fields::#ident>
+            });
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let (schema_consts, schema_entries) = schema_entries(name, &generics, &hooked);
     let own = own_point.then(|| quote!((#OWN_POINT, &::auto_hook::Schema::Point),));
     let own_visit = own_point.then(|| quote!(__w.child(#OWN_POINT, &self.__auto_hook_point);));
-    let own_visit_mut = own_point.then(|| quote!(__w.child(#OWN_POINT, &mut self.__auto_hook_point);));
+    let own_visit_mut =
+        own_point.then(|| quote!(__w.child(#OWN_POINT, &mut self.__auto_hook_point);));
     let visits = hooked.iter().map(|f| {
         let (ident, segment, cfgs) = (&f.ident, &f.segment, &f.cfgs);
-        quote_spanned!(f.ty.span()=> #(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &self.#ident);)
+        quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &self.#ident);)
     });
     let visits_mut = hooked.iter().map(|f| {
         let (ident, segment, cfgs) = (&f.ident, &f.segment, &f.cfgs);
-        quote_spanned!(f.ty.span()=> #(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &mut self.#ident);)
+        quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &mut self.#ident);)
     });
     quote! {
         #[doc(hidden)]
@@ -149,7 +165,11 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
 
 /// Schema entries; a field under `#[cfg]` goes through a hidden constant that is an
 /// empty entry when the field is compiled out.
-fn schema_entries(name: &Ident, generics: &Generics, hooked: &[&Field]) -> (TokenStream, Vec<TokenStream>) {
+fn schema_entries(
+    name: &Ident,
+    generics: &Generics,
+    hooked: &[&Field],
+) -> (TokenStream, Vec<TokenStream>) {
     let mut consts = Vec::new();
     let entries = hooked
         .iter()
@@ -197,7 +217,7 @@ fn converters(item: &ItemStruct, fields: &[Field]) -> TokenStream {
         let fn_name = format_ident!("__auto_hook_field_{}", f.ident);
         let wrapped = wrapped_type(&f.ty, &f.shape);
         let body = convert(&f.shape, quote!(__value));
-        quote_spanned! {f.ty.span()=>
+        quote! {
             #(#cfgs)*
             #[doc(hidden)]
             #[inline]

@@ -6,18 +6,34 @@
 //! - `self.field.clone()` keeps cloning the tensor of a parameter.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{format_ident, quote};
 use syn::visit_mut::{self, VisitMut};
 use syn::{BinOp, Expr, ExprMethodCall, ExprStruct, Ident, Member};
 
 /// Methods whose result is an arithmetic use of their receiver and arguments.
 const ARITHMETIC: &[&str] = &[
-    "matmul", "broadcast_matmul", "add", "sub", "mul", "div", "broadcast_add", "broadcast_sub", "broadcast_mul",
+    "matmul",
+    "broadcast_matmul",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "broadcast_add",
+    "broadcast_sub",
+    "broadcast_mul",
     "broadcast_div",
 ];
 /// Methods that view a parameter before its arithmetic use (`self.w.t()?`).
-const VIEWS: &[&str] = &["t", "transpose", "reshape", "broadcast_as", "unsqueeze", "narrow", "to_dtype", "contiguous"];
+const VIEWS: &[&str] = &[
+    "t",
+    "transpose",
+    "reshape",
+    "broadcast_as",
+    "unsqueeze",
+    "narrow",
+    "to_dtype",
+    "contiguous",
+];
 
 pub struct Rewriter<'a> {
     /// The annotated type's name, to recognise `Name { .. }` beside `Self { .. }`.
@@ -34,7 +50,7 @@ impl VisitMut for Rewriter<'_> {
             }
             Expr::MethodCall(call) if is_field_clone(call) => {
                 let field = &call.receiver;
-                Some(quote_spanned! {call.span()=> {
+                Some(quote! {{
                     #[allow(unused_imports)]
                     use ::auto_hook::__private::{CloneOther as _, CloneParam as _};
                     (&::auto_hook::__private::Probe(&#field)).clone_field()
@@ -42,10 +58,17 @@ impl VisitMut for Rewriter<'_> {
             }
             Expr::MethodCall(call) if ARITHMETIC.contains(&call.method.to_string().as_str()) => {
                 let mut fields = Vec::new();
-                std::iter::once(&*call.receiver).chain(call.args.iter()).for_each(|e| param_mention(e, &mut fields));
+                std::iter::once(&*call.receiver)
+                    .chain(call.args.iter())
+                    .for_each(|e| param_mention(e, &mut fields));
                 fire_uses(expr, &fields)
             }
-            Expr::Binary(bin) if matches!(bin.op, BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_)) => {
+            Expr::Binary(bin)
+                if matches!(
+                    bin.op,
+                    BinOp::Add(_) | BinOp::Sub(_) | BinOp::Mul(_) | BinOp::Div(_)
+                ) =>
+            {
                 let mut fields = Vec::new();
                 param_mention(&bin.left, &mut fields);
                 param_mention(&bin.right, &mut fields);
@@ -64,21 +87,26 @@ impl Rewriter<'_> {
         if lit.qself.is_some() {
             return false;
         }
-        let Some(last) = lit.path.segments.last() else { return false };
+        let Some(last) = lit.path.segments.last() else {
+            return false;
+        };
         last.ident == "Self" || self.self_ident.is_some_and(|i| last.ident == *i)
     }
 }
 
 fn rewrite_literal(lit: &mut ExprStruct) {
     for field in lit.fields.iter_mut() {
-        let Member::Named(ident) = &field.member else { continue };
+        let Member::Named(ident) = &field.member else {
+            continue;
+        };
         let convert = format_ident!("__auto_hook_field_{}", ident);
         let value = &field.expr;
-        field.expr = syn::parse_quote_spanned!(value.span()=> Self::#convert(#value));
+        field.expr = syn::parse_quote!(Self::#convert(#value));
         field.colon_token.get_or_insert_with(Default::default);
     }
     if lit.rest.is_none() {
-        lit.fields.push(syn::parse_quote!(__auto_hook_point: ::auto_hook::HookPoint::new()));
+        lit.fields
+            .push(syn::parse_quote!(__auto_hook_point: ::auto_hook::HookPoint::new()));
     }
 }
 
@@ -90,36 +118,39 @@ fn is_field_clone(call: &ExprMethodCall) -> bool {
 /// `self.name` (named field of `self`).
 fn self_field(expr: &Expr) -> Option<&Ident> {
     let Expr::Field(f) = expr else { return None };
-    let Expr::Path(base) = &*f.base else { return None };
+    let Expr::Path(base) = &*f.base else {
+        return None;
+    };
     match (&f.member, base.path.is_ident("self")) {
         (Member::Named(ident), true) => Some(ident),
         _ => None,
     }
 }
 
-/// Collects the `self.field` that `expr` is, possibly behind `&`, parentheses, `?` and views.
-fn param_mention(expr: &Expr, out: &mut Vec<Ident>) {
+/// Collects the `self.field` that `expr` is, possibly behind `&`, parentheses, `?` and
+/// views. The user's own tokens are kept, so `self` keeps its hygiene.
+fn param_mention(expr: &Expr, out: &mut Vec<Expr>) {
     match expr {
-        Expr::Field(_) => out.extend(self_field(expr).cloned()),
+        Expr::Field(_) if self_field(expr).is_some() => out.push(expr.clone()),
         Expr::Reference(r) => param_mention(&r.expr, out),
         Expr::Paren(p) => param_mention(&p.expr, out),
         Expr::Group(g) => param_mention(&g.expr, out),
         Expr::Try(t) => param_mention(&t.expr, out),
-        Expr::MethodCall(call) if VIEWS.contains(&call.method.to_string().as_str()) => param_mention(&call.receiver, out),
+        Expr::MethodCall(call) if VIEWS.contains(&call.method.to_string().as_str()) => {
+            param_mention(&call.receiver, out)
+        }
         _ => {}
     }
 }
 
 /// Wraps `expr` so its result passes through the hook point of each mentioned field.
-fn fire_uses(expr: &Expr, fields: &[Ident]) -> Option<TokenStream> {
+fn fire_uses(expr: &Expr, fields: &[Expr]) -> Option<TokenStream> {
     if fields.is_empty() {
         return None;
     }
     let mut tokens = quote!(#expr);
     for field in fields {
-        tokens = quote_spanned! {field.span()=>
-            (&::auto_hook::__private::Probe(&self.#field)).fire_use(#tokens)
-        };
+        tokens = quote!((&::auto_hook::__private::Probe(&#field)).fire_use(#tokens));
     }
     Some(quote! {{
         #[allow(unused_imports)]

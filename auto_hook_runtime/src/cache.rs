@@ -31,7 +31,10 @@ impl CacheOptions {
 
     /// Cache the points selected by `filter`.
     pub fn names(filter: impl Into<Filter>) -> Self {
-        Self { filter: Some(filter.into()), ..Self::default() }
+        Self {
+            filter: Some(filter.into()),
+            ..Self::default()
+        }
     }
 
     /// Store cached activations on `device`.
@@ -143,7 +146,10 @@ impl ActivationCache {
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         match self.index.get(name) {
             Some(&i) => Ok(&self.tensors[i]),
-            None => Err(Error::UnknownHook { name: name.to_owned(), nearest: nearest_names(name, self.names()) }),
+            None => Err(Error::UnknownHook {
+                name: name.to_owned(),
+                nearest: nearest_names(name, self.names()),
+            }),
         }
     }
 
@@ -175,17 +181,34 @@ impl ActivationCache {
     /// Stacks the activations whose names match the glob `pattern` (in firing order)
     /// along a new leading axis: `layers.*.hook_point` gives `[n_layers, ...]`.
     pub fn stack(&self, pattern: &str) -> Result<Tensor> {
-        let picked: Vec<&Tensor> = self.iter().filter(|(n, _)| glob_match(pattern.as_bytes(), n.as_bytes())).map(|(_, t)| t).collect();
+        let picked: Vec<&Tensor> = self
+            .iter()
+            .filter(|(n, _)| glob_match(pattern.as_bytes(), n.as_bytes()))
+            .map(|(_, t)| t)
+            .collect();
         if picked.is_empty() {
-            return Err(Error::NoMatch { filter: format!("glob `{pattern}`"), nearest: nearest_names(pattern, self.names()) });
+            return Err(Error::NoMatch {
+                filter: format!("glob `{pattern}`"),
+                nearest: nearest_names(pattern, self.names()),
+            });
         }
         Ok(Tensor::stack(&picked, 0)?)
     }
 
     /// Applies `f` to every tensor, keeping names and order.
-    pub fn map(&self, mut f: impl FnMut(&str, &Tensor) -> candle_core::Result<Tensor>) -> Result<Self> {
-        let tensors = self.iter().map(|(n, t)| f(n, t)).collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { names: self.names.clone(), tensors, index: self.index.clone() })
+    pub fn map(
+        &self,
+        mut f: impl FnMut(&str, &Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Self> {
+        let tensors = self
+            .iter()
+            .map(|(n, t)| f(n, t))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            names: self.names.clone(),
+            tensors,
+            index: self.index.clone(),
+        })
     }
 
     /// Every activation without its leading batch axis of size 1.

@@ -15,8 +15,14 @@ impl ActivationCache {
     /// so `safetensors.safe_open(path, "np")` reads it in Python.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let order = self.names().collect::<Vec<_>>().join("\n");
-        let metadata = HashMap::from([("format".to_owned(), "pt".to_owned()), (ORDER_KEY.to_owned(), order)]);
-        let tensors = self.iter().map(|(n, t)| Ok((n, t.contiguous()?))).collect::<candle_core::Result<Vec<_>>>()?;
+        let metadata = HashMap::from([
+            ("format".to_owned(), "pt".to_owned()),
+            (ORDER_KEY.to_owned(), order),
+        ]);
+        let tensors = self
+            .iter()
+            .map(|(n, t)| Ok((n, t.contiguous()?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         safetensors::serialize_to_file(tensors, Some(metadata), path.as_ref())
             .map_err(|e| Error::Cache(format!("cannot write {}: {e}", path.as_ref().display())))
     }
@@ -25,9 +31,11 @@ impl ActivationCache {
     /// the order metadata, names are taken in sorted order) onto `device`.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::Cache(format!("cannot read {}: {e}", path.display())))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::Cache(format!("{} is not a safetensors file: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Cache(format!("cannot read {}: {e}", path.display())))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            Error::Cache(format!("{} is not a safetensors file: {e}", path.display()))
+        })?;
         let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
         let order: Vec<String> = match header.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
             Some(order) if !order.is_empty() => order.split('\n').map(str::to_owned).collect(),
@@ -39,9 +47,12 @@ impl ActivationCache {
         };
         let mut cache = ActivationCache::new();
         for name in order {
-            let tensor = tensors
-                .remove(&name)
-                .ok_or_else(|| Error::Cache(format!("{}: metadata names `{name}` but the file has no such tensor", path.display())))?;
+            let tensor = tensors.remove(&name).ok_or_else(|| {
+                Error::Cache(format!(
+                    "{}: metadata names `{name}` but the file has no such tensor",
+                    path.display()
+                ))
+            })?;
             cache.insert(&name, tensor);
         }
         Ok(cache)

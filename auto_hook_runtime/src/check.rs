@@ -30,7 +30,9 @@ impl CheckReport {
         if self.is_ok() {
             Ok(self)
         } else {
-            Err(Error::CheckFailed { failures: self.failures })
+            Err(Error::CheckFailed {
+                failures: self.failures,
+            })
         }
     }
 }
@@ -39,14 +41,24 @@ impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{:<48} {:>6} {:>9}", "hook point", "fires", "editable")?;
         for (name, fires) in &self.fire_counts {
-            let editable = if self.editable.contains(name) { "yes" } else { "NO" };
+            let editable = if self.editable.contains(name) {
+                "yes"
+            } else {
+                "NO"
+            };
             writeln!(f, "{name:<48} {fires:>6} {editable:>9}")?;
         }
         if self.is_ok() {
-            write!(f, "all checks passed ({} hook points)", self.fire_counts.len())
+            write!(
+                f,
+                "all checks passed ({} hook points)",
+                self.fire_counts.len()
+            )
         } else {
             write!(f, "{} failure(s):", self.failures.len())?;
-            self.failures.iter().try_for_each(|x| write!(f, "\n  - {x}"))
+            self.failures
+                .iter()
+                .try_for_each(|x| write!(f, "\n  - {x}"))
         }
     }
 }
@@ -68,10 +80,20 @@ pub fn check_auto_hook<M: HookedRoot + ?Sized>(
 
     let baseline = run(model)?;
     let mut counts: HashMap<String, usize> = HashMap::new();
-    let counting = Hooks::new().add(Filter::All, |_, h| *counts.entry(h.name().to_owned()).or_default() += 1);
+    let counting = Hooks::new().add(Filter::All, |_, h| {
+        *counts.entry(h.name().to_owned()).or_default() += 1
+    });
     model.run_with_hooks(counting, &run)?;
-    let fire_counts: Vec<(String, usize)> = names.iter().map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0))).collect();
-    failures.extend(fire_counts.iter().filter(|(_, c)| *c == 0).map(|(n, _)| format!("hook point `{n}` never fired")));
+    let fire_counts: Vec<(String, usize)> = names
+        .iter()
+        .map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0)))
+        .collect();
+    failures.extend(
+        fire_counts
+            .iter()
+            .filter(|(_, c)| *c == 0)
+            .map(|(n, _)| format!("hook point `{n}` never fired")),
+    );
 
     let identity = model.run_with_hooks(Hooks::new().add(Filter::All, |x, _| x.clone()), &run)?;
     if !bit_identical(&baseline, &identity)? {
@@ -87,7 +109,11 @@ pub fn check_auto_hook<M: HookedRoot + ?Sized>(
             editable.push(name.clone());
         }
     }
-    Ok(CheckReport { fire_counts, editable, failures })
+    Ok(CheckReport {
+        fire_counts,
+        editable,
+        failures,
+    })
 }
 
 /// [`check_auto_hook`] in strict mode: any failure is an error.
@@ -106,7 +132,10 @@ fn check_names(names: &[String], schema: &crate::Schema) -> Vec<String> {
             failures.push(format!("hook name `{name}` appears twice"));
         }
         if !schema.matches(name) {
-            failures.push(format!("hook name `{name}` is not in the type's listing {:?}", schema.patterns()));
+            failures.push(format!(
+                "hook name `{name}` is not in the type's listing {:?}",
+                schema.patterns()
+            ));
         }
     }
     failures
@@ -121,4 +150,3 @@ pub(crate) fn bit_identical(a: &Tensor, b: &Tensor) -> candle_core::Result<bool>
     let b = b.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     Ok(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()))
 }
-

@@ -18,7 +18,8 @@ thread_local! {
     static CURRENT: Cell<*const Context<'static>> = const { Cell::new(std::ptr::null()) };
 }
 
-const STOP_MESSAGE: &str = "auto_hook: forward stopped early (stop_at): every requested activation was captured";
+const STOP_MESSAGE: &str =
+    "auto_hook: forward stopped early (stop_at): every requested activation was captured";
 
 /// Whether a context is active on this thread. No lock, no allocation.
 #[inline]
@@ -68,7 +69,12 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn new(name: Arc<str>) -> Self {
-        Self { name, hooks: Vec::new(), stop_target: false, fired: Cell::new(false) }
+        Self {
+            name,
+            hooks: Vec::new(),
+            stop_target: false,
+            fired: Cell::new(false),
+        }
     }
 }
 
@@ -99,14 +105,18 @@ impl<'a> Context<'a> {
 
     /// Runs `f` with this context active on the current thread, then turns the
     /// outcome into the runtime's error type.
-    pub(crate) fn run<T, E: Into<Error>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<Option<T>, Error> {
+    pub(crate) fn run<T, E: Into<Error>>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Option<T>, Error> {
         struct Restore(*const Context<'static>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 CURRENT.with(|c| c.set(self.0));
             }
         }
-        let me = self as *const Context<'a> as *const Context<'static>;
+        // The lifetime is erased: the pointer is only read during this run (see `fire`).
+        let me = (self as *const Self).cast::<Context<'static>>();
         let parent = CURRENT.with(|c| c.replace(me));
         self.parent.set(parent);
         let restore = Restore(parent);
@@ -122,7 +132,10 @@ impl<'a> Context<'a> {
         match result {
             Err(e) => Err(self.error.take().unwrap_or_else(|| e.into())),
             Ok(v) if self.stop_enabled => {
-                let names = self.slots.values().filter(|s| s.stop_target && !s.fired.get());
+                let names = self
+                    .slots
+                    .values()
+                    .filter(|s| s.stop_target && !s.fired.get());
                 let names: Vec<String> = names.map(|s| s.name.to_string()).collect();
                 if names.is_empty() {
                     Ok(Some(v))
@@ -159,7 +172,12 @@ impl<'a> Context<'a> {
                     }
                     x = replacement;
                 }
-                Err(source) => return Err(self.fail(Error::HookFailed { hook: slot.name.to_string(), source })),
+                Err(source) => {
+                    return Err(self.fail(Error::HookFailed {
+                        hook: slot.name.to_string(),
+                        source,
+                    }))
+                }
             }
         }
         if slot.stop_target && !slot.fired.replace(true) {

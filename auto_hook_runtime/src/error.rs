@@ -22,13 +22,23 @@ pub enum Error {
     /// An exact hook name that the model does not have.
     UnknownHook { name: String, nearest: Vec<String> },
     /// A glob, list or predicate that selects no hook point of the model.
-    NoMatch { filter: String, nearest: Vec<String> },
+    NoMatch {
+        filter: String,
+        nearest: Vec<String>,
+    },
     /// A hook returned a replacement whose shape, dtype or device differs from the activation.
-    ReplacementMismatch { hook: String, expected: String, got: String },
+    ReplacementMismatch {
+        hook: String,
+        expected: String,
+        got: String,
+    },
     /// `stop_at` was asked but these requested hook points never fired.
     StopAtNeverFired { names: Vec<String> },
     /// A hook (or a check) failed with its own error.
-    HookFailed { hook: String, source: candle_core::Error },
+    HookFailed {
+        hook: String,
+        source: candle_core::Error,
+    },
     /// `check_auto_hook` in strict mode found problems.
     CheckFailed { failures: Vec<String> },
     /// An activation cache file that cannot be read.

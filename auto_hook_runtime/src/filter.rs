@@ -58,7 +58,10 @@ impl Filter {
                 if names.clone().any(|n| n == exact) {
                     Ok(())
                 } else {
-                    Err(Error::UnknownHook { name: exact.clone(), nearest: nearest_names(exact, names) })
+                    Err(Error::UnknownHook {
+                        name: exact.clone(),
+                        nearest: nearest_names(exact, names),
+                    })
                 }
             }
             Filter::Any(filters) => filters.iter().try_for_each(|f| f.validate(names.clone())),
@@ -70,7 +73,10 @@ impl Filter {
                         Filter::Glob(p) => p.as_str(),
                         _ => "",
                     };
-                    Err(Error::NoMatch { filter: self.to_string(), nearest: nearest_names(probe, names) })
+                    Err(Error::NoMatch {
+                        filter: self.to_string(),
+                        nearest: nearest_names(probe, names),
+                    })
                 }
             }
         }
@@ -160,7 +166,11 @@ pub fn nearest_names<'n>(probe: &str, names: impl Iterator<Item = &'n str>) -> V
     let mut scored: Vec<(usize, &str)> = names.map(|n| (edit_distance(probe, n), n)).collect();
     scored.sort_by_key(|&(d, _)| d);
     scored.dedup_by_key(|(_, n)| *n);
-    scored.into_iter().take(3).map(|(_, n)| n.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_owned())
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -185,14 +195,22 @@ mod tests {
     #[test]
     fn single_star_stays_inside_one_segment() {
         assert!(glob_match(b"layers.*.hook_point", b"layers.10.hook_point"));
-        assert!(!glob_match(b"layers.*.hook_point", b"layers.1.fc1.hook_point"));
+        assert!(!glob_match(
+            b"layers.*.hook_point",
+            b"layers.1.fc1.hook_point"
+        ));
         assert!(glob_match(b"**.hook_point", b"layers.1.fc1.hook_point"));
         assert!(glob_match(b"fc?.hook_point", b"fc2.hook_point"));
     }
 
     #[test]
     fn nearest_names_ranks_by_edit_distance() {
-        let names = ["fc1.hook_point", "fc2.hook_point", "hook_point", "layers.0.hook_point"];
+        let names = [
+            "fc1.hook_point",
+            "fc2.hook_point",
+            "hook_point",
+            "layers.0.hook_point",
+        ];
         let nearest = nearest_names("fc1.hok_point", names.into_iter());
         assert_eq!(nearest[0], "fc1.hook_point");
         assert_eq!(nearest.len(), 3);
@@ -201,9 +219,13 @@ mod tests {
     #[test]
     fn unknown_exact_name_is_an_error_with_suggestions() {
         let names = ["fc1.hook_point", "fc2.hook_point"];
-        let err = Filter::from("fc3.hook_point").validate(names.into_iter()).unwrap_err();
+        let err = Filter::from("fc3.hook_point")
+            .validate(names.into_iter())
+            .unwrap_err();
         assert!(matches!(err, Error::UnknownHook { ref nearest, .. } if nearest.len() == 2));
-        let err = Filter::from("attn.*").validate(names.into_iter()).unwrap_err();
+        let err = Filter::from("attn.*")
+            .validate(names.into_iter())
+            .unwrap_err();
         assert!(matches!(err, Error::NoMatch { .. }), "{err}");
     }
 }

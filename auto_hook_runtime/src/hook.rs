@@ -73,7 +73,8 @@ impl<T: HookReturn> HookReturn for Result<T> {
 pub(crate) type CallHook<'a> = Box<dyn FnMut(&Tensor, &HookInfo) -> Result<Option<Tensor>> + 'a>;
 
 /// A persistent hook, shared by every thread that runs the model.
-pub(crate) type SharedHook = std::sync::Arc<dyn Fn(&Tensor, &HookInfo) -> Result<Option<Tensor>> + Send + Sync>;
+pub(crate) type SharedHook =
+    std::sync::Arc<dyn Fn(&Tensor, &HookInfo) -> Result<Option<Tensor>> + Send + Sync>;
 
 /// Boxes a user closure into a per-call hook.
 pub(crate) fn boxed_call_hook<'a, F, R>(mut f: F) -> CallHook<'a>
@@ -85,14 +86,25 @@ where
 }
 
 /// Checks that a replacement fits where the activation was; names the hook otherwise.
-pub(crate) fn check_replacement(name: &str, original: &Tensor, replacement: &Tensor) -> std::result::Result<(), crate::Error> {
+pub(crate) fn check_replacement(
+    name: &str,
+    original: &Tensor,
+    replacement: &Tensor,
+) -> std::result::Result<(), crate::Error> {
     let fits = original.dims() == replacement.dims()
         && original.dtype() == replacement.dtype()
         && original.device().same_device(replacement.device());
     if fits {
         return Ok(());
     }
-    let describe = |t: &Tensor| format!("shape {:?} dtype {:?} device {:?}", t.dims(), t.dtype(), t.device().location());
+    let describe = |t: &Tensor| {
+        format!(
+            "shape {:?} dtype {:?} device {:?}",
+            t.dims(),
+            t.dtype(),
+            t.device().location()
+        )
+    };
     Err(crate::Error::ReplacementMismatch {
         hook: name.to_owned(),
         expected: describe(original),

@@ -47,7 +47,10 @@ pub(crate) struct PersistentHook {
 impl HookPoint {
     /// A fresh hook point with its own id and no hooks.
     pub fn new() -> Self {
-        Self { id: HookId(NEXT_ID.fetch_add(1, Ordering::Relaxed)), persistent: Vec::new() }
+        Self {
+            id: HookId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            persistent: Vec::new(),
+        }
     }
 
     /// This point's identity.
@@ -98,13 +101,19 @@ impl Default for HookPoint {
 
 impl Clone for HookPoint {
     fn clone(&self) -> Self {
-        Self { id: HookPoint::new().id, persistent: self.persistent.clone() }
+        Self {
+            id: HookPoint::new().id,
+            persistent: self.persistent.clone(),
+        }
     }
 }
 
 impl fmt::Debug for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HookPoint").field("id", &self.id.0).field("persistent_hooks", &self.persistent.len()).finish()
+        f.debug_struct("HookPoint")
+            .field("id", &self.id.0)
+            .field("persistent_hooks", &self.persistent.len())
+            .finish()
     }
 }
 

@@ -28,7 +28,9 @@ pub struct Hooks<'a> {
 impl<'a> Hooks<'a> {
     /// No hooks.
     pub fn new() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 
     /// Adds a hook on every point selected by `filter` (a name, a glob, a list of them,

@@ -21,7 +21,10 @@ use std::ops::Deref;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn auto_hook<M: Module>(instance: M) -> AutoHooked<M> {
-    AutoHooked { inner: instance, hook_point: HookPoint::new() }
+    AutoHooked {
+        inner: instance,
+        hook_point: HookPoint::new(),
+    }
 }
 
 /// A module wrapped by [`auto_hook`].

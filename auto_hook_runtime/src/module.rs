@@ -46,19 +46,39 @@ pub trait HookedModule {
 }
 
 /// Visits every hook point of `module` with its full name.
-pub fn walk<'s, M: HookedModule + ?Sized>(module: &'s M, on_point: &mut dyn FnMut(&str, &'s HookPoint)) {
-    module.visit_hooks(&mut Walker { path: String::new(), on_point, on_module: None });
+pub fn walk<'s, M: HookedModule + ?Sized>(
+    module: &'s M,
+    on_point: &mut dyn FnMut(&str, &'s HookPoint),
+) {
+    module.visit_hooks(&mut Walker {
+        path: String::new(),
+        on_point,
+        on_module: None,
+    });
 }
 
 /// Visits every hook point of `module` mutably, with its full name.
-pub fn walk_mut<M: HookedModule + ?Sized>(module: &mut M, on_point: &mut dyn FnMut(&str, &mut HookPoint)) {
-    module.visit_hooks_mut(&mut WalkerMut { path: String::new(), on_point });
+pub fn walk_mut<M: HookedModule + ?Sized>(
+    module: &mut M,
+    on_point: &mut dyn FnMut(&str, &mut HookPoint),
+) {
+    module.visit_hooks_mut(&mut WalkerMut {
+        path: String::new(),
+        on_point,
+    });
 }
 
 /// Visits every module (annotated struct or wrapped module) with its name and type.
-pub(crate) fn walk_modules<M: HookedModule + ?Sized>(module: &M, on_module: &mut dyn FnMut(&str, &'static str)) {
+pub(crate) fn walk_modules<M: HookedModule + ?Sized>(
+    module: &M,
+    on_module: &mut dyn FnMut(&str, &'static str),
+) {
     let mut ignore = |_: &str, _: &HookPoint| {};
-    module.visit_hooks(&mut Walker { path: String::new(), on_point: &mut ignore, on_module: Some(on_module) });
+    module.visit_hooks(&mut Walker {
+        path: String::new(),
+        on_point: &mut ignore,
+        on_module: Some(on_module),
+    });
 }
 
 fn push_segment(path: &mut String, segment: impl std::fmt::Display) -> usize {
@@ -70,17 +90,23 @@ fn push_segment(path: &mut String, segment: impl std::fmt::Display) -> usize {
     len
 }
 
+type ModuleCallback<'w> = &'w mut dyn FnMut(&str, &'static str);
+
 /// Walks hook points immutably, keeping the dotted path.
 pub struct Walker<'w, 's> {
     path: String,
     on_point: &'w mut dyn FnMut(&str, &'s HookPoint),
-    on_module: Option<&'w mut dyn FnMut(&str, &'static str)>,
+    on_module: Option<ModuleCallback<'w>>,
 }
 
 impl<'s> Walker<'_, 's> {
     /// Visits `child` under the name segment `segment`.
     #[inline]
-    pub fn child<T: HookedModule + ?Sized>(&mut self, segment: impl std::fmt::Display, child: &'s T) {
+    pub fn child<T: HookedModule + ?Sized>(
+        &mut self,
+        segment: impl std::fmt::Display,
+        child: &'s T,
+    ) {
         let len = push_segment(&mut self.path, segment);
         child.visit_hooks(self);
         self.path.truncate(len);
@@ -119,7 +145,11 @@ pub struct WalkerMut<'w> {
 impl WalkerMut<'_> {
     /// Visits `child` under the name segment `segment`.
     #[inline]
-    pub fn child<T: HookedModule + ?Sized>(&mut self, segment: impl std::fmt::Display, child: &mut T) {
+    pub fn child<T: HookedModule + ?Sized>(
+        &mut self,
+        segment: impl std::fmt::Display,
+        child: &mut T,
+    ) {
         let len = push_segment(&mut self.path, segment);
         child.visit_hooks_mut(self);
         self.path.truncate(len);
@@ -154,20 +184,28 @@ impl HookedModule for HookPoint {
 impl<T: HookedModule> HookedModule for Vec<T> {
     const SCHEMA: Schema = Schema::Seq(&T::SCHEMA);
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
-        self.iter().enumerate().for_each(|(i, x)| walker.child(i, x));
+        self.iter()
+            .enumerate()
+            .for_each(|(i, x)| walker.child(i, x));
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
-        self.iter_mut().enumerate().for_each(|(i, x)| walker.child(i, x));
+        self.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| walker.child(i, x));
     }
 }
 
 impl<T: HookedModule, const N: usize> HookedModule for [T; N] {
     const SCHEMA: Schema = Schema::Array(N, &T::SCHEMA);
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
-        self.iter().enumerate().for_each(|(i, x)| walker.child(i, x));
+        self.iter()
+            .enumerate()
+            .for_each(|(i, x)| walker.child(i, x));
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
-        self.iter_mut().enumerate().for_each(|(i, x)| walker.child(i, x));
+        self.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| walker.child(i, x));
     }
 }
 
@@ -178,12 +216,16 @@ impl<K: AsRef<str> + Eq + Hash, T: HookedModule, S> HookedModule for HashMap<K, 
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
         let mut entries: Vec<(&K, &T)> = self.iter().collect();
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        entries.into_iter().for_each(|(k, x)| walker.child(k.as_ref(), x));
+        entries
+            .into_iter()
+            .for_each(|(k, x)| walker.child(k.as_ref(), x));
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
         let mut entries: Vec<(&K, &mut T)> = self.iter_mut().collect();
         entries.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        entries.into_iter().for_each(|(k, x)| walker.child(k.as_ref(), x));
+        entries
+            .into_iter()
+            .for_each(|(k, x)| walker.child(k.as_ref(), x));
     }
 }
 
@@ -193,7 +235,8 @@ impl<K: AsRef<str>, T: HookedModule> HookedModule for BTreeMap<K, T> {
         self.iter().for_each(|(k, x)| walker.child(k.as_ref(), x));
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
-        self.iter_mut().for_each(|(k, x)| walker.child(k.as_ref(), x));
+        self.iter_mut()
+            .for_each(|(k, x)| walker.child(k.as_ref(), x));
     }
 }
 

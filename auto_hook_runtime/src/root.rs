@@ -28,7 +28,10 @@ impl<'s> HookDict<'s> {
     pub fn get(&self, name: &str) -> Result<&'s HookPoint> {
         match self.entries.iter().find(|(n, _)| n == name) {
             Some((_, point)) => Ok(point),
-            None => Err(Error::UnknownHook { name: name.to_owned(), nearest: nearest_names(name, self.names()) }),
+            None => Err(Error::UnknownHook {
+                name: name.to_owned(),
+                nearest: nearest_names(name, self.names()),
+            }),
         }
     }
 
@@ -58,7 +61,9 @@ pub trait HookedRoot: HookedModule {
     /// Every hook point of this instance, by full name.
     fn hook_dict(&self) -> HookDict<'_> {
         let mut entries = Vec::new();
-        walk(self, &mut |name, point| entries.push((name.to_owned(), point)));
+        walk(self, &mut |name, point| {
+            entries.push((name.to_owned(), point))
+        });
         HookDict { entries }
     }
 
@@ -72,7 +77,9 @@ pub trait HookedRoot: HookedModule {
     /// the root is `""`.
     fn mod_dict(&self) -> Vec<(String, &'static str)> {
         let mut modules = Vec::new();
-        walk_modules(self, &mut |name, type_name| modules.push((name.to_owned(), type_name)));
+        walk_modules(self, &mut |name, type_name| {
+            modules.push((name.to_owned(), type_name))
+        });
         modules
     }
 
@@ -85,7 +92,9 @@ pub trait HookedRoot: HookedModule {
         run: impl FnOnce(&Self) -> std::result::Result<T, E>,
     ) -> Result<T> {
         let context = build_context(self, hooks.into_entries(), None)?;
-        context.run(|| run(self))?.ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))
+        context
+            .run(|| run(self))?
+            .ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))
     }
 
     /// Runs `run` and captures the activations that `options` selects (all by default:
@@ -96,7 +105,10 @@ pub trait HookedRoot: HookedModule {
         run: impl FnOnce(&Self) -> std::result::Result<T, E>,
     ) -> Result<(T, ActivationCache)> {
         let (out, cache) = cache_run(self, options.into(), false, run)?;
-        Ok((out.ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))?, cache))
+        Ok((
+            out.ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))?,
+            cache,
+        ))
     }
 
     /// Like `run_with_cache`, but stops the forward as soon as every selected point has
@@ -131,7 +143,9 @@ pub trait HookedRoot: HookedModule {
 
     /// Removes every persistent hook except the permanent ones.
     fn reset_hooks(&mut self) {
-        walk_mut(self, &mut |_, point| point.retain_persistent(|h| h.permanent));
+        walk_mut(self, &mut |_, point| {
+            point.retain_persistent(|h| h.permanent)
+        });
     }
 
     /// Removes every persistent hook, permanent ones included.
@@ -168,7 +182,12 @@ pub(crate) fn add_persistent<M: HookedModule + ?Sized>(
     filter.validate(names.iter().map(String::as_str))?;
     walk_mut(model, &mut |name, point| {
         if filter.matches(name) {
-            point.push_persistent(PersistentHook { name: Arc::from(name), hook: hook.clone(), permanent, scope });
+            point.push_persistent(PersistentHook {
+                name: Arc::from(name),
+                hook: hook.clone(),
+                permanent,
+                scope,
+            });
         }
     });
     Ok(())
@@ -182,11 +201,14 @@ fn cache_run<M: HookedRoot + ?Sized, T, E: Into<Error>>(
 ) -> Result<(Option<T>, ActivationCache)> {
     let filter = options.filter();
     let cache = RefCell::new(ActivationCache::new());
-    let hooks = Hooks::new().add(filter.clone(), |x: &Tensor, info: &HookInfo| -> candle_core::Result<()> {
-        let stored = options.store(x, info.name())?;
-        cache.borrow_mut().insert(info.name(), stored);
-        Ok(())
-    });
+    let hooks = Hooks::new().add(
+        filter.clone(),
+        |x: &Tensor, info: &HookInfo| -> candle_core::Result<()> {
+            let stored = options.store(x, info.name())?;
+            cache.borrow_mut().insert(info.name(), stored);
+            Ok(())
+        },
+    );
     let context = build_context(model, hooks.into_entries(), stop.then_some(&filter))?;
     let out = context.run(|| run(model))?;
     drop(context);

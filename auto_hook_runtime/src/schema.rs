@@ -45,7 +45,9 @@ impl Schema {
         };
         match self {
             Schema::Point => out.push(prefix.clone()),
-            Schema::Struct(fields) => fields.iter().for_each(|(name, schema)| child(name, schema, prefix)),
+            Schema::Struct(fields) => fields
+                .iter()
+                .for_each(|(name, schema)| child(name, schema, prefix)),
             Schema::Seq(inner) | Schema::Array(_, inner) => child("*", inner, prefix),
         }
     }
@@ -182,6 +184,9 @@ mod tests {
 
     #[test]
     fn patterns_follow_declaration_order() {
-        assert_eq!(MODEL.patterns(), ["hook_point", "relu_hook_point", "experts.*.hook_point"]);
+        assert_eq!(
+            MODEL.patterns(),
+            ["hook_point", "relu_hook_point", "experts.*.hook_point"]
+        );
     }
 }

@@ -23,7 +23,10 @@ pub struct HookScope<'m, M: HookedModule + ?Sized> {
 
 impl<'m, M: HookedModule + ?Sized> HookScope<'m, M> {
     pub(crate) fn new(model: &'m mut M) -> Self {
-        Self { model, level: NEXT_SCOPE.fetch_add(1, Ordering::Relaxed) }
+        Self {
+            model,
+            level: NEXT_SCOPE.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// This scope's level (unique, increasing with nesting).
@@ -62,6 +65,8 @@ impl<M: HookedModule + ?Sized> DerefMut for HookScope<'_, M> {
 impl<M: HookedModule + ?Sized> Drop for HookScope<'_, M> {
     fn drop(&mut self) {
         let level = self.level;
-        walk_mut(self.model, &mut |_, point| point.retain_persistent(|h| h.scope != level));
+        walk_mut(self.model, &mut |_, point| {
+            point.retain_persistent(|h| h.scope != level)
+        });
     }
 }

@@ -15,7 +15,10 @@ macro_rules! wrapper_common {
         impl<M> $name<M> {
             /// Wraps `inner`; its output will pass through a new hook point.
             pub fn new(inner: M) -> Self {
-                Self { inner, hook_point: HookPoint::new() }
+                Self {
+                    inner,
+                    hook_point: HookPoint::new(),
+                }
             }
             /// The wrapped module.
             pub fn inner(&self) -> &M {
@@ -141,7 +144,10 @@ pub struct Param {
 impl Param {
     /// Wraps a tensor as a hooked parameter.
     pub fn new(tensor: Tensor) -> Self {
-        Self { tensor, hook_point: HookPoint::new() }
+        Self {
+            tensor,
+            hook_point: HookPoint::new(),
+        }
     }
     /// The parameter's value.
     pub fn tensor(&self) -> &Tensor {

@@ -29,7 +29,9 @@ pub struct OneLinear {
 #[auto_hook]
 impl OneLinear {
     pub fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(Self { fc1: candle_nn::linear(4, 3, vb.pp("fc1"))? })
+        Ok(Self {
+            fc1: candle_nn::linear(4, 3, vb.pp("fc1"))?,
+        })
     }
 }
 
@@ -76,7 +78,10 @@ impl AutoEncoder {
 impl Module for AutoEncoder {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x_cent = x.broadcast_sub(&self.b_dec)?;
-        let acts = x_cent.matmul(&self.w_enc)?.broadcast_add(&self.b_enc)?.relu()?;
+        let acts = x_cent
+            .matmul(&self.w_enc)?
+            .broadcast_add(&self.b_enc)?
+            .relu()?;
         acts.matmul(&self.w_dec)?.broadcast_add(&self.b_dec)
     }
 }
@@ -95,7 +100,11 @@ impl Mlp {
     pub fn new(d: usize, d_mlp: usize, vb: VarBuilder) -> Result<Self> {
         let fc1 = candle_nn::linear(d, d_mlp, vb.pp("fc1"))?;
         let fc2 = candle_nn::linear(d_mlp, d, vb.pp("fc2"))?;
-        Ok(Self { fc1, fc2, hook_relu: HookPoint::new() })
+        Ok(Self {
+            fc1,
+            fc2,
+            hook_relu: HookPoint::new(),
+        })
     }
 }
 
@@ -172,12 +181,18 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.n_heads;
-        let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
+        let split = |y: Tensor| {
+            y.reshape((b, t, self.n_heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = split(self.q.forward(x)?)?;
         let k = split(self.k.forward(x)?)?;
         let v = split(self.v.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let pattern = self.hook_pattern.forward(&candle_nn::ops::softmax_last_dim(&scores)?)?;
+        let pattern = self
+            .hook_pattern
+            .forward(&candle_nn::ops::softmax_last_dim(&scores)?)?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.o.forward(&z)
     }
@@ -212,7 +227,15 @@ impl Block {
 
 /// A causal mask `[t, t]`: 0 on and below the diagonal, -inf above.
 pub fn causal_mask(t: usize) -> Tensor {
-    let data: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let data: Vec<f32> = (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::from_vec(data, (t, t), &Device::Cpu).expect("mask")
 }
 
@@ -228,7 +251,9 @@ pub struct Stack {
 #[auto_hook]
 impl Stack {
     pub fn new(n_layers: usize, vb: VarBuilder) -> Result<Self> {
-        let layers = (0..n_layers).map(|i| Block::new(16, 4, vb.pp(format!("layers.{i}")))).collect::<Result<Vec<_>>>()?;
+        let layers = (0..n_layers)
+            .map(|i| Block::new(16, 4, vb.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed: candle_nn::embedding(32, 16, vb.pp("embed"))?,
             layers,
@@ -270,7 +295,10 @@ impl<M: Module + Clone + HookedModule> Corners<M> {
             maybe: Some(candle_nn::linear(4, 4, vb.pp("maybe"))?),
             absent: None,
             boxed: Box::new(Mlp::new(4, 8, vb.pp("boxed"))?),
-            pair: [candle_nn::linear(4, 4, vb.pp("p0"))?, candle_nn::linear(4, 4, vb.pp("p1"))?],
+            pair: [
+                candle_nn::linear(4, 4, vb.pp("p0"))?,
+                candle_nn::linear(4, 4, vb.pp("p1"))?,
+            ],
             dropout: Dropout::new(0.5),
             inner,
             bias: Some(randn(&[3])),
@@ -281,7 +309,10 @@ impl<M: Module + Clone + HookedModule> Corners<M> {
 #[auto_hook]
 impl<M: Module + Clone + HookedModule> ModuleT for Corners<M> {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = self.maybe.as_ref().map_or(Ok(x.clone()), |m| m.forward(x))?;
+        let mut h = self
+            .maybe
+            .as_ref()
+            .map_or(Ok(x.clone()), |m| m.forward(x))?;
         h = self.boxed.forward(&h)?;
         for p in &self.pair {
             h = p.forward(&h)?;
