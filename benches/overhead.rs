@@ -106,276 +106,279 @@ fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(data, (t, t), device)
 }
 
-/// Rotary tables `[seq, head_dim / 2]` (cos, sin), base 10000.
-fn rope_tables(seq: usize, head_dim: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+/// Rotary tables `[seq, head_dim / 2]` (cos, sin), base 10000, row-major.
+fn rope_tables(seq: usize, head_dim: usize) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
-    let angles: Vec<f32> = (0..seq)
-        .flat_map(|p| {
-            (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32))
-        })
-        .collect();
-    let angles = Tensor::from_vec(angles, (seq, half), device)?;
-    Ok((angles.cos()?, angles.sin()?))
+    let angles = (0..seq).flat_map(|p| (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)));
+    angles.map(|a| (a.cos(), a.sin())).unzip()
 }
 
-/// The model source, once. `$attr` goes on every struct and impl block, `$skip` on the
-/// fields that are data (the rotary tables).
+/// Emits each item after the attribute tokens in brackets.
+macro_rules! with_attr {
+    ([$($attr:tt)*]) => {};
+    ([$($attr:tt)*] $item:item $($rest:item)*) => {
+        $($attr)*
+        $item
+        with_attr!([$($attr)*] $($rest)*);
+    };
+}
+
+/// The model source, written once: expanded in `mod plain` as written and in
+/// `mod hooked` with `#[auto_hook]` on every struct and impl block.
+///
+/// The items travel as `$item` fragments, so their tokens keep the spans of this file
+/// (writing the structs inside a `macro_rules!` body would need auto_hook's generated
+/// code to be hygienic against macro_rules spans; see BENCHMARKS.md).
 macro_rules! define_models {
-    ($module:ident, { $($attr:tt)* }, { $($skip:tt)* }) => {
-        mod $module {
+    ($($item:item)*) => {
+        mod plain {
             use super::*;
-
-            // ---------------------------------------------------------------- Llama
-
-            $($attr)*
-            pub struct LlamaAttention {
-                q: Linear,
-                k: Linear,
-                v: Linear,
-                o: Linear,
-                n_heads: usize,
-                $($skip)*
-                cos: Tensor,
-                $($skip)*
-                sin: Tensor,
-            }
-
-            $($attr)*
-            impl LlamaAttention {
-                pub fn new(cfg: &Cfg, cos: &Tensor, sin: &Tensor, vb: VarBuilder) -> Result<Self> {
-                    let d = cfg.d_model;
-                    Ok(Self {
-                        q: candle_nn::linear_no_bias(d, d, vb.pp("q"))?,
-                        k: candle_nn::linear_no_bias(d, d, vb.pp("k"))?,
-                        v: candle_nn::linear_no_bias(d, d, vb.pp("v"))?,
-                        o: candle_nn::linear_no_bias(d, d, vb.pp("o"))?,
-                        n_heads: cfg.n_heads,
-                        cos: cos.clone(),
-                        sin: sin.clone(),
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-                    let (b, t, d) = x.dims3()?;
-                    let hd = d / self.n_heads;
-                    let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
-                    let q = candle_nn::rotary_emb::rope(&split(self.q.forward(x)?)?, &self.cos, &self.sin)?;
-                    let k = candle_nn::rotary_emb::rope(&split(self.k.forward(x)?)?, &self.cos, &self.sin)?;
-                    let v = split(self.v.forward(x)?)?;
-                    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-                    let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
-                    let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-                    self.o.forward(&z)
-                }
-            }
-
-            $($attr)*
-            pub struct LlamaMlp {
-                gate: Linear,
-                up: Linear,
-                down: Linear,
-            }
-
-            $($attr)*
-            impl LlamaMlp {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    Ok(Self {
-                        gate: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("gate"))?,
-                        up: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("up"))?,
-                        down: candle_nn::linear_no_bias(cfg.d_mlp, cfg.d_model, vb.pp("down"))?,
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-                    let gated = (self.gate.forward(x)?.silu()? * self.up.forward(x)?)?;
-                    self.down.forward(&gated)
-                }
-            }
-
-            $($attr)*
-            pub struct LlamaBlock {
-                ln1: RmsNorm,
-                attn: LlamaAttention,
-                ln2: RmsNorm,
-                mlp: LlamaMlp,
-            }
-
-            $($attr)*
-            impl LlamaBlock {
-                pub fn new(cfg: &Cfg, cos: &Tensor, sin: &Tensor, vb: VarBuilder) -> Result<Self> {
-                    Ok(Self {
-                        ln1: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
-                        attn: LlamaAttention::new(cfg, cos, sin, vb.pp("attn"))?,
-                        ln2: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
-                        mlp: LlamaMlp::new(cfg, vb.pp("mlp"))?,
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-                    let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
-                    &h + self.mlp.forward(&self.ln2.forward(&h)?)?
-                }
-            }
-
-            $($attr)*
-            pub struct Llama {
-                embed: Embedding,
-                blocks: Vec<LlamaBlock>,
-                ln_final: RmsNorm,
-                unembed: Linear,
-            }
-
-            $($attr)*
-            impl Llama {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    let (cos, sin) = rope_tables(cfg.seq, cfg.d_model / cfg.n_heads, vb.device())?;
-                    let blocks = (0..cfg.n_layers)
-                        .map(|i| LlamaBlock::new(cfg, &cos, &sin, vb.pp(format!("blocks.{i}"))))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(Self {
-                        embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
-                        blocks,
-                        ln_final: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
-                        unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
-                    })
-                }
-
-                /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
-                pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-                    let mask = causal_mask(tokens.dim(1)?, tokens.device())?;
-                    let mut x = self.embed.forward(tokens)?;
-                    for block in &self.blocks {
-                        x = block.forward(&x, &mask)?;
-                    }
-                    self.unembed.forward(&self.ln_final.forward(&x)?)
-                }
-            }
-
-            // ----------------------------------------------------------------- GPT-2
-
-            $($attr)*
-            pub struct Gpt2Attention {
-                q: Linear,
-                k: Linear,
-                v: Linear,
-                o: Linear,
-                n_heads: usize,
-            }
-
-            $($attr)*
-            impl Gpt2Attention {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    let d = cfg.d_model;
-                    Ok(Self {
-                        q: candle_nn::linear(d, d, vb.pp("q"))?,
-                        k: candle_nn::linear(d, d, vb.pp("k"))?,
-                        v: candle_nn::linear(d, d, vb.pp("v"))?,
-                        o: candle_nn::linear(d, d, vb.pp("o"))?,
-                        n_heads: cfg.n_heads,
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-                    let (b, t, d) = x.dims3()?;
-                    let hd = d / self.n_heads;
-                    let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
-                    let q = split(self.q.forward(x)?)?;
-                    let k = split(self.k.forward(x)?)?;
-                    let v = split(self.v.forward(x)?)?;
-                    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-                    let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
-                    let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-                    self.o.forward(&z)
-                }
-            }
-
-            $($attr)*
-            pub struct Gpt2Mlp {
-                fc_in: Linear,
-                fc_out: Linear,
-            }
-
-            $($attr)*
-            impl Gpt2Mlp {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    Ok(Self {
-                        fc_in: candle_nn::linear(cfg.d_model, cfg.d_mlp, vb.pp("fc_in"))?,
-                        fc_out: candle_nn::linear(cfg.d_mlp, cfg.d_model, vb.pp("fc_out"))?,
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-                    self.fc_out.forward(&self.fc_in.forward(x)?.gelu()?)
-                }
-            }
-
-            $($attr)*
-            pub struct Gpt2Block {
-                ln1: LayerNorm,
-                attn: Gpt2Attention,
-                ln2: LayerNorm,
-                mlp: Gpt2Mlp,
-            }
-
-            $($attr)*
-            impl Gpt2Block {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    Ok(Self {
-                        ln1: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
-                        attn: Gpt2Attention::new(cfg, vb.pp("attn"))?,
-                        ln2: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
-                        mlp: Gpt2Mlp::new(cfg, vb.pp("mlp"))?,
-                    })
-                }
-
-                pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-                    let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
-                    &h + self.mlp.forward(&self.ln2.forward(&h)?)?
-                }
-            }
-
-            $($attr)*
-            pub struct Gpt2 {
-                embed: Embedding,
-                pos_embed: Embedding,
-                blocks: Vec<Gpt2Block>,
-                ln_final: LayerNorm,
-                unembed: Linear,
-            }
-
-            $($attr)*
-            impl Gpt2 {
-                pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
-                    let blocks = (0..cfg.n_layers)
-                        .map(|i| Gpt2Block::new(cfg, vb.pp(format!("blocks.{i}"))))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(Self {
-                        embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
-                        pos_embed: candle_nn::embedding(cfg.seq, cfg.d_model, vb.pp("pos_embed"))?,
-                        blocks,
-                        ln_final: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
-                        unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
-                    })
-                }
-
-                /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
-                pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-                    let t = tokens.dim(1)?;
-                    let mask = causal_mask(t, tokens.device())?;
-                    let positions = Tensor::arange(0u32, t as u32, tokens.device())?;
-                    let mut x = self.embed.forward(tokens)?.broadcast_add(&self.pos_embed.forward(&positions)?)?;
-                    for block in &self.blocks {
-                        x = block.forward(&x, &mask)?;
-                    }
-                    self.unembed.forward(&self.ln_final.forward(&x)?)
-                }
-            }
+            with_attr!([] $($item)*);
+        }
+        mod hooked {
+            use super::*;
+            with_attr!([#[auto_hook]] $($item)*);
         }
     };
 }
 
-define_models!(plain, {}, {});
-define_models!(hooked, { #[auto_hook] }, { #[auto_hook(skip)] });
+define_models! {
+    // -------------------------------------------------------------------- Llama
+
+    pub struct LlamaAttention {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        o: Linear,
+        n_heads: usize,
+    }
+
+    impl LlamaAttention {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            let d = cfg.d_model;
+            Ok(Self {
+                q: candle_nn::linear_no_bias(d, d, vb.pp("q"))?,
+                k: candle_nn::linear_no_bias(d, d, vb.pp("k"))?,
+                v: candle_nn::linear_no_bias(d, d, vb.pp("v"))?,
+                o: candle_nn::linear_no_bias(d, d, vb.pp("o"))?,
+                n_heads: cfg.n_heads,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor, mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+            let (b, t, d) = x.dims3()?;
+            let hd = d / self.n_heads;
+            let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
+            let q = candle_nn::rotary_emb::rope(&split(self.q.forward(x)?)?, cos, sin)?;
+            let k = candle_nn::rotary_emb::rope(&split(self.k.forward(x)?)?, cos, sin)?;
+            let v = split(self.v.forward(x)?)?;
+            let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+            let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+            let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+            self.o.forward(&z)
+        }
+    }
+
+    pub struct LlamaMlp {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    }
+
+    impl LlamaMlp {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            Ok(Self {
+                gate: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("gate"))?,
+                up: candle_nn::linear_no_bias(cfg.d_model, cfg.d_mlp, vb.pp("up"))?,
+                down: candle_nn::linear_no_bias(cfg.d_mlp, cfg.d_model, vb.pp("down"))?,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            let gated = (self.gate.forward(x)?.silu()? * self.up.forward(x)?)?;
+            self.down.forward(&gated)
+        }
+    }
+
+    pub struct LlamaBlock {
+        ln1: RmsNorm,
+        attn: LlamaAttention,
+        ln2: RmsNorm,
+        mlp: LlamaMlp,
+    }
+
+    impl LlamaBlock {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            Ok(Self {
+                ln1: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                attn: LlamaAttention::new(cfg, vb.pp("attn"))?,
+                ln2: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                mlp: LlamaMlp::new(cfg, vb.pp("mlp"))?,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor, mask: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+            let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask, cos, sin)?)?;
+            &h + self.mlp.forward(&self.ln2.forward(&h)?)?
+        }
+    }
+
+    pub struct Llama {
+        embed: Embedding,
+        blocks: Vec<LlamaBlock>,
+        ln_final: RmsNorm,
+        unembed: Linear,
+        /// Rotary tables `[max_seq, head_dim / 2]`, row-major (data, not hooked).
+        rope_cos: Vec<f32>,
+        rope_sin: Vec<f32>,
+        head_dim: usize,
+    }
+
+    impl Llama {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            let head_dim = cfg.d_model / cfg.n_heads;
+            let (rope_cos, rope_sin) = rope_tables(cfg.seq, head_dim);
+            let blocks = (0..cfg.n_layers)
+                .map(|i| LlamaBlock::new(cfg, vb.pp(format!("blocks.{i}"))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Self {
+                embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
+                blocks,
+                ln_final: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
+                rope_cos,
+                rope_sin,
+                head_dim,
+            })
+        }
+
+        /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
+        pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+            let (t, device) = (tokens.dim(1)?, tokens.device());
+            let mask = causal_mask(t, device)?;
+            let half = self.head_dim / 2;
+            let cos = Tensor::from_slice(&self.rope_cos[..t * half], (t, half), device)?;
+            let sin = Tensor::from_slice(&self.rope_sin[..t * half], (t, half), device)?;
+            let mut x = self.embed.forward(tokens)?;
+            for block in &self.blocks {
+                x = block.forward(&x, &mask, &cos, &sin)?;
+            }
+            self.unembed.forward(&self.ln_final.forward(&x)?)
+        }
+    }
+
+    // -------------------------------------------------------------------- GPT-2
+
+    pub struct Gpt2Attention {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        o: Linear,
+        n_heads: usize,
+    }
+
+    impl Gpt2Attention {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            let d = cfg.d_model;
+            Ok(Self {
+                q: candle_nn::linear(d, d, vb.pp("q"))?,
+                k: candle_nn::linear(d, d, vb.pp("k"))?,
+                v: candle_nn::linear(d, d, vb.pp("v"))?,
+                o: candle_nn::linear(d, d, vb.pp("o"))?,
+                n_heads: cfg.n_heads,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+            let (b, t, d) = x.dims3()?;
+            let hd = d / self.n_heads;
+            let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
+            let q = split(self.q.forward(x)?)?;
+            let k = split(self.k.forward(x)?)?;
+            let v = split(self.v.forward(x)?)?;
+            let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+            let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+            let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+            self.o.forward(&z)
+        }
+    }
+
+    pub struct Gpt2Mlp {
+        fc_in: Linear,
+        fc_out: Linear,
+    }
+
+    impl Gpt2Mlp {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            Ok(Self {
+                fc_in: candle_nn::linear(cfg.d_model, cfg.d_mlp, vb.pp("fc_in"))?,
+                fc_out: candle_nn::linear(cfg.d_mlp, cfg.d_model, vb.pp("fc_out"))?,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            self.fc_out.forward(&self.fc_in.forward(x)?.gelu()?)
+        }
+    }
+
+    pub struct Gpt2Block {
+        ln1: LayerNorm,
+        attn: Gpt2Attention,
+        ln2: LayerNorm,
+        mlp: Gpt2Mlp,
+    }
+
+    impl Gpt2Block {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            Ok(Self {
+                ln1: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                attn: Gpt2Attention::new(cfg, vb.pp("attn"))?,
+                ln2: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                mlp: Gpt2Mlp::new(cfg, vb.pp("mlp"))?,
+            })
+        }
+
+        pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+            let h = (x + self.attn.forward(&self.ln1.forward(x)?, mask)?)?;
+            &h + self.mlp.forward(&self.ln2.forward(&h)?)?
+        }
+    }
+
+    pub struct Gpt2 {
+        embed: Embedding,
+        pos_embed: Embedding,
+        blocks: Vec<Gpt2Block>,
+        ln_final: LayerNorm,
+        unembed: Linear,
+    }
+
+    impl Gpt2 {
+        pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
+            let blocks = (0..cfg.n_layers)
+                .map(|i| Gpt2Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Self {
+                embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
+                pos_embed: candle_nn::embedding(cfg.seq, cfg.d_model, vb.pp("pos_embed"))?,
+                blocks,
+                ln_final: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
+            })
+        }
+
+        /// Tokens `[batch, seq]` (u32) to logits `[batch, seq, vocab]`.
+        pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+            let (t, device) = (tokens.dim(1)?, tokens.device());
+            let mask = causal_mask(t, device)?;
+            let positions = Tensor::arange(0u32, t as u32, device)?;
+            let mut x = self.embed.forward(tokens)?.broadcast_add(&self.pos_embed.forward(&positions)?)?;
+            for block in &self.blocks {
+                x = block.forward(&x, &mask)?;
+            }
+            self.unembed.forward(&self.ln_final.forward(&x)?)
+        }
+    }
+}
 
 /// Builds the plain and the hooked model of `cfg` from one set of random weights and
 /// benchmarks the five variants, one after the other.
