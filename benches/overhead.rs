@@ -109,7 +109,9 @@ fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
 /// Rotary tables `[seq, head_dim / 2]` (cos, sin), base 10000, row-major.
 fn rope_tables(seq: usize, head_dim: usize) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
-    let angles = (0..seq).flat_map(|p| (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)));
+    let angles = (0..seq).flat_map(|p| {
+        (0..half).map(move |i| p as f32 / 10000f32.powf(2.0 * i as f32 / head_dim as f32))
+    });
     angles.map(|a| (a.cos(), a.sin())).unzip()
 }
 
@@ -125,10 +127,6 @@ macro_rules! with_attr {
 
 /// The model source, written once: expanded in `mod plain` as written and in
 /// `mod hooked` with `#[auto_hook]` on every struct and impl block.
-///
-/// The items travel as `$item` fragments, so their tokens keep the spans of this file
-/// (writing the structs inside a `macro_rules!` body would need auto_hook's generated
-/// code to be hygienic against macro_rules spans; see BENCHMARKS.md).
 macro_rules! define_models {
     ($($item:item)*) => {
         mod plain {

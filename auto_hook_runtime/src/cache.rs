@@ -1,5 +1,6 @@
 //! `ActivationCache`: activations captured by `run_with_cache`, in firing order.
 
+use crate::backward::GradSink;
 use crate::error::{Error, Result};
 use crate::filter::{glob_match, nearest_names, Filter};
 use candle_core::{DType, Device, Tensor};
@@ -21,6 +22,7 @@ pub struct CacheOptions {
     pub(crate) device: Option<Device>,
     pub(crate) dtype: Option<DType>,
     pub(crate) remove_batch_dim: bool,
+    pub(crate) grads: bool,
 }
 
 impl CacheOptions {
@@ -52,6 +54,15 @@ impl CacheOptions {
     /// Drop the leading batch axis of every cached activation (the batch must be 1).
     pub fn remove_batch_dim(mut self) -> Self {
         self.remove_batch_dim = true;
+        self
+    }
+
+    /// Also record the gradient of every cached activation when a loss from this run is
+    /// backpropagated (TransformerLens's `incl_bwd`); read them with
+    /// [`ActivationCache::grad`]. Works when the weights are plain tensors too: the first
+    /// cached activation that tracks no gradient becomes a leaf that does.
+    pub fn with_grads(mut self) -> Self {
+        self.grads = true;
         self
     }
 
@@ -122,6 +133,7 @@ pub struct ActivationCache {
     names: Vec<Arc<str>>,
     tensors: Vec<Tensor>,
     index: HashMap<Arc<str>, usize>,
+    grads: Option<Arc<GradSink>>,
 }
 
 impl ActivationCache {
@@ -208,7 +220,48 @@ impl ActivationCache {
             names: self.names.clone(),
             tensors,
             index: self.index.clone(),
+            grads: self.grads.clone(),
         })
+    }
+
+    pub(crate) fn set_grads(&mut self, sink: Arc<GradSink>) {
+        self.grads = Some(sink);
+    }
+
+    /// The gradient of the loss with respect to the cached activation `name` (also
+    /// accepted as `NAME_grad`, TransformerLens's key), once a loss computed from this
+    /// run has been backpropagated. Needs [`CacheOptions::with_grads`].
+    pub fn grad(&self, name: &str) -> Result<Tensor> {
+        let name = name
+            .strip_suffix("_grad")
+            .filter(|n| self.contains(n))
+            .unwrap_or(name);
+        let Some(sink) = &self.grads else {
+            return Err(Error::Cache(
+                "this cache was made without gradients: use CacheOptions::with_grads()".into(),
+            ));
+        };
+        self.get(name)?;
+        sink.get(name).ok_or_else(|| {
+            let hint = if sink.is_empty() {
+                "call backward() on a loss computed from this run's output first"
+            } else {
+                "the loss does not depend on this activation"
+            };
+            Error::Cache(format!("no gradient for `{name}`: {hint}"))
+        })
+    }
+
+    /// Every recorded gradient as a cache of its own, keyed `NAME_grad`, in firing order
+    /// (ready to `save`).
+    pub fn gradients(&self) -> Result<Self> {
+        let mut out = ActivationCache::new();
+        for name in self.names() {
+            if let Ok(grad) = self.grad(name) {
+                out.insert(&format!("{name}_grad"), grad);
+            }
+        }
+        Ok(out)
     }
 
     /// Every activation without its leading batch axis of size 1.

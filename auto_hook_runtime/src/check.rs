@@ -1,5 +1,6 @@
 //! `check_auto_hook`: the library's own checks, run on a user's model.
 
+use crate::cache::CacheOptions;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hooks::Hooks;
@@ -7,6 +8,7 @@ use crate::root::HookedRoot;
 use candle_core::{DType, Tensor};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// What `check_auto_hook` found.
 #[derive(Debug, Clone)]
@@ -64,42 +66,33 @@ impl fmt::Display for CheckReport {
 }
 
 /// Runs the library's checks on `model`, with `run` as the forward to exercise:
-/// names are unique and match the type's listing; every hook point fires; identity hooks
-/// on every point leave the output bit-identical; adding 1 at any single point changes
-/// the output. Costs one forward per hook point plus three.
+/// - names are unique and match the type's listing;
+/// - every hook point fires;
+/// - identity hooks on every point leave the output bit-identical;
+/// - adding 1 at any single point changes the output;
+/// - with the loss `sum(output²)`, every point's backward hook fires as often as the
+///   point fired forward, and doubling the gradient at every point changes the gradient
+///   reaching every point but the last one to fire.
 ///
-/// Backward-hook checks are not part of this version (backward hooks are not
-/// implemented yet).
+/// Costs one forward per hook point plus six, and three backward passes.
 pub fn check_auto_hook<M: HookedRoot + ?Sized>(
     model: &M,
     run: impl Fn(&M) -> candle_core::Result<Tensor>,
 ) -> Result<CheckReport> {
-    let dict = model.hook_dict();
-    let names: Vec<String> = dict.names().map(str::to_owned).collect();
+    let names = model.hook_point_names();
     let mut failures = check_names(&names, &M::SCHEMA);
-
     let baseline = run(model)?;
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    let counting = Hooks::new().add(Filter::All, |_, h| {
-        *counts.entry(h.name().to_owned()).or_default() += 1
-    });
-    model.run_with_hooks(counting, &run)?;
-    let fire_counts: Vec<(String, usize)> = names
-        .iter()
-        .map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0)))
-        .collect();
+    let fire_counts = count_fires(model, &run, &names)?;
     failures.extend(
         fire_counts
             .iter()
             .filter(|(_, c)| *c == 0)
             .map(|(n, _)| format!("hook point `{n}` never fired")),
     );
-
     let identity = model.run_with_hooks(Hooks::new().add(Filter::All, |x, _| x.clone()), &run)?;
     if !bit_identical(&baseline, &identity)? {
         failures.push("identity hooks on every point changed the output".to_owned());
     }
-
     let mut editable = Vec::new();
     for (name, _) in fire_counts.iter().filter(|(_, c)| *c > 0) {
         let edited = model.run_with_hooks(Hooks::new().add(name.as_str(), |x, _| x + 1.0), &run)?;
@@ -109,11 +102,81 @@ pub fn check_auto_hook<M: HookedRoot + ?Sized>(
             editable.push(name.clone());
         }
     }
+    if let Err(e) = check_backward(model, &run, &fire_counts, &mut failures) {
+        failures.push(format!(
+            "backward failed: {e} (candle-nn's fused softmax_last_dim / layer_norm / rms_norm / rope have no \
+             backward: use auto_hook::ops and auto_hook::nn)"
+        ));
+    }
     Ok(CheckReport {
         fire_counts,
         editable,
         failures,
     })
+}
+
+fn count_fires<M: HookedRoot + ?Sized>(
+    model: &M,
+    run: &impl Fn(&M) -> candle_core::Result<Tensor>,
+    names: &[String],
+) -> Result<Vec<(String, usize)>> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let counting = Hooks::new().add(Filter::All, |_, h| {
+        *counts.entry(h.name().to_owned()).or_default() += 1
+    });
+    model.run_with_hooks(counting, run)?;
+    Ok(names
+        .iter()
+        .map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0)))
+        .collect())
+}
+
+fn loss(out: &Tensor) -> candle_core::Result<Tensor> {
+    out.to_dtype(DType::F32)?.sqr()?.sum_all()
+}
+
+fn check_backward<M: HookedRoot + ?Sized>(
+    model: &M,
+    run: &impl Fn(&M) -> candle_core::Result<Tensor>,
+    fire_counts: &[(String, usize)],
+    failures: &mut Vec<String>,
+) -> Result<()> {
+    let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let sink = counts.clone();
+    let counting = Hooks::new().backward(Filter::All, move |_, h| {
+        *sink
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(h.name().to_owned())
+            .or_default() += 1;
+    });
+    loss(&model.run_with_hooks(counting, run)?)?.backward()?;
+    let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, forward) in fire_counts.iter().filter(|(_, c)| *c > 0) {
+        let backward = counts.get(name).copied().unwrap_or(0);
+        if backward != *forward {
+            failures.push(format!(
+                "backward hook at `{name}` fired {backward} time(s), the point fired {forward}"
+            ));
+        }
+    }
+
+    let (out, clean) = model.run_with_cache(CacheOptions::all().with_grads(), run)?;
+    loss(&out)?.backward()?;
+    let doubling = || Hooks::new().backward(Filter::All, |g, _| g * 2.0);
+    let (out, doubled) = model.run_with_cache(CacheOptions::all().with_grads(), |m| {
+        m.run_with_hooks(doubling(), run)
+    })?;
+    loss(&out)?.backward()?;
+    let fired: Vec<&str> = clean.names().collect();
+    for name in fired.iter().take(fired.len().saturating_sub(1)) {
+        if bit_identical(&clean.grad(name)?, &doubled.grad(name)?)? {
+            failures.push(format!(
+                "doubling every gradient did not change the gradient at `{name}`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// [`check_auto_hook`] in strict mode: any failure is an error.

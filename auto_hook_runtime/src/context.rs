@@ -5,8 +5,9 @@
 //! never see it. A run inside a run (a cache inside a hooked run) chains to the outer
 //! context: outer hooks fire first.
 
+use crate::backward::BackwardPoint;
 use crate::error::Error;
-use crate::hook::{check_replacement, CallHook, HookInfo};
+use crate::hook::{check_replacement, CallHook, HookInfo, SharedHook};
 use crate::hook_point::HookId;
 use candle_core::Tensor;
 use std::cell::{Cell, RefCell};
@@ -27,8 +28,9 @@ pub(crate) fn is_active() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
 
-/// Runs the active context's hooks for hook point `id` (if any) on `x`.
-pub(crate) fn fire(id: HookId, x: Tensor) -> candle_core::Result<Tensor> {
+/// Runs the active context's forward hooks for hook point `id` (if any) on `x`, and
+/// collects its backward hooks into `backward`.
+pub(crate) fn fire(id: HookId, x: Tensor, backward: &mut Backward) -> candle_core::Result<Tensor> {
     let ptr = CURRENT.with(|c| c.get());
     if ptr.is_null() {
         return Ok(x);
@@ -36,7 +38,33 @@ pub(crate) fn fire(id: HookId, x: Tensor) -> candle_core::Result<Tensor> {
     // SAFETY: `Context::run` stores this pointer only while the context is borrowed for
     // the run, on this thread, and a drop guard restores the previous value before the
     // borrow ends (also when the run unwinds).
-    unsafe { &*ptr }.fire(id, x)
+    unsafe { &*ptr }.fire(id, x, backward)
+}
+
+/// The backward hooks gathered for one firing of a hook point.
+#[derive(Default)]
+pub(crate) struct Backward {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) hooks: Vec<SharedHook>,
+}
+
+impl Backward {
+    pub(crate) fn push(&mut self, name: &Arc<str>, hook: &SharedHook) {
+        self.name.get_or_insert_with(|| name.clone());
+        self.hooks.push(hook.clone());
+    }
+
+    /// Puts the gathered hooks on `x` (nothing at all when there are none).
+    pub(crate) fn attach(self, x: Tensor) -> candle_core::Result<Tensor> {
+        match self.name {
+            Some(name) if !self.hooks.is_empty() => BackwardPoint {
+                name,
+                hooks: self.hooks,
+            }
+            .attach(x),
+            _ => Ok(x),
+        }
+    }
 }
 
 /// Hook ids come from a counter; a multiplicative mix is all the hashing they need.
@@ -63,6 +91,7 @@ pub(crate) type IdMap<V> = HashMap<HookId, V, BuildHasherDefault<IdHasher>>;
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
     pub(crate) hooks: Vec<usize>,
+    pub(crate) backward: Vec<SharedHook>,
     pub(crate) stop_target: bool,
     fired: Cell<bool>,
 }
@@ -72,6 +101,7 @@ impl Slot {
         Self {
             name,
             hooks: Vec::new(),
+            backward: Vec::new(),
             stop_target: false,
             fired: Cell::new(false),
         }
@@ -147,11 +177,16 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn fire(&self, id: HookId, mut x: Tensor) -> candle_core::Result<Tensor> {
+    fn fire(
+        &self,
+        id: HookId,
+        mut x: Tensor,
+        backward: &mut Backward,
+    ) -> candle_core::Result<Tensor> {
         let parent = self.parent.get();
         if !parent.is_null() {
             // SAFETY: an outer context outlives the inner run (see `run`).
-            x = unsafe { &*parent }.fire(id, x)?;
+            x = unsafe { &*parent }.fire(id, x, backward)?;
         }
         if self.stopped.get() {
             return Err(candle_core::Error::Msg(STOP_MESSAGE.into()));
@@ -180,6 +215,9 @@ impl<'a> Context<'a> {
                 }
             }
         }
+        slot.backward
+            .iter()
+            .for_each(|hook| backward.push(&slot.name, hook));
         if slot.stop_target && !slot.fired.replace(true) {
             let left = self.stop_remaining.get() - 1;
             self.stop_remaining.set(left);

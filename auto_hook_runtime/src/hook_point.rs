@@ -1,6 +1,6 @@
 //! `HookPoint`: a named place in a model where hooks can read or replace an activation.
 
-use crate::context;
+use crate::context::{self, Backward};
 use crate::hook::{check_replacement, HookInfo, SharedHook};
 use candle_core::{Module, Result, Tensor};
 use std::fmt;
@@ -42,6 +42,8 @@ pub(crate) struct PersistentHook {
     pub(crate) hook: SharedHook,
     pub(crate) permanent: bool,
     pub(crate) scope: u64,
+    /// A backward hook (runs on the gradient) rather than a forward hook.
+    pub(crate) backward: bool,
 }
 
 impl HookPoint {
@@ -75,13 +77,17 @@ impl HookPoint {
 
     #[inline(never)]
     fn fire_hooks(&self, mut x: Tensor) -> Result<Tensor> {
+        let mut backward = Backward::default();
         for p in &self.persistent {
-            if let Some(replacement) = (p.hook)(&x, &HookInfo::new(&p.name))? {
+            if p.backward {
+                backward.push(&p.name, &p.hook);
+            } else if let Some(replacement) = (p.hook)(&x, &HookInfo::new(&p.name))? {
                 check_replacement(&p.name, &x, &replacement)?;
                 x = replacement;
             }
         }
-        context::fire(self.id, x)
+        let x = context::fire(self.id, x, &mut backward)?;
+        backward.attach(x)
     }
 
     pub(crate) fn push_persistent(&mut self, hook: PersistentHook) {

@@ -3,8 +3,9 @@
 use crate::context::{Context, IdMap, Slot};
 use crate::error::Result;
 use crate::filter::Filter;
-use crate::hook::{boxed_call_hook, CallHook, HookInfo, HookReturn};
+use crate::hook::{boxed_call_hook, CallHook, HookInfo, HookReturn, SharedHook};
 use crate::module::{walk, HookedModule};
+use crate::root::shared;
 use candle_core::Tensor;
 use std::sync::Arc;
 
@@ -22,7 +23,13 @@ use std::sync::Arc;
 /// ```
 #[derive(Default)]
 pub struct Hooks<'a> {
-    entries: Vec<(Filter, CallHook<'a>)>,
+    entries: Vec<(Filter, HookFn<'a>)>,
+}
+
+/// A forward hook of one call, or a backward hook bound to the graph of that call.
+pub(crate) enum HookFn<'a> {
+    Forward(CallHook<'a>),
+    Backward(SharedHook),
 }
 
 impl<'a> Hooks<'a> {
@@ -40,8 +47,34 @@ impl<'a> Hooks<'a> {
         F: FnMut(&Tensor, &HookInfo) -> R + 'a,
         R: HookReturn,
     {
-        self.entries.push((filter.into(), boxed_call_hook(hook)));
+        self.entries
+            .push((filter.into(), HookFn::Forward(boxed_call_hook(hook))));
         self
+    }
+
+    /// Adds a backward hook on every point selected by `filter`. It receives the gradient
+    /// flowing into the point's output when a loss computed in this run is
+    /// backpropagated (`loss.backward()`), and may keep it (`()`) or replace it (a
+    /// tensor of the same shape). It lives in that run's graph: nothing to keep alive,
+    /// nothing leaking into later runs. Runs with no backward hook add no op to the graph.
+    ///
+    /// ```
+    /// use auto_hook_runtime::Hooks;
+    /// let hooks = Hooks::new().backward("**", |grad, _| grad * 2.0);
+    /// assert_eq!(hooks.len(), 1);
+    /// ```
+    pub fn backward<F, R>(mut self, filter: impl Into<Filter>, hook: F) -> Self
+    where
+        F: Fn(&Tensor, &HookInfo) -> R + Send + Sync + 'static,
+        R: HookReturn,
+    {
+        self.entries
+            .push((filter.into(), HookFn::Backward(shared(hook))));
+        self
+    }
+
+    pub(crate) fn push_backward(&mut self, filter: Filter, hook: SharedHook) {
+        self.entries.push((filter, HookFn::Backward(hook)));
     }
 
     /// How many hooks were added.
@@ -54,7 +87,7 @@ impl<'a> Hooks<'a> {
         self.entries.is_empty()
     }
 
-    pub(crate) fn into_entries(self) -> Vec<(Filter, CallHook<'a>)> {
+    pub(crate) fn into_entries(self) -> Vec<(Filter, HookFn<'a>)> {
         self.entries
     }
 }
@@ -63,7 +96,7 @@ impl<'a> Hooks<'a> {
 /// checking every filter, and builds the context of the call.
 pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
     model: &M,
-    entries: Vec<(Filter, CallHook<'a>)>,
+    entries: Vec<(Filter, HookFn<'a>)>,
     stop_at: Option<&Filter>,
 ) -> Result<Context<'a>> {
     let mut leaves: Vec<(usize, &Filter, bool)> = Vec::new();
@@ -86,7 +119,10 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
             if *index == usize::MAX {
                 slot.stop_target = true;
             } else if last != Some(*index) {
-                slot.hooks.push(*index);
+                match &entries[*index].1 {
+                    HookFn::Forward(_) => slot.hooks.push(*index),
+                    HookFn::Backward(hook) => slot.backward.push(hook.clone()),
+                }
                 last = Some(*index);
             }
         }
@@ -98,7 +134,14 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         let names = hook_name_list(model);
         leaf.validate(names.iter().map(String::as_str))?;
     }
-    let hooks = entries.into_iter().map(|(_, hook)| hook).collect();
+    // Backward hooks were copied into their slots; their places keep indices stable.
+    let hooks = entries
+        .into_iter()
+        .map(|(_, hook)| match hook {
+            HookFn::Forward(hook) => hook,
+            HookFn::Backward(_) => Box::new(|_: &Tensor, _: &HookInfo| Ok(None)) as CallHook<'a>,
+        })
+        .collect();
     Ok(Context::new(slots, hooks, stop_at.is_some()))
 }
 

@@ -10,6 +10,7 @@
 //! - [`ActivationCache`]: captured activations; `stack`, safetensors save/load.
 //! - [`auto_hook`]: the same API for an already-built module; [`check_auto_hook`]: self-checks.
 
+mod backward;
 mod cache;
 mod cache_io;
 mod check;
@@ -21,6 +22,8 @@ mod hook_point;
 mod hooks;
 mod instance;
 mod module;
+pub mod nn;
+pub mod ops;
 mod output;
 mod root;
 mod schema;

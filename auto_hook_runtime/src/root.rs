@@ -1,5 +1,6 @@
 //! `HookedRoot`: the TransformerLens `HookedRootModule` API, for every hooked model.
 
+use crate::backward::GradSink;
 use crate::cache::{ActivationCache, CacheOptions};
 use crate::error::{Error, Result};
 use crate::filter::{nearest_names, Filter};
@@ -129,7 +130,27 @@ pub trait HookedRoot: HookedModule {
         F: Fn(&Tensor, &HookInfo) -> R + Send + Sync + 'static,
         R: HookReturn,
     {
-        add_persistent(self, filter.into(), shared(hook), false, 0)
+        add_persistent(self, filter.into(), shared(hook), Persistence::default())
+    }
+
+    /// Attaches a backward hook that stays until `reset_hooks`: in every forward it is
+    /// bound to that forward's graph, and runs on the gradient flowing into the point
+    /// when a loss from that forward is backpropagated (keep it, or return a
+    /// replacement of the same shape).
+    fn add_backward_hook<F, R>(&mut self, filter: impl Into<Filter>, hook: F) -> Result<()>
+    where
+        F: Fn(&Tensor, &HookInfo) -> R + Send + Sync + 'static,
+        R: HookReturn,
+    {
+        add_persistent(
+            self,
+            filter.into(),
+            shared(hook),
+            Persistence {
+                backward: true,
+                ..Persistence::default()
+            },
+        )
     }
 
     /// Attaches a hook that even `reset_hooks` keeps; only `reset_all_hooks` removes it.
@@ -138,7 +159,15 @@ pub trait HookedRoot: HookedModule {
         F: Fn(&Tensor, &HookInfo) -> R + Send + Sync + 'static,
         R: HookReturn,
     {
-        add_persistent(self, filter.into(), shared(hook), true, 0)
+        add_persistent(
+            self,
+            filter.into(),
+            shared(hook),
+            Persistence {
+                permanent: true,
+                ..Persistence::default()
+            },
+        )
     }
 
     /// Removes every persistent hook except the permanent ones.
@@ -170,13 +199,20 @@ where
     Arc::new(move |x: &Tensor, info: &HookInfo| hook(x, info).into_replacement())
 }
 
+/// How long a persistent hook stays, and which way it runs.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Persistence {
+    pub(crate) permanent: bool,
+    pub(crate) scope: u64,
+    pub(crate) backward: bool,
+}
+
 /// Validates `filter` first, so a bad name leaves the model untouched.
 pub(crate) fn add_persistent<M: HookedModule + ?Sized>(
     model: &mut M,
     filter: Filter,
     hook: crate::hook::SharedHook,
-    permanent: bool,
-    scope: u64,
+    kind: Persistence,
 ) -> Result<()> {
     let names = hook_name_list(model);
     filter.validate(names.iter().map(String::as_str))?;
@@ -185,8 +221,9 @@ pub(crate) fn add_persistent<M: HookedModule + ?Sized>(
             point.push_persistent(PersistentHook {
                 name: Arc::from(name),
                 hook: hook.clone(),
-                permanent,
-                scope,
+                permanent: kind.permanent,
+                scope: kind.scope,
+                backward: kind.backward,
             });
         }
     });
@@ -201,7 +238,7 @@ fn cache_run<M: HookedRoot + ?Sized, T, E: Into<Error>>(
 ) -> Result<(Option<T>, ActivationCache)> {
     let filter = options.filter();
     let cache = RefCell::new(ActivationCache::new());
-    let hooks = Hooks::new().add(
+    let mut hooks = Hooks::new().add(
         filter.clone(),
         |x: &Tensor, info: &HookInfo| -> candle_core::Result<()> {
             let stored = options.store(x, info.name())?;
@@ -209,6 +246,11 @@ fn cache_run<M: HookedRoot + ?Sized, T, E: Into<Error>>(
             Ok(())
         },
     );
+    if options.grads {
+        let sink = Arc::new(GradSink::default());
+        hooks.push_backward(filter.clone(), sink.recorder());
+        cache.borrow_mut().set_grads(sink);
+    }
     let context = build_context(model, hooks.into_entries(), stop.then_some(&filter))?;
     let out = context.run(|| run(model))?;
     drop(context);

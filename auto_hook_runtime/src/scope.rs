@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::hook::{HookInfo, HookReturn};
 use crate::module::{walk_mut, HookedModule};
-use crate::root::{add_persistent, shared};
+use crate::root::{add_persistent, shared, Persistence};
 use candle_core::Tensor;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,15 @@ impl<'m, M: HookedModule + ?Sized> HookScope<'m, M> {
         F: Fn(&Tensor, &HookInfo) -> R + Send + Sync + 'static,
         R: HookReturn,
     {
-        add_persistent(self.model, filter.into(), shared(hook), false, self.level)
+        add_persistent(
+            self.model,
+            filter.into(),
+            shared(hook),
+            Persistence {
+                scope: self.level,
+                ..Persistence::default()
+            },
+        )
     }
 
     /// Opens a nested scope.

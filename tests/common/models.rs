@@ -192,19 +192,20 @@ impl Attention {
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
         let pattern = self
             .hook_pattern
-            .forward(&candle_nn::ops::softmax_last_dim(&scores)?)?;
+            .forward(&auto_hook::ops::softmax_last_dim(&scores)?)?;
         let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.o.forward(&z)
     }
 }
 
-/// A pre-LayerNorm transformer block: attention with a mask, MLP, residuals.
+/// A pre-LayerNorm transformer block: attention with a mask, MLP, residuals. Built
+/// with auto_hook's differentiable LayerNorm and softmax, so gradients reach every weight.
 #[auto_hook]
 #[derive(Debug, Clone)]
 pub struct Block {
-    ln1: LayerNorm,
+    ln1: auto_hook::nn::LayerNorm,
     attn: Attention,
-    ln2: LayerNorm,
+    ln2: auto_hook::nn::LayerNorm,
     mlp: Mlp,
 }
 
@@ -212,9 +213,9 @@ pub struct Block {
 impl Block {
     pub fn new(d: usize, n_heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            ln1: candle_nn::layer_norm(d, 1e-5, vb.pp("ln1"))?,
+            ln1: auto_hook::nn::layer_norm(d, 1e-5, vb.pp("ln1"))?,
             attn: Attention::new(d, n_heads, vb.pp("attn"))?,
-            ln2: candle_nn::layer_norm(d, 1e-5, vb.pp("ln2"))?,
+            ln2: auto_hook::nn::layer_norm(d, 1e-5, vb.pp("ln2"))?,
             mlp: Mlp::new(d, 4 * d, vb.pp("mlp"))?,
         })
     }
@@ -239,7 +240,8 @@ pub fn causal_mask(t: usize) -> Tensor {
     Tensor::from_vec(data, (t, t), &Device::Cpu).expect("mask")
 }
 
-/// A nested `Vec` of annotated blocks under an embedding, returning a tuple.
+/// A nested `Vec` of annotated blocks under an embedding, returning a tuple. Its final
+/// norm is candle-nn's fused LayerNorm, which has no backward.
 #[auto_hook]
 pub struct Stack {
     embed: Embedding,

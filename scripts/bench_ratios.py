@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Prints the BENCHMARKS.md table from criterion's estimates of `cargo bench --bench overhead`.
+
+Reads target/criterion/overhead/<config>/<variant>/new/estimates.json (median, ns) and
+divides each variant by `plain` of the same config.
+"""
+import json
+import sys
+from pathlib import Path
+
+CONFIGS = ["tiny_llama", "tiny_gpt2", "gpt2_small"]
+VARIANTS = ["plain", "no_hooks", "identity_all", "cache_all", "stop_at_first_block"]
+TARGETS = {"no_hooks": 1.01, "identity_all": 1.05, "cache_all": 1.05}
+
+
+def fmt_time(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3f} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def main():
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion") / "overhead"
+    print("| config | variant | median | ratio vs plain | target | met |")
+    print("|---|---|---:|---:|---:|:---:|")
+    for config in CONFIGS:
+        medians = {}
+        for variant in VARIANTS:
+            path = root / config / variant / "new" / "estimates.json"
+            if path.exists():
+                medians[variant] = json.loads(path.read_text())["median"]["point_estimate"]
+        for variant, ns in medians.items():
+            ratio = ns / medians["plain"]
+            target = TARGETS.get(variant)
+            if variant == "stop_at_first_block" and config == "gpt2_small":
+                target = 0.2
+            met = "" if target is None else ("yes" if ratio <= target else "**no**")
+            shown = "" if target is None else f"≤ {target:.2f}×"
+            print(f"| {config} | {variant} | {fmt_time(ns)} | {ratio:.3f}× | {shown} | {met} |")
+
+
+if __name__ == "__main__":
+    main()
