@@ -1,9 +1,10 @@
 //! Differentiable stand-ins for candle-nn's fused kernels.
 //!
 //! `candle_nn::ops::{softmax_last_dim, layer_norm, rms_norm}` and
-//! `candle_nn::rotary_emb::rope` are fast fused kernels without a backward pass: a loss
-//! whose graph goes through one of them cannot be backpropagated (candle reports
-//! `BackwardNotSupported`). Each function here calls the fused kernel when no input
+//! `candle_nn::rotary_emb::rope` are fast fused kernels without a backward pass: their
+//! output tracks no gradient, so the graph is cut there *silently* and nothing before
+//! them gets a gradient (candle_nn's `LayerNorm` and `RmsNorm` modules use them too).
+//! Each function here calls the fused kernel when no input
 //! tracks gradients (inference: same speed, same numbers) and candle's composed,
 //! differentiable version when one does (training, backward hooks, caches with
 //! gradients).

@@ -69,6 +69,18 @@ impl AutoEncoder {
         })
     }
 
+    /// From given tensors (`Var`s to read parameter gradients, f64 for finite differences).
+    pub fn from_tensors(w_enc: Tensor, w_dec: Tensor, b_enc: Tensor, b_dec: Tensor) -> Self {
+        let l1_coeff = Tensor::new(3e-4f32, &Device::Cpu).expect("scalar");
+        Self {
+            w_enc,
+            w_dec,
+            b_enc,
+            b_dec,
+            l1_coeff,
+        }
+    }
+
     pub fn encoder_weight(&self) -> Tensor {
         self.w_enc.clone()
     }
