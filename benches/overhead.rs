@@ -12,14 +12,15 @@
 //! - `cache_all`: `run_with_cache(CacheOptions::all(), ..)`;
 //! - `stop_at_first_block`: `run_with_cache_stop_at("blocks.0.**", ..)`.
 //!
-//! Run with `cargo bench --bench overhead`; `scripts/bench_ratios.py` turns criterion's
-//! estimates into the ratio table of `BENCHMARKS.md`.
+//! Run with `cargo bench --bench overhead`. After criterion, a full run also times paired
+//! rounds (one forward per variant, random order) and writes the median ratio to `plain`
+//! per config; `scripts/bench_ratios.py` turns both into the table of `BENCHMARKS.md`.
 
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, RmsNorm, VarBuilder, VarMap};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use std::time::Duration;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use std::time::{Duration, Instant};
 
 /// The two architectures of the benchmark.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +46,8 @@ struct Cfg {
     warm_up: Duration,
     measurement: Duration,
     flat: bool,
+    /// Rounds of the paired A/B comparison that follows criterion.
+    paired_rounds: usize,
 }
 
 const CONFIGS: [Cfg; 3] = [
@@ -59,8 +62,9 @@ const CONFIGS: [Cfg; 3] = [
         seq: 32,
         sample_size: 100,
         warm_up: Duration::from_secs(2),
-        measurement: Duration::from_secs(6),
+        measurement: Duration::from_secs(8),
         flat: false,
+        paired_rounds: 400,
     },
     Cfg {
         name: "tiny_gpt2",
@@ -73,8 +77,9 @@ const CONFIGS: [Cfg; 3] = [
         seq: 32,
         sample_size: 100,
         warm_up: Duration::from_secs(2),
-        measurement: Duration::from_secs(6),
+        measurement: Duration::from_secs(8),
         flat: false,
+        paired_rounds: 400,
     },
     Cfg {
         name: "gpt2_small",
@@ -89,6 +94,7 @@ const CONFIGS: [Cfg; 3] = [
         warm_up: Duration::from_secs(3),
         measurement: Duration::from_secs(15),
         flat: true,
+        paired_rounds: 60,
     },
 ];
 
@@ -416,6 +422,9 @@ fn bench_config(c: &mut Criterion, cfg: &Cfg) {
     }
 }
 
+/// One benchmarked forward.
+type Run<'r> = Box<dyn Fn() + 'r>;
+
 fn bits(t: &Tensor) -> Vec<u32> {
     let values = t
         .flatten_all()
@@ -472,6 +481,44 @@ fn run_variants<H: HookedRoot>(
         cache.len()
     );
 
+    // The five variants, each one forward; the same closures feed criterion and the
+    // paired A/B rounds.
+    let variants: [(&str, Run); 5] = [
+        (
+            "plain",
+            Box::new(|| drop(black_box(plain(tokens).unwrap()))),
+        ),
+        (
+            "no_hooks",
+            Box::new(|| drop(black_box(forward(hooked, tokens).unwrap()))),
+        ),
+        (
+            "identity_all",
+            Box::new(|| {
+                let hooks = Hooks::new().add("**", |x, _| x.clone());
+                drop(black_box(
+                    hooked
+                        .run_with_hooks(hooks, |m| forward(m, tokens))
+                        .unwrap(),
+                ))
+            }),
+        ),
+        (
+            "cache_all",
+            Box::new(|| {
+                let run = hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens));
+                drop(black_box(run.unwrap()))
+            }),
+        ),
+        (
+            "stop_at_first_block",
+            Box::new(|| {
+                let run = hooked.run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens));
+                drop(black_box(run.unwrap()))
+            }),
+        ),
+    ];
+
     let mut group = c.benchmark_group("overhead");
     group
         .sample_size(cfg.sample_size)
@@ -480,36 +527,86 @@ fn run_variants<H: HookedRoot>(
     if cfg.flat {
         group.sampling_mode(SamplingMode::Flat);
     }
-    group.bench_function(BenchmarkId::new(cfg.name, "plain"), |b| {
-        b.iter(|| plain(tokens).unwrap())
-    });
-    group.bench_function(BenchmarkId::new(cfg.name, "no_hooks"), |b| {
-        b.iter(|| forward(hooked, tokens).unwrap())
-    });
-    group.bench_function(BenchmarkId::new(cfg.name, "identity_all"), |b| {
-        b.iter(|| {
-            hooked
-                .run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| {
-                    forward(m, tokens)
-                })
-                .unwrap()
-        })
-    });
-    group.bench_function(BenchmarkId::new(cfg.name, "cache_all"), |b| {
-        b.iter(|| {
-            hooked
-                .run_with_cache(CacheOptions::all(), |m| forward(m, tokens))
-                .unwrap()
-        })
-    });
-    group.bench_function(BenchmarkId::new(cfg.name, "stop_at_first_block"), |b| {
-        b.iter(|| {
-            hooked
-                .run_with_cache_stop_at("blocks.0.**", |m| forward(m, tokens))
-                .unwrap()
-        })
-    });
+    for (variant, run) in &variants {
+        group.bench_function(BenchmarkId::new(cfg.name, *variant), |b| b.iter(run));
+    }
     group.finish();
+
+    if paired_rounds_enabled() {
+        paired_rounds(cfg, &variants);
+    }
+}
+
+/// Paired A/B rounds run after criterion on a full `--bench` run (not in test mode, not
+/// with a filter or `--profile-time`): criterion measures each variant in its own time
+/// window, so drift between windows (a 2-core VM: about ±2%) hides a 1% overhead.
+fn paired_rounds_enabled() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().any(|a| a == "--bench")
+        && args
+            .iter()
+            .all(|a| a.starts_with("--") && a != "--profile-time")
+}
+
+/// Runs `cfg.paired_rounds` rounds of one forward per variant (in a random order each
+/// round), takes each variant's time over plain's time in the same round, and writes the
+/// median ratio with a 95% confidence interval (order statistics) to
+/// `target/criterion/overhead/{config}/paired.json`, read by `scripts/bench_ratios.py`.
+fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
+    let n = variants.len();
+    let mut ratios = vec![Vec::with_capacity(cfg.paired_rounds); n];
+    let mut times = vec![0.0; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..cfg.paired_rounds {
+        // A fresh random order each round: what ran just before a forward (allocator
+        // state, caches) must not favour one variant.
+        for k in (1..n).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(k, (seed % (k as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let start = Instant::now();
+            (variants[i].1)();
+            times[i] = start.elapsed().as_secs_f64();
+        }
+        for (i, t) in times.iter().enumerate() {
+            ratios[i].push(t / times[0]);
+        }
+    }
+    let mut json = Vec::new();
+    for ((variant, _), mut r) in variants.iter().zip(ratios) {
+        r.sort_by(f64::total_cmp);
+        let m = r.len();
+        let half_width = (0.98 * (m as f64).sqrt()).ceil() as usize;
+        let (lo, mid, hi) = (
+            r[(m / 2).saturating_sub(half_width)],
+            r[m / 2],
+            r[(m / 2 + half_width).min(m - 1)],
+        );
+        println!(
+            "{}/{variant}: paired ratio vs plain {mid:.4} (95% CI {lo:.4}..{hi:.4}, {m} rounds)",
+            cfg.name
+        );
+        json.push(format!(
+            "\"{variant}\": {{\"median\": {mid}, \"ci_low\": {lo}, \"ci_high\": {hi}, \"rounds\": {m}}}"
+        ));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = std::path::Path::new(&target)
+        .join("criterion/overhead")
+        .join(cfg.name);
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("paired.json"),
+            format!("{{{}}}\n", json.join(", ")),
+        )
+    });
+    if let Err(e) = written {
+        eprintln!("{}: could not write paired.json: {e}", cfg.name);
+    }
 }
 
 fn overhead(c: &mut Criterion) {

@@ -2,7 +2,8 @@
 """Prints the BENCHMARKS.md table from criterion's estimates of `cargo bench --bench overhead`.
 
 Reads target/criterion/overhead/<config>/<variant>/new/estimates.json (median, ns) and
-divides each variant by `plain` of the same config.
+divides each variant by `plain` of the same config; adds the paired A/B ratio (median and
+95% CI) from target/criterion/overhead/<config>/paired.json when the bench wrote one.
 """
 import json
 import sys
@@ -22,22 +23,27 @@ def fmt_time(ns):
 
 def main():
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion") / "overhead"
-    print("| config | variant | median | ratio vs plain | target | met |")
-    print("|---|---|---:|---:|---:|:---:|")
+    print("| config | variant | criterion median | ratio vs plain | paired ratio (95% CI) | target | met |")
+    print("|---|---|---:|---:|---:|---:|:---:|")
     for config in CONFIGS:
         medians = {}
         for variant in VARIANTS:
             path = root / config / variant / "new" / "estimates.json"
             if path.exists():
                 medians[variant] = json.loads(path.read_text())["median"]["point_estimate"]
+        paired_path = root / config / "paired.json"
+        paired = json.loads(paired_path.read_text()) if paired_path.exists() else {}
         for variant, ns in medians.items():
             ratio = ns / medians["plain"]
             target = TARGETS.get(variant)
             if variant == "stop_at_first_block" and config == "gpt2_small":
                 target = 0.2
-            met = "" if target is None else ("yes" if ratio <= target else "**no**")
+            p = paired.get(variant)
+            decisive = ratio if p is None else p["median"]  # the paired ratio when there is one
+            met = "" if target is None else ("yes" if decisive <= target else "**no**")
             shown = "" if target is None else f"≤ {target:.2f}×"
-            print(f"| {config} | {variant} | {fmt_time(ns)} | {ratio:.3f}× | {shown} | {met} |")
+            pair = "" if p is None else f"{p['median']:.3f}× ({p['ci_low']:.3f}–{p['ci_high']:.3f})"
+            print(f"| {config} | {variant} | {fmt_time(ns)} | {ratio:.3f}× | {pair} | {shown} | {met} |")
 
 
 if __name__ == "__main__":
