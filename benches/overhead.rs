@@ -16,10 +16,12 @@
 //! rounds (one forward per variant, random order) and writes the median ratio to `plain`
 //! per config; `scripts/bench_ratios.py` turns both into the table of `BENCHMARKS.md`.
 
+use auto_hook::nn::{LayerNorm, RmsNorm};
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, RmsNorm, VarBuilder, VarMap};
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The two architectures of the benchmark.
@@ -173,11 +175,11 @@ define_models! {
             let (b, t, d) = x.dims3()?;
             let hd = d / self.n_heads;
             let split = |y: Tensor| y.reshape((b, t, self.n_heads, hd))?.transpose(1, 2)?.contiguous();
-            let q = candle_nn::rotary_emb::rope(&split(self.q.forward(x)?)?, cos, sin)?;
-            let k = candle_nn::rotary_emb::rope(&split(self.k.forward(x)?)?, cos, sin)?;
+            let q = auto_hook::ops::rope(&split(self.q.forward(x)?)?, cos, sin)?;
+            let k = auto_hook::ops::rope(&split(self.k.forward(x)?)?, cos, sin)?;
             let v = split(self.v.forward(x)?)?;
             let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-            let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+            let pattern = auto_hook::ops::softmax_last_dim(&scores)?;
             let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
             self.o.forward(&z)
         }
@@ -214,9 +216,9 @@ define_models! {
     impl LlamaBlock {
         pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
             Ok(Self {
-                ln1: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                ln1: auto_hook::nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
                 attn: LlamaAttention::new(cfg, vb.pp("attn"))?,
-                ln2: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                ln2: auto_hook::nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
                 mlp: LlamaMlp::new(cfg, vb.pp("mlp"))?,
             })
         }
@@ -248,7 +250,7 @@ define_models! {
             Ok(Self {
                 embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
                 blocks,
-                ln_final: candle_nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                ln_final: auto_hook::nn::rms_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
                 unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
                 rope_cos,
                 rope_sin,
@@ -301,7 +303,7 @@ define_models! {
             let k = split(self.k.forward(x)?)?;
             let v = split(self.v.forward(x)?)?;
             let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-            let pattern = candle_nn::ops::softmax_last_dim(&scores)?;
+            let pattern = auto_hook::ops::softmax_last_dim(&scores)?;
             let z = pattern.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
             self.o.forward(&z)
         }
@@ -335,9 +337,9 @@ define_models! {
     impl Gpt2Block {
         pub fn new(cfg: &Cfg, vb: VarBuilder) -> Result<Self> {
             Ok(Self {
-                ln1: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
+                ln1: auto_hook::nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln1"))?,
                 attn: Gpt2Attention::new(cfg, vb.pp("attn"))?,
-                ln2: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
+                ln2: auto_hook::nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln2"))?,
                 mlp: Gpt2Mlp::new(cfg, vb.pp("mlp"))?,
             })
         }
@@ -365,7 +367,7 @@ define_models! {
                 embed: candle_nn::embedding(cfg.vocab, cfg.d_model, vb.pp("embed"))?,
                 pos_embed: candle_nn::embedding(cfg.seq, cfg.d_model, vb.pp("pos_embed"))?,
                 blocks,
-                ln_final: candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
+                ln_final: auto_hook::nn::layer_norm(cfg.d_model, 1e-5, vb.pp("ln_final"))?,
                 unembed: candle_nn::linear_no_bias(cfg.d_model, cfg.vocab, vb.pp("unembed"))?,
             })
         }
@@ -385,41 +387,109 @@ define_models! {
 }
 
 /// Builds the plain and the hooked model of `cfg` from one set of random weights and
-/// benchmarks the five variants, one after the other.
+/// benchmarks the variants, one after the other. Forward variants use plain weight
+/// tensors (as loaded from a checkpoint: inference, fused kernels); the backward variants
+/// use `Var`s of the same values (training: differentiable kernels, see auto_hook::ops).
 fn bench_config(c: &mut Criterion, cfg: &Cfg) {
     let device = Device::Cpu;
     let map = VarMap::new();
-    let vb = VarBuilder::from_varmap(&map, DType::F32, &device);
+    let vars = VarBuilder::from_varmap(&map, DType::F32, &device);
     let ids: Vec<u32> = (0..cfg.seq)
         .map(|i| ((i * 7919 + 13) % cfg.vocab) as u32)
         .collect();
     let tokens = Tensor::from_vec(ids, (1, cfg.seq), &device).expect("tokens");
+    macro_rules! models {
+        ($plain:ty, $hooked:ty) => {{
+            let plain_var = <$plain>::new(cfg, vars.clone()).expect("plain model");
+            let hooked_var = <$hooked>::new(cfg, vars.clone()).expect("hooked model");
+            let weights: HashMap<String, Tensor> = map
+                .data()
+                .lock()
+                .expect("varmap")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                .collect();
+            let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+            let plain = <$plain>::new(cfg, vb.clone()).expect("plain model");
+            let hooked = <$hooked>::new(cfg, vb).expect("hooked model");
+            run_variants(
+                c,
+                cfg,
+                &tokens,
+                Models {
+                    plain: |x: &Tensor| plain.forward(x),
+                    hooked: &hooked,
+                },
+                Models {
+                    plain: |x: &Tensor| plain_var.forward(x),
+                    hooked: &hooked_var,
+                },
+                |m, x| m.forward(x),
+            );
+        }};
+    }
     match cfg.arch {
-        Arch::Llama => {
-            let plain = plain::Llama::new(cfg, vb.clone()).expect("plain model");
-            let hooked = hooked::Llama::new(cfg, vb).expect("hooked model");
-            run_variants(
-                c,
-                cfg,
-                &tokens,
-                |x| plain.forward(x),
-                &hooked,
-                |m, x| m.forward(x),
+        Arch::Llama => models!(plain::Llama, hooked::Llama),
+        Arch::Gpt2 => models!(plain::Gpt2, hooked::Gpt2),
+    }
+}
+
+/// A plain model's forward and its hooked twin.
+struct Models<'h, P, H> {
+    plain: P,
+    hooked: &'h H,
+}
+
+fn loss(out: &Tensor) -> Result<Tensor> {
+    out.sqr()?.sum_all()
+}
+
+/// The backward variants compute the same weight gradients (checked outside the timing).
+fn check_backward<H: HookedRoot, V: Fn(&Tensor) -> Result<Tensor>>(
+    cfg: &Cfg,
+    tokens: &Tensor,
+    training: &Models<'_, V, H>,
+    forward: &impl Fn(&H, &Tensor) -> Result<Tensor>,
+) {
+    let out = (training.plain)(tokens).expect("plain forward");
+    let plain_grads = loss(&out)
+        .and_then(|l| l.backward())
+        .expect("plain backward");
+    let opts = CacheOptions::all().with_grads();
+    let (out, cache) = training
+        .hooked
+        .run_with_cache(opts, |m| forward(m, tokens))
+        .expect("grad cache run");
+    let hooked_grads = loss(&out)
+        .and_then(|l| l.backward())
+        .expect("hooked backward");
+    let (mut compared, mut cached) = (0, 0);
+    for (name, _) in cache.iter() {
+        cached += usize::from(cache.grad(name).is_ok());
+    }
+    for node in out.sorted_nodes().into_iter().filter(|t| t.is_variable()) {
+        let (a, b) = (plain_grads.get(node), hooked_grads.get(node));
+        if let (Some(a), Some(b)) = (a, b) {
+            let diff = (a - b)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                .expect("diff");
+            let scale = a
+                .abs()
+                .and_then(|d| d.max_all()?.to_scalar::<f32>())
+                .expect("scale");
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{}: weight gradients differ with a gradient cache",
+                cfg.name
             );
-        }
-        Arch::Gpt2 => {
-            let plain = plain::Gpt2::new(cfg, vb.clone()).expect("plain model");
-            let hooked = hooked::Gpt2::new(cfg, vb).expect("hooked model");
-            run_variants(
-                c,
-                cfg,
-                &tokens,
-                |x| plain.forward(x),
-                &hooked,
-                |m, x| m.forward(x),
-            );
+            compared += 1;
         }
     }
+    assert!(
+        compared > 0 && cached == cache.len(),
+        "{}: {compared} weights, {cached} cached grads",
+        cfg.name
+    );
 }
 
 /// One benchmarked forward.
@@ -433,14 +503,20 @@ fn bits(t: &Tensor) -> Vec<u32> {
     values.into_iter().map(f32::to_bits).collect()
 }
 
-fn run_variants<H: HookedRoot>(
+fn run_variants<
+    H: HookedRoot,
+    P: Fn(&Tensor) -> Result<Tensor>,
+    V: Fn(&Tensor) -> Result<Tensor>,
+>(
     c: &mut Criterion,
     cfg: &Cfg,
     tokens: &Tensor,
-    plain: impl Fn(&Tensor) -> Result<Tensor>,
-    hooked: &H,
+    inference: Models<'_, P, H>,
+    training: Models<'_, V, H>,
     forward: impl Fn(&H, &Tensor) -> Result<Tensor>,
 ) {
+    let (plain, hooked) = (&inference.plain, inference.hooked);
+    let (plain_var, hooked_var) = (&training.plain, training.hooked);
     // Checks, outside the timed code.
     let expected = plain(tokens).expect("plain forward");
     assert_eq!(expected.dims(), [1, cfg.seq, cfg.vocab]);
@@ -481,9 +557,10 @@ fn run_variants<H: HookedRoot>(
         cache.len()
     );
 
-    // The five variants, each one forward; the same closures feed criterion and the
+    // The variants, each one forward (the backward ones: forward + backward); the same closures feed criterion and the
     // paired A/B rounds.
-    let variants: [(&str, Run); 5] = [
+    check_backward(cfg, tokens, &training, &forward);
+    let variants: [(&str, Run); 7] = [
         (
             "plain",
             Box::new(|| drop(black_box(plain(tokens).unwrap()))),
@@ -508,6 +585,24 @@ fn run_variants<H: HookedRoot>(
             Box::new(|| {
                 let run = hooked.run_with_cache(CacheOptions::all(), |m| forward(m, tokens));
                 drop(black_box(run.unwrap()))
+            }),
+        ),
+        (
+            "backward_plain",
+            Box::new(|| {
+                let grads = loss(&plain_var(tokens).unwrap()).unwrap().backward();
+                drop(black_box(grads.unwrap()))
+            }),
+        ),
+        (
+            "backward_cache",
+            Box::new(|| {
+                let opts = CacheOptions::all().with_grads();
+                let (out, cache) = hooked_var
+                    .run_with_cache(opts, |m| forward(m, tokens))
+                    .unwrap();
+                let grads = loss(&out).unwrap().backward().unwrap();
+                drop(black_box((grads, cache)))
             }),
         ),
         (
@@ -545,7 +640,7 @@ fn paired_rounds_enabled() -> bool {
     args.iter().any(|a| a == "--bench")
         && args
             .iter()
-            .all(|a| a.starts_with("--") && a != "--profile-time")
+            .all(|a| a.starts_with("--") && a != "--profile-time" && a != "--test")
 }
 
 /// Runs `cfg.paired_rounds` rounds of one forward per variant (in a random order each
@@ -557,6 +652,18 @@ fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
     let mut ratios = vec![Vec::with_capacity(cfg.paired_rounds); n];
     let mut times = vec![0.0; n];
     let mut order: Vec<usize> = (0..n).collect();
+    // Backward variants compare with the plain forward + backward; the rest with plain.
+    let backward_plain = variants.iter().position(|(v, _)| *v == "backward_plain");
+    let baselines: Vec<usize> = variants
+        .iter()
+        .map(|(v, _)| {
+            if v.starts_with("backward_") {
+                backward_plain.unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .collect();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..cfg.paired_rounds {
         // A fresh random order each round: what ran just before a forward (allocator
@@ -573,7 +680,7 @@ fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
             times[i] = start.elapsed().as_secs_f64();
         }
         for (i, t) in times.iter().enumerate() {
-            ratios[i].push(t / times[0]);
+            ratios[i].push(t / times[baselines[i]]);
         }
     }
     let mut json = Vec::new();
@@ -587,7 +694,7 @@ fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
             r[(m / 2 + half_width).min(m - 1)],
         );
         println!(
-            "{}/{variant}: paired ratio vs plain {mid:.4} (95% CI {lo:.4}..{hi:.4}, {m} rounds)",
+            "{}/{variant}: paired ratio vs its baseline {mid:.4} (95% CI {lo:.4}..{hi:.4}, {m} rounds)",
             cfg.name
         );
         json.push(format!(
