@@ -1,0 +1,151 @@
+//! Multi-head attention with grouped-query heads, rotary embeddings, a KV cache, and
+//! TransformerLens's hook points.
+
+use auto_hook::prelude::*;
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::Linear;
+
+/// Rotary angles for the positions of one forward: `cos`/`sin` `[batch, pos, 1, d_head/2]`.
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    /// Angles `position / theta^(2i/d_head)` for `positions` `[batch, pos]` (u32).
+    pub fn new(positions: &Tensor, d_head: usize, theta: f64, dtype: DType) -> Result<Self> {
+        let half = d_head / 2;
+        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / d_head as f64)) as f32).collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, 1, half), positions.device())?;
+        let angles = positions.to_dtype(DType::F32)?.unsqueeze(2)?.broadcast_mul(&inv_freq)?.unsqueeze(2)?;
+        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)? })
+    }
+
+    /// Rotates `x` `[batch, pos, head, d_head]` (non-interleaved halves, as Hugging Face).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let half = x.dim(3)? / 2;
+        let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+        let first = (x1.broadcast_mul(&self.cos)? - x2.broadcast_mul(&self.sin)?)?;
+        let second = (x2.broadcast_mul(&self.cos)? + x1.broadcast_mul(&self.sin)?)?;
+        Tensor::cat(&[first, second], 3)
+    }
+}
+
+/// Keys and values of the positions seen so far, for one layer: `[batch, kv_head, pos, d_head]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvSlot {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvSlot {
+    fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What every layer needs for one forward step.
+#[derive(Debug, Clone)]
+pub struct StepInputs {
+    /// Additive mask `[batch, 1, q_pos, k_pos]` (0 where allowed, the dtype's minimum elsewhere).
+    pub mask: Tensor,
+    pub rotary: Option<Rotary>,
+}
+
+/// Attention with `hook_q/k/v` `[batch, pos, head, d_head]`, `hook_rot_q/k` (rotary
+/// models), `hook_attn_scores` and `hook_pattern` `[batch, head, q_pos, k_pos]`, `hook_z`.
+#[auto_hook]
+#[derive(Debug, Clone)]
+pub struct Attention {
+    w_q: Linear,
+    w_k: Linear,
+    w_v: Linear,
+    w_o: Linear,
+    hook_q: HookPoint,
+    hook_k: HookPoint,
+    hook_v: HookPoint,
+    hook_rot_q: Option<HookPoint>,
+    hook_rot_k: Option<HookPoint>,
+    hook_attn_scores: HookPoint,
+    hook_pattern: HookPoint,
+    hook_z: HookPoint,
+    n_heads: usize,
+    n_kv_heads: usize,
+    d_head: usize,
+}
+
+#[auto_hook]
+impl Attention {
+    pub fn new(w_q: Linear, w_k: Linear, w_v: Linear, w_o: Linear, heads: (usize, usize, usize), rotary: bool) -> Self {
+        let (n_heads, n_kv_heads, d_head) = heads;
+        let rot = || rotary.then(HookPoint::new);
+        Self {
+            w_q,
+            w_k,
+            w_v,
+            w_o,
+            hook_q: HookPoint::new(),
+            hook_k: HookPoint::new(),
+            hook_v: HookPoint::new(),
+            hook_rot_q: rot(),
+            hook_rot_k: rot(),
+            hook_attn_scores: HookPoint::new(),
+            hook_pattern: HookPoint::new(),
+            hook_z: HookPoint::new(),
+            n_heads,
+            n_kv_heads,
+            d_head,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, inputs: &StepInputs, cache: Option<&mut KvSlot>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, self.d_head));
+        let q = self.hook_q.forward(&heads(self.w_q.forward(x)?, self.n_heads)?)?;
+        let k = self.hook_k.forward(&heads(self.w_k.forward(x)?, self.n_kv_heads)?)?;
+        let v = self.hook_v.forward(&heads(self.w_v.forward(x)?, self.n_kv_heads)?)?;
+        let (q, k) = match (&inputs.rotary, &self.hook_rot_q, &self.hook_rot_k) {
+            (Some(rot), Some(hook_q), Some(hook_k)) => {
+                (hook_q.forward(&rot.apply(&q)?)?, hook_k.forward(&rot.apply(&k)?)?)
+            }
+            _ => (q, k),
+        };
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let (mut k, mut v) = (k.transpose(1, 2)?.contiguous()?, v.transpose(1, 2)?.contiguous()?);
+        if let Some(cache) = cache {
+            (k, v) = cache.append(k, v)?;
+        }
+        let groups = self.n_heads / self.n_kv_heads;
+        let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
+        let scores = (q.matmul(&k.t()?)? / (self.d_head as f64).sqrt())?;
+        let scores = self.hook_attn_scores.forward(&scores.broadcast_add(&inputs.mask)?)?;
+        let pattern = auto_hook::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(scores.dtype())?;
+        let pattern = self.hook_pattern.forward(&pattern)?;
+        let z = self.hook_z.forward(&pattern.matmul(&v)?.transpose(1, 2)?)?;
+        self.w_o.forward(&z.reshape((b, t, self.n_heads * self.d_head))?)
+    }
+}
+
+/// Repeats each key/value head `n` times (grouped-query attention), as Hugging Face.
+fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x);
+    }
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, h, n, t, d))?.reshape((b, h * n, t, d))
+}

@@ -1,0 +1,170 @@
+//! Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p), seeded.
+//!
+//! Hooks attached with `run_with_hooks` around `generate` fire at every step. The first
+//! step runs the whole prompt (`[batch, prompt_len, ...]` activations); each later step
+//! runs one new token per sequence (`[batch, 1, ...]`), and its attention hooks see the
+//! cached keys: `hook_attn_scores` / `hook_pattern` are `[batch, head, 1, seen_so_far]`.
+
+use crate::transformer::{HookedTransformer, KvCache};
+use candle_core::{DType, Device, Result, Tensor, D};
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely token.
+    Greedy,
+    /// A draw from the softmax of `logits / temperature`, restricted to the `top_k` most
+    /// likely tokens and to the smallest set whose probability reaches `top_p`.
+    Sample { temperature: f64, top_k: Option<usize>, top_p: Option<f64> },
+}
+
+/// Options of [`HookedTransformer::generate`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    /// Seed of the sampler: the same seed gives the same tokens.
+    pub seed: u64,
+    /// Stop a sequence at this token (default: the config's `eos_token_id`).
+    pub eos_token_id: Option<u32>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 16, sampling: Sampling::Greedy, seed: 0, eos_token_id: None }
+    }
+}
+
+/// A small, seedable generator (xorshift64*): sampling needs no more.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<u32> {
+    let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
+    let Sampling::Sample { temperature, top_k, top_p } = sampling else {
+        return Ok(argmax());
+    };
+    if temperature <= 0.0 {
+        candle_core::bail!("sampling temperature must be positive, got {temperature}");
+    }
+    let mut ranked: Vec<(usize, f64)> = logits.iter().map(|&l| l as f64 / temperature).enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if let Some(k) = top_k {
+        ranked.truncate(k.max(1));
+    }
+    let max = ranked[0].1;
+    let mut probs: Vec<f64> = ranked.iter().map(|(_, l)| (l - max).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if let Some(p) = top_p {
+        let mut mass = 0.0;
+        let keep = probs.iter().take_while(|&&q| {
+            let before = mass;
+            mass += q;
+            before < p
+        });
+        let keep = keep.count().max(1);
+        probs.truncate(keep);
+        ranked.truncate(keep);
+    }
+    let total: f64 = probs.iter().sum();
+    let mut draw = rng.uniform() * total;
+    for ((token, _), p) in ranked.iter().zip(&probs) {
+        draw -= p;
+        if draw <= 0.0 {
+            return Ok(*token as u32);
+        }
+    }
+    Ok(ranked.last().map_or(0, |(t, _)| *t as u32))
+}
+
+impl HookedTransformer {
+    /// Continues `input_ids` `[batch, prompt]` (u32, left-padded with `attention_mask`
+    /// when prompts differ in length) by up to `max_new_tokens`, reusing keys and values
+    /// through a KV cache. Returns `[batch, prompt + generated]`; a sequence that reached
+    /// the end token is padded with it.
+    pub fn generate(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, opts: &GenerateOptions) -> Result<Tensor> {
+        let (b, prompt) = input_ids.dims2()?;
+        let device = input_ids.device().clone();
+        let eos = opts.eos_token_id.or(self.config().eos_token_id);
+        let mut mask: Vec<Vec<u32>> = match attention_mask {
+            Some(m) => m.to_dtype(DType::U32)?.to_vec2::<u32>()?,
+            None => vec![vec![1; prompt]; b],
+        };
+        let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mut done = vec![false; b];
+        let mut rng = Rng::new(opts.seed);
+        let mut cache = KvCache::new(self.config().n_layers);
+        let mut step_ids = input_ids.to_dtype(DType::U32)?;
+        for _ in 0..opts.max_new_tokens {
+            let mask_t = mask_tensor(&mask, &device)?;
+            let logits = self.forward_with_cache(&step_ids, Some(&mask_t), &mut cache)?;
+            let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?;
+            let rows = last.to_vec2::<f32>()?;
+            let mut next = Vec::with_capacity(b);
+            for (i, row) in rows.iter().enumerate() {
+                let token = match (done[i], eos) {
+                    (true, Some(e)) => e,
+                    _ => choose(row, opts.sampling, &mut rng)?,
+                };
+                done[i] |= Some(token) == eos;
+                tokens[i].push(token);
+                mask[i].push(1);
+                next.push(token);
+            }
+            step_ids = Tensor::from_vec(next, (b, 1), &device)?;
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        let width = tokens[0].len();
+        Tensor::from_vec(tokens.concat(), (b, width), &device)
+    }
+}
+
+fn mask_tensor(mask: &[Vec<u32>], device: &Device) -> Result<Tensor> {
+    let width = mask[0].len();
+    Tensor::from_vec(mask.concat(), (mask.len(), width), device)
+}
+
+/// The log-probability of each next token: `[batch, pos - 1]` from logits
+/// `[batch, pos, vocab]` and the tokens `[batch, pos]` that followed.
+pub fn next_token_log_probs(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    let t = logits.dim(1)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits.narrow(1, 0, t - 1)?.to_dtype(DType::F32)?, D::Minus1)?;
+    let targets = tokens.narrow(1, 1, t - 1)?.to_dtype(DType::U32)?.unsqueeze(2)?;
+    log_probs.gather(&targets.contiguous()?, 2)?.squeeze(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_is_seeded_and_respects_top_k() {
+        let logits = [0.0f32, 1.0, 2.0, 3.0, 0.5];
+        let sample = Sampling::Sample { temperature: 1.0, top_k: Some(2), top_p: None };
+        let draws = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..50).map(|_| choose(&logits, sample, &mut rng).unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert!(draws(7).iter().all(|&t| t == 3 || t == 2), "top-k keeps the two best");
+        assert!(draws(7).contains(&2) && draws(7).contains(&3));
+        let greedy = choose(&logits, Sampling::Greedy, &mut Rng::new(0)).unwrap();
+        assert_eq!(greedy, 3);
+        let nucleus = Sampling::Sample { temperature: 0.01, top_k: None, top_p: Some(0.5) };
+        assert_eq!(choose(&logits, nucleus, &mut Rng::new(1)).unwrap(), 3);
+    }
+}

@@ -1,0 +1,31 @@
+//! Hooked ports of Hugging Face decoder architectures, written with `#[auto_hook]`:
+//! GPT-2 and the Llama family (Llama, Mistral, Qwen2) from one config-driven
+//! [`HookedTransformer`] with TransformerLens hook names, loading the checkpoints that
+//! `save_pretrained` writes (`config.json` + safetensors, single or sharded).
+//!
+//! Every block has `blocks.{i}.hook_resid_pre`, `ln1.hook_scale`, `ln1.hook_normalized`,
+//! `attn.hook_q/k/v` `[batch, pos, head, d_head]`, `attn.hook_rot_q/k` (rotary models),
+//! `attn.hook_attn_scores`, `attn.hook_pattern` `[batch, head, q_pos, k_pos]`,
+//! `attn.hook_z`, `hook_attn_out`, `hook_resid_mid`, `ln2.*`, `mlp.hook_pre`,
+//! `mlp.hook_pre_linear` (gated MLPs), `mlp.hook_post`, `hook_mlp_out`,
+//! `hook_resid_post`; the model has `hook_embed`, `hook_pos_embed` (GPT-2) and
+//! `ln_final.hook_scale/hook_normalized`, plus the automatic `*.hook_point` of every
+//! module. Each fires exactly once per forward.
+
+mod attention;
+pub mod config;
+mod error;
+mod generate;
+mod load;
+mod mlp;
+mod norm;
+mod transformer;
+
+pub use attention::{Attention, KvSlot, Rotary, StepInputs};
+pub use config::{Activation, ArchConfig, NormKind, Positions};
+pub use error::{Error, Result};
+pub use generate::{next_token_log_probs, GenerateOptions, Sampling};
+pub use load::{from_var_builder, load, load_tokenizer, weight_files};
+pub use mlp::Mlp;
+pub use norm::Norm;
+pub use transformer::{HookedTransformer, KvCache, TransformerBlock};

@@ -1,0 +1,216 @@
+//! `HookedTransformer`: one config-driven decoder for GPT-2 and the Llama family, with
+//! TransformerLens's hook names.
+
+use crate::attention::{Attention, KvSlot, Rotary, StepInputs};
+use crate::config::{ArchConfig, Positions};
+use crate::mlp::Mlp;
+use crate::norm::Norm;
+use auto_hook::prelude::*;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear};
+
+/// One pre-norm residual block: `hook_resid_pre`, `ln1`, `attn`, `hook_attn_out`,
+/// `hook_resid_mid`, `ln2`, `mlp`, `hook_mlp_out`, `hook_resid_post`.
+#[auto_hook]
+#[derive(Debug, Clone)]
+pub struct TransformerBlock {
+    hook_resid_pre: HookPoint,
+    ln1: Norm,
+    attn: Attention,
+    hook_attn_out: HookPoint,
+    hook_resid_mid: HookPoint,
+    ln2: Norm,
+    mlp: Mlp,
+    hook_mlp_out: HookPoint,
+    hook_resid_post: HookPoint,
+}
+
+#[auto_hook]
+impl TransformerBlock {
+    pub fn new(ln1: Norm, attn: Attention, ln2: Norm, mlp: Mlp) -> Self {
+        Self {
+            hook_resid_pre: HookPoint::new(),
+            ln1,
+            attn,
+            hook_attn_out: HookPoint::new(),
+            hook_resid_mid: HookPoint::new(),
+            ln2,
+            mlp,
+            hook_mlp_out: HookPoint::new(),
+            hook_resid_post: HookPoint::new(),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, inputs: &StepInputs, cache: Option<&mut KvSlot>) -> Result<Tensor> {
+        let resid_pre = self.hook_resid_pre.forward(x)?;
+        let attn_out = self.hook_attn_out.forward(&self.attn.forward(&self.ln1.forward(&resid_pre)?, inputs, cache)?)?;
+        let resid_mid = self.hook_resid_mid.forward(&(&resid_pre + attn_out)?)?;
+        let mlp_out = self.hook_mlp_out.forward(&self.mlp.forward(&self.ln2.forward(&resid_mid)?)?)?;
+        self.hook_resid_post.forward(&(resid_mid + mlp_out)?)
+    }
+}
+
+/// Keys and values of every layer, for generation.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    slots: Vec<KvSlot>,
+}
+
+impl KvCache {
+    /// An empty cache for a model of `n_layers`.
+    pub fn new(n_layers: usize) -> Self {
+        Self { slots: vec![KvSlot::default(); n_layers] }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.slots.first().map_or(0, KvSlot::len)
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A decoder-only transformer (GPT-2, Llama, Mistral, Qwen2) with TransformerLens hook
+/// names: `hook_embed`, `hook_pos_embed` (learned positions), `blocks.{i}.*`,
+/// `ln_final.hook_scale/hook_normalized`, plus the automatic `*.hook_point` of every
+/// module (`unembed.hook_point` is the logits).
+#[auto_hook]
+#[derive(Debug, Clone)]
+pub struct HookedTransformer {
+    #[auto_hook(skip)]
+    cfg: ArchConfig,
+    embed: Embedding,
+    hook_embed: HookPoint,
+    pos_embed: Option<Embedding>,
+    hook_pos_embed: Option<HookPoint>,
+    blocks: Vec<TransformerBlock>,
+    ln_final: Norm,
+    unembed: Linear,
+}
+
+#[auto_hook]
+impl HookedTransformer {
+    /// Assembles a model from its parts (see `load` for Hugging Face checkpoints).
+    pub fn new(
+        cfg: ArchConfig,
+        embed: Embedding,
+        pos_embed: Option<Embedding>,
+        blocks: Vec<TransformerBlock>,
+        ln_final: Norm,
+        unembed: Linear,
+    ) -> Self {
+        let hook_pos_embed = pos_embed.is_some().then(HookPoint::new);
+        Self { cfg, embed, hook_embed: HookPoint::new(), pos_embed, hook_pos_embed, blocks, ln_final, unembed }
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ArchConfig {
+        &self.cfg
+    }
+
+    /// Full-sequence logits `[batch, pos, vocab]` for `input_ids` `[batch, pos]` (u32).
+    /// `attention_mask` `[batch, pos]` (1 = token, 0 = padding) allows left padding:
+    /// positions count real tokens only, and padding is never attended to.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, None)
+    }
+
+    /// Logits of the new tokens `input_ids` after those already in `cache`, which gets
+    /// their keys and values. `attention_mask` covers cached and new positions.
+    #[auto_hook(forward)]
+    pub fn forward_with_cache(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, cache: &mut KvCache) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, Some(cache))
+    }
+
+    fn run(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let device = input_ids.device();
+        let keys = key_mask(attention_mask, b, past + t)?;
+        let positions = positions(&keys, t, device)?;
+        let mut resid = self.hook_embed.forward(&self.embed.forward(input_ids)?)?;
+        if let (Some(pos_embed), Some(hook)) = (&self.pos_embed, &self.hook_pos_embed) {
+            resid = (resid + hook.forward(&pos_embed.forward(&positions)?)?)?;
+        }
+        let dtype = resid.dtype();
+        let rotary = match self.cfg.positions {
+            Positions::Rotary { theta } => Some(Rotary::new(&positions, self.cfg.d_head, theta, dtype)?),
+            Positions::Learned { .. } => None,
+        };
+        let mask = additive_mask(&keys, t, past, self.cfg.sliding_window, dtype, device)?;
+        let inputs = StepInputs { mask, rotary };
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_mut().map(|c| &mut c.slots[i]);
+            resid = block.forward(&resid, &inputs, slot)?;
+        }
+        self.unembed.forward(&self.ln_final.forward(&resid)?)
+    }
+}
+
+/// `[batch, k_pos]` as f32 1/0 on the CPU: the given mask, or all ones.
+fn key_mask(attention_mask: Option<&Tensor>, b: usize, k_len: usize) -> Result<Vec<Vec<f32>>> {
+    let Some(mask) = attention_mask else {
+        return Ok(vec![vec![1.0; k_len]; b]);
+    };
+    if mask.dims() != [b, k_len] {
+        candle_core::bail!(
+            "attention_mask has shape {:?}; expected [batch, cached + new positions] = [{b}, {k_len}]",
+            mask.dims()
+        );
+    }
+    mask.to_dtype(DType::F32)?.to_vec2::<f32>()
+}
+
+/// Position ids `[batch, t]` of the last `t` keys: the number of real tokens before
+/// each (Hugging Face's `cumsum(mask) - 1`; padding gets 0 and is never attended to).
+fn positions(keys: &[Vec<f32>], t: usize, device: &Device) -> Result<Tensor> {
+    let mut ids = Vec::with_capacity(keys.len() * t);
+    for row in keys {
+        let mut seen = 0u32;
+        let all: Vec<u32> = row
+            .iter()
+            .map(|&k| {
+                seen += u32::from(k > 0.0);
+                if k > 0.0 {
+                    seen - 1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        ids.extend_from_slice(&all[all.len() - t..]);
+    }
+    Tensor::from_vec(ids, (keys.len(), t), device)
+}
+
+/// `[batch, 1, t, past + t]`: 0 where query `past + i` may see key `j` (causal, not
+/// padding, inside the sliding window), the dtype's minimum elsewhere.
+fn additive_mask(
+    keys: &[Vec<f32>],
+    t: usize,
+    past: usize,
+    window: Option<usize>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let k_len = past + t;
+    let blocked = match dtype {
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.38e38,
+        _ => f32::MIN,
+    };
+    let mut data = Vec::with_capacity(keys.len() * t * k_len);
+    for row in keys {
+        for i in 0..t {
+            let q = past + i;
+            for (j, &key) in row.iter().enumerate() {
+                let visible = j <= q && key > 0.0 && window.is_none_or(|w| q - j < w);
+                data.push(if visible { 0.0 } else { blocked });
+            }
+        }
+    }
+    Tensor::from_vec(data, (keys.len(), 1, t, k_len), device)?.to_dtype(dtype)
+}

@@ -1,0 +1,93 @@
+//! Tiny random checkpoints in Hugging Face layout, written by the tests themselves.
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A fresh folder under the system temp dir.
+pub fn temp_folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("auto_hook_models_{}_{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn randn(shape: &[usize], scale: f32) -> Tensor {
+    (Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("randn") * scale as f64).expect("scale")
+}
+
+fn save(folder: &Path, config: &str, tensors: HashMap<String, Tensor>) {
+    std::fs::write(folder.join("config.json"), config).expect("config");
+    candle_core::safetensors::save(&tensors, folder.join("model.safetensors")).expect("weights");
+}
+
+/// GPT-2: d_model 16, 2 layers, 4 heads, vocab 40, n_ctx 32 (Conv1D weights `[in, out]`).
+pub fn write_gpt2(folder: &Path) {
+    let (d, v, n_ctx, layers) = (16, 40, 32, 2);
+    let mut t = HashMap::new();
+    t.insert("transformer.wte.weight".into(), randn(&[v, d], 0.5));
+    t.insert("transformer.wpe.weight".into(), randn(&[n_ctx, d], 0.3));
+    for i in 0..layers {
+        let p = format!("transformer.h.{i}");
+        for ln in ["ln_1", "ln_2"] {
+            t.insert(format!("{p}.{ln}.weight"), (randn(&[d], 0.1) + 1.0).unwrap());
+            t.insert(format!("{p}.{ln}.bias"), randn(&[d], 0.1));
+        }
+        for (name, din, dout) in [("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, 4 * d), ("mlp.c_proj", 4 * d, d)] {
+            t.insert(format!("{p}.{name}.weight"), randn(&[din, dout], 0.3));
+            t.insert(format!("{p}.{name}.bias"), randn(&[dout], 0.1));
+        }
+    }
+    t.insert("transformer.ln_f.weight".into(), (randn(&[d], 0.1) + 1.0).unwrap());
+    t.insert("transformer.ln_f.bias".into(), randn(&[d], 0.1));
+    let config = format!(
+        r#"{{"model_type":"gpt2","vocab_size":{v},"n_positions":{n_ctx},"n_embd":{d},"n_layer":{layers},"n_head":4,
+        "activation_function":"gelu_new","layer_norm_epsilon":1e-5,"eos_token_id":0}}"#
+    );
+    save(folder, &config, t);
+}
+
+/// Llama: d_model 16, 2 layers, 4 heads, 2 kv heads (GQA), untied, rope theta 500000
+/// under `rope_parameters`; `qwen` adds q/k/v biases and sets model_type qwen2.
+pub fn write_llama(folder: &Path, qwen: bool) {
+    let (d, v, layers, heads, kv, dh, dm) = (16, 40, 2, 4, 2, 4, 24);
+    let mut t = HashMap::new();
+    t.insert("model.embed_tokens.weight".into(), randn(&[v, d], 0.5));
+    for i in 0..layers {
+        let p = format!("model.layers.{i}");
+        for ln in ["input_layernorm", "post_attention_layernorm"] {
+            t.insert(format!("{p}.{ln}.weight"), (randn(&[d], 0.1) + 1.0).unwrap());
+        }
+        for (name, din, dout) in [("q_proj", d, heads * dh), ("k_proj", d, kv * dh), ("v_proj", d, kv * dh), ("o_proj", heads * dh, d)] {
+            t.insert(format!("{p}.self_attn.{name}.weight"), randn(&[dout, din], 0.3));
+            if qwen && name != "o_proj" {
+                t.insert(format!("{p}.self_attn.{name}.bias"), randn(&[dout], 0.1));
+            }
+        }
+        for (name, din, dout) in [("gate_proj", d, dm), ("up_proj", d, dm), ("down_proj", dm, d)] {
+            t.insert(format!("{p}.mlp.{name}.weight"), randn(&[dout, din], 0.3));
+        }
+    }
+    t.insert("model.norm.weight".into(), (randn(&[d], 0.1) + 1.0).unwrap());
+    t.insert("lm_head.weight".into(), randn(&[v, d], 0.5));
+    let model_type = if qwen { "qwen2" } else { "llama" };
+    let config = format!(
+        r#"{{"model_type":"{model_type}","vocab_size":{v},"hidden_size":{d},"intermediate_size":{dm},
+        "num_hidden_layers":{layers},"num_attention_heads":{heads},"num_key_value_heads":{kv},"rms_norm_eps":1e-6,
+        "rope_parameters":{{"rope_type":"default","rope_theta":500000.0}},"tie_word_embeddings":false,"eos_token_id":2}}"#
+    );
+    save(folder, &config, t);
+}
+
+/// Token ids `[batch, len]` from a fixed pattern.
+pub fn tokens(batch: usize, len: usize) -> Tensor {
+    let ids: Vec<u32> = (0..batch * len).map(|i| ((i * 7 + 3) % 40) as u32).collect();
+    Tensor::from_vec(ids, (batch, len), &Device::Cpu).expect("tokens")
+}
+
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.to_dtype(DType::F32).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap();
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
