@@ -16,10 +16,19 @@ impl Rotary {
     /// Angles `position / theta^(2i/d_head)` for `positions` `[batch, pos]` (u32).
     pub fn new(positions: &Tensor, d_head: usize, theta: f64, dtype: DType) -> Result<Self> {
         let half = d_head / 2;
-        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / d_head as f64)) as f32).collect();
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / d_head as f64)) as f32)
+            .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, 1, half), positions.device())?;
-        let angles = positions.to_dtype(DType::F32)?.unsqueeze(2)?.broadcast_mul(&inv_freq)?.unsqueeze(2)?;
-        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)? })
+        let angles = positions
+            .to_dtype(DType::F32)?
+            .unsqueeze(2)?
+            .broadcast_mul(&inv_freq)?
+            .unsqueeze(2)?;
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
     }
 
     /// Rotates `x` `[batch, pos, head, d_head]` (non-interleaved halves, as Hugging Face).
@@ -91,7 +100,14 @@ pub struct Attention {
 
 #[auto_hook]
 impl Attention {
-    pub fn new(w_q: Linear, w_k: Linear, w_v: Linear, w_o: Linear, heads: (usize, usize, usize), rotary: bool) -> Self {
+    pub fn new(
+        w_q: Linear,
+        w_k: Linear,
+        w_v: Linear,
+        w_o: Linear,
+        heads: (usize, usize, usize),
+        rotary: bool,
+    ) -> Self {
         let (n_heads, n_kv_heads, d_head) = heads;
         let rot = || rotary.then(HookPoint::new);
         Self {
@@ -113,31 +129,50 @@ impl Attention {
         }
     }
 
-    pub fn forward(&self, x: &Tensor, inputs: &StepInputs, cache: Option<&mut KvSlot>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        inputs: &StepInputs,
+        cache: Option<&mut KvSlot>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, self.d_head));
-        let q = self.hook_q.forward(&heads(self.w_q.forward(x)?, self.n_heads)?)?;
-        let k = self.hook_k.forward(&heads(self.w_k.forward(x)?, self.n_kv_heads)?)?;
-        let v = self.hook_v.forward(&heads(self.w_v.forward(x)?, self.n_kv_heads)?)?;
+        let q = self
+            .hook_q
+            .forward(&heads(self.w_q.forward(x)?, self.n_heads)?)?;
+        let k = self
+            .hook_k
+            .forward(&heads(self.w_k.forward(x)?, self.n_kv_heads)?)?;
+        let v = self
+            .hook_v
+            .forward(&heads(self.w_v.forward(x)?, self.n_kv_heads)?)?;
         let (q, k) = match (&inputs.rotary, &self.hook_rot_q, &self.hook_rot_k) {
-            (Some(rot), Some(hook_q), Some(hook_k)) => {
-                (hook_q.forward(&rot.apply(&q)?)?, hook_k.forward(&rot.apply(&k)?)?)
-            }
+            (Some(rot), Some(hook_q), Some(hook_k)) => (
+                hook_q.forward(&rot.apply(&q)?)?,
+                hook_k.forward(&rot.apply(&k)?)?,
+            ),
             _ => (q, k),
         };
         let q = q.transpose(1, 2)?.contiguous()?;
-        let (mut k, mut v) = (k.transpose(1, 2)?.contiguous()?, v.transpose(1, 2)?.contiguous()?);
+        let (mut k, mut v) = (
+            k.transpose(1, 2)?.contiguous()?,
+            v.transpose(1, 2)?.contiguous()?,
+        );
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v)?;
         }
         let groups = self.n_heads / self.n_kv_heads;
         let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
         let scores = (q.matmul(&k.t()?)? / (self.d_head as f64).sqrt())?;
-        let scores = self.hook_attn_scores.forward(&scores.broadcast_add(&inputs.mask)?)?;
-        let pattern = auto_hook::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(scores.dtype())?;
+        let scores = self
+            .hook_attn_scores
+            .forward(&scores.broadcast_add(&inputs.mask)?)?;
+        let pattern = auto_hook::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+            .to_dtype(scores.dtype())?;
         let pattern = self.hook_pattern.forward(&pattern)?;
         let z = self.hook_z.forward(&pattern.matmul(&v)?.transpose(1, 2)?)?;
-        self.w_o.forward(&z.reshape((b, t, self.n_heads * self.d_head))?)
+        self.w_o
+            .forward(&z.reshape((b, t, self.n_heads * self.d_head))?)
     }
 }
 
@@ -147,5 +182,7 @@ fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
         return Ok(x);
     }
     let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?.expand((b, h, n, t, d))?.reshape((b, h * n, t, d))
+    x.unsqueeze(2)?
+        .expand((b, h, n, t, d))?
+        .reshape((b, h * n, t, d))
 }

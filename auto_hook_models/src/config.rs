@@ -65,8 +65,13 @@ pub struct ArchConfig {
 impl ArchConfig {
     /// Reads a Hugging Face `config.json` text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not JSON: {e}")))?;
-        let model_type = value.get("model_type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("config.json is not JSON: {e}")))?;
+        let model_type = value
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         match model_type.as_str() {
             "gpt2" => gpt2(value),
             "llama" | "mistral" | "qwen2" => llama(value, model_type),
@@ -132,10 +137,15 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
     let eos_token_id = eos(&value);
     let c: Gpt2Json = parse(value, "gpt2")?;
     if c.scale_attn_by_inverse_layer_idx || !c.scale_attn_weights {
-        return Err(Error::Unsupported("GPT-2 attention scaling other than 1/sqrt(d_head)".into()));
+        return Err(Error::Unsupported(
+            "GPT-2 attention scaling other than 1/sqrt(d_head)".into(),
+        ));
     }
     if c.n_head == 0 || c.n_embd % c.n_head != 0 {
-        return Err(Error::Config(format!("n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head)));
+        return Err(Error::Config(format!(
+            "n_embd {} is not a multiple of n_head {}",
+            c.n_embd, c.n_head
+        )));
     }
     Ok(ArchConfig {
         model_type: "gpt2".into(),
@@ -150,7 +160,9 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
         norm_eps: c.layer_norm_epsilon,
         act: activation(&c.activation_function)?,
         gated_mlp: false,
-        positions: Positions::Learned { n_ctx: c.n_positions },
+        positions: Positions::Learned {
+            n_ctx: c.n_positions,
+        },
         qkv_bias: true,
         o_bias: true,
         mlp_bias: true,
@@ -201,12 +213,22 @@ fn rope_theta(c: &LlamaJson) -> Result<f64> {
         if params.is_null() {
             continue;
         }
-        let kind = params.get("rope_type").or_else(|| params.get("type")).and_then(Value::as_str).unwrap_or("default");
+        let kind = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         if kind != "default" {
-            return Err(Error::Unsupported(format!("rope scaling type `{kind}` (only the default rope is implemented)")));
+            return Err(Error::Unsupported(format!(
+                "rope scaling type `{kind}` (only the default rope is implemented)"
+            )));
         }
     }
-    let nested = c.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64);
+    let nested = c
+        .rope_parameters
+        .as_ref()
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(Value::as_f64);
     Ok(c.rope_theta.or(nested).unwrap_or(10_000.0))
 }
 
@@ -229,7 +251,9 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
     let sliding_window = match model_type.as_str() {
         "mistral" => c.sliding_window,
         "qwen2" if c.use_sliding_window => {
-            return Err(Error::Unsupported("Qwen2 use_sliding_window (per-layer windows)".into()))
+            return Err(Error::Unsupported(
+                "Qwen2 use_sliding_window (per-layer windows)".into(),
+            ))
         }
         _ => None,
     };
@@ -264,11 +288,14 @@ mod tests {
     fn rope_theta_is_read_from_rope_parameters_and_scaling_is_refused() {
         let base = r#"{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,
             "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1"#;
-        let nested = format!("{base},\"rope_parameters\":{{\"rope_type\":\"default\",\"rope_theta\":500000.0}}}}");
+        let nested = format!(
+            "{base},\"rope_parameters\":{{\"rope_type\":\"default\",\"rope_theta\":500000.0}}}}"
+        );
         let cfg = ArchConfig::from_json(&nested).unwrap();
         assert_eq!(cfg.positions, Positions::Rotary { theta: 500000.0 });
         assert_eq!((cfg.n_kv_heads, cfg.d_head), (1, 4));
-        let scaled = format!("{base},\"rope_scaling\":{{\"rope_type\":\"llama3\",\"factor\":8.0}}}}");
+        let scaled =
+            format!("{base},\"rope_scaling\":{{\"rope_type\":\"llama3\",\"factor\":8.0}}}}");
         let err = ArchConfig::from_json(&scaled).unwrap_err();
         assert!(err.to_string().contains("llama3"), "{err}");
     }

@@ -15,7 +15,11 @@ pub enum Sampling {
     Greedy,
     /// A draw from the softmax of `logits / temperature`, restricted to the `top_k` most
     /// likely tokens and to the smallest set whose probability reaches `top_p`.
-    Sample { temperature: f64, top_k: Option<usize>, top_p: Option<f64> },
+    Sample {
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+    },
 }
 
 /// Options of [`HookedTransformer::generate`].
@@ -31,7 +35,12 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 16, sampling: Sampling::Greedy, seed: 0, eos_token_id: None }
+        Self {
+            max_new_tokens: 16,
+            sampling: Sampling::Greedy,
+            seed: 0,
+            eos_token_id: None,
+        }
     }
 }
 
@@ -51,14 +60,29 @@ impl Rng {
 }
 
 fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<u32> {
-    let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
-    let Sampling::Sample { temperature, top_k, top_p } = sampling else {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as u32)
+    };
+    let Sampling::Sample {
+        temperature,
+        top_k,
+        top_p,
+    } = sampling
+    else {
         return Ok(argmax());
     };
     if temperature <= 0.0 {
         candle_core::bail!("sampling temperature must be positive, got {temperature}");
     }
-    let mut ranked: Vec<(usize, f64)> = logits.iter().map(|&l| l as f64 / temperature).enumerate().collect();
+    let mut ranked: Vec<(usize, f64)> = logits
+        .iter()
+        .map(|&l| l as f64 / temperature)
+        .enumerate()
+        .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(k) = top_k {
         ranked.truncate(k.max(1));
@@ -94,7 +118,12 @@ impl HookedTransformer {
     /// when prompts differ in length) by up to `max_new_tokens`, reusing keys and values
     /// through a KV cache. Returns `[batch, prompt + generated]`; a sequence that reached
     /// the end token is padded with it.
-    pub fn generate(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, opts: &GenerateOptions) -> Result<Tensor> {
+    pub fn generate(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        opts: &GenerateOptions,
+    ) -> Result<Tensor> {
         let (b, prompt) = input_ids.dims2()?;
         let device = input_ids.device().clone();
         let eos = opts.eos_token_id.or(self.config().eos_token_id);
@@ -110,7 +139,10 @@ impl HookedTransformer {
         for _ in 0..opts.max_new_tokens {
             let mask_t = mask_tensor(&mask, &device)?;
             let logits = self.forward_with_cache(&step_ids, Some(&mask_t), &mut cache)?;
-            let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?;
+            let last = logits
+                .narrow(1, logits.dim(1)? - 1, 1)?
+                .squeeze(1)?
+                .to_dtype(DType::F32)?;
             let rows = last.to_vec2::<f32>()?;
             let mut next = Vec::with_capacity(b);
             for (i, row) in rows.iter().enumerate() {
@@ -142,8 +174,14 @@ fn mask_tensor(mask: &[Vec<u32>], device: &Device) -> Result<Tensor> {
 /// `[batch, pos, vocab]` and the tokens `[batch, pos]` that followed.
 pub fn next_token_log_probs(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
     let t = logits.dim(1)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits.narrow(1, 0, t - 1)?.to_dtype(DType::F32)?, D::Minus1)?;
-    let targets = tokens.narrow(1, 1, t - 1)?.to_dtype(DType::U32)?.unsqueeze(2)?;
+    let log_probs = candle_nn::ops::log_softmax(
+        &logits.narrow(1, 0, t - 1)?.to_dtype(DType::F32)?,
+        D::Minus1,
+    )?;
+    let targets = tokens
+        .narrow(1, 1, t - 1)?
+        .to_dtype(DType::U32)?
+        .unsqueeze(2)?;
     log_probs.gather(&targets.contiguous()?, 2)?.squeeze(2)
 }
 
@@ -154,17 +192,30 @@ mod tests {
     #[test]
     fn sampling_is_seeded_and_respects_top_k() {
         let logits = [0.0f32, 1.0, 2.0, 3.0, 0.5];
-        let sample = Sampling::Sample { temperature: 1.0, top_k: Some(2), top_p: None };
+        let sample = Sampling::Sample {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+        };
         let draws = |seed| {
             let mut rng = Rng::new(seed);
-            (0..50).map(|_| choose(&logits, sample, &mut rng).unwrap()).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| choose(&logits, sample, &mut rng).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(7), draws(7));
-        assert!(draws(7).iter().all(|&t| t == 3 || t == 2), "top-k keeps the two best");
+        assert!(
+            draws(7).iter().all(|&t| t == 3 || t == 2),
+            "top-k keeps the two best"
+        );
         assert!(draws(7).contains(&2) && draws(7).contains(&3));
         let greedy = choose(&logits, Sampling::Greedy, &mut Rng::new(0)).unwrap();
         assert_eq!(greedy, 3);
-        let nucleus = Sampling::Sample { temperature: 0.01, top_k: None, top_p: Some(0.5) };
+        let nucleus = Sampling::Sample {
+            temperature: 0.01,
+            top_k: None,
+            top_p: Some(0.5),
+        };
         assert_eq!(choose(&logits, nucleus, &mut Rng::new(1)).unwrap(), 3);
     }
 }

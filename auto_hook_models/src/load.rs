@@ -38,7 +38,10 @@ pub fn weight_files(folder: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = folder.join("model.safetensors.index.json");
     let text = std::fs::read_to_string(&index).map_err(|_| {
-        Error::Io(format!("{} has neither model.safetensors nor model.safetensors.index.json", folder.display()))
+        Error::Io(format!(
+            "{} has neither model.safetensors nor model.safetensors.index.json",
+            folder.display()
+        ))
     })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Io(format!("{}: {e}", index.display())))?;
@@ -46,7 +49,10 @@ pub fn weight_files(folder: &Path) -> Result<Vec<PathBuf>> {
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| Error::Io(format!("{} has no weight_map", index.display())))?;
-    let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
     files.sort();
     files.dedup();
     Ok(files.into_iter().map(|f| folder.join(f)).collect())
@@ -72,10 +78,20 @@ fn layer_norm(vb: &VarBuilder, cfg: &ArchConfig) -> Result<Norm> {
 }
 
 fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
-    let vb = if root.contains_tensor("transformer.wte.weight") { root.pp("transformer") } else { root.clone() };
+    // `GPT2LMHeadModel` checkpoints prefix `transformer.`; `GPT2Model` ones do not. A
+    // fresh `VarMap` (training from scratch) has neither and gets the HF layout.
+    let bare =
+        root.contains_tensor("wte.weight") && !root.contains_tensor("transformer.wte.weight");
+    let vb = if bare {
+        root.clone()
+    } else {
+        root.pp("transformer")
+    };
     let (d, n_ctx) = match cfg.positions {
         Positions::Learned { n_ctx } => (cfg.d_model, n_ctx),
-        Positions::Rotary { .. } => return Err(Error::Config("GPT-2 with rotary positions".into())),
+        Positions::Rotary { .. } => {
+            return Err(Error::Config("GPT-2 with rotary positions".into()))
+        }
     };
     let wte = vb.get((cfg.vocab_size, d), "wte.weight")?;
     let wpe = Embedding::new(vb.get((n_ctx, d), "wpe.weight")?, d);
@@ -83,32 +99,74 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     for i in 0..cfg.n_layers {
         let vb = vb.pp(format!("h.{i}"));
         let c_attn = vb.pp("attn.c_attn");
-        let (w, b) = (c_attn.get((d, 3 * d), "weight")?, c_attn.get(3 * d, "bias")?);
+        let (w, b) = (
+            c_attn.get((d, 3 * d), "weight")?,
+            c_attn.get(3 * d, "bias")?,
+        );
         let split = |k: usize| -> Result<Linear> {
             let w = w.narrow(1, k * d, d)?.t()?.contiguous()?;
             Ok(Linear::new(w, Some(b.narrow(0, k * d, d)?)))
         };
         let heads = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
-        let attn = Attention::new(split(0)?, split(1)?, split(2)?, conv1d(&vb.pp("attn.c_proj"), d, d)?, heads, false);
-        let mlp = Mlp::new(None, conv1d(&vb.pp("mlp.c_fc"), d, cfg.d_mlp)?, conv1d(&vb.pp("mlp.c_proj"), cfg.d_mlp, d)?, cfg.act);
-        blocks.push(TransformerBlock::new(layer_norm(&vb.pp("ln_1"), &cfg)?, attn, layer_norm(&vb.pp("ln_2"), &cfg)?, mlp));
+        let attn = Attention::new(
+            split(0)?,
+            split(1)?,
+            split(2)?,
+            conv1d(&vb.pp("attn.c_proj"), d, d)?,
+            heads,
+            false,
+        );
+        let mlp = Mlp::new(
+            None,
+            conv1d(&vb.pp("mlp.c_fc"), d, cfg.d_mlp)?,
+            conv1d(&vb.pp("mlp.c_proj"), cfg.d_mlp, d)?,
+            cfg.act,
+        );
+        blocks.push(TransformerBlock::new(
+            layer_norm(&vb.pp("ln_1"), &cfg)?,
+            attn,
+            layer_norm(&vb.pp("ln_2"), &cfg)?,
+            mlp,
+        ));
     }
     let ln_final = layer_norm(&vb.pp("ln_f"), &cfg)?;
-    let lm_head = if root.contains_tensor("lm_head.weight") { root.get((cfg.vocab_size, d), "lm_head.weight")? } else { wte.clone() };
+    let lm_head = if root.contains_tensor("lm_head.weight") {
+        root.get((cfg.vocab_size, d), "lm_head.weight")?
+    } else {
+        wte.clone()
+    };
     let embed = Embedding::new(wte, d);
-    Ok(HookedTransformer::new(cfg, embed, Some(wpe), blocks, ln_final, Linear::new(lm_head, None)))
+    Ok(HookedTransformer::new(
+        cfg,
+        embed,
+        Some(wpe),
+        blocks,
+        ln_final,
+        Linear::new(lm_head, None),
+    ))
 }
 
 fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
     let w = vb.get((d_out, d_in), "weight")?;
-    let b = if bias { Some(vb.get(d_out, "bias")?) } else { None };
+    let b = if bias {
+        Some(vb.get(d_out, "bias")?)
+    } else {
+        None
+    };
     Ok(Linear::new(w, b))
 }
 
 fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     let vb = root.pp("model");
     let (d, dh) = (cfg.d_model, cfg.d_head);
-    let rms = |vb: VarBuilder| -> Result<Norm> { Ok(Norm::new(NormKind::RmsNorm, vb.get(d, "weight")?, None, cfg.norm_eps)) };
+    let rms = |vb: VarBuilder| -> Result<Norm> {
+        Ok(Norm::new(
+            NormKind::RmsNorm,
+            vb.get(d, "weight")?,
+            None,
+            cfg.norm_eps,
+        ))
+    };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let vb = vb.pp(format!("layers.{i}"));
@@ -128,12 +186,28 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
             linear(m.pp("down_proj"), cfg.d_mlp, d, cfg.mlp_bias)?,
             cfg.act,
         );
-        blocks.push(TransformerBlock::new(rms(vb.pp("input_layernorm"))?, attn, rms(vb.pp("post_attention_layernorm"))?, mlp));
+        blocks.push(TransformerBlock::new(
+            rms(vb.pp("input_layernorm"))?,
+            attn,
+            rms(vb.pp("post_attention_layernorm"))?,
+            mlp,
+        ));
     }
     let wte: Tensor = vb.get((cfg.vocab_size, d), "embed_tokens.weight")?;
-    let lm_head = if cfg.tie_embeddings { wte.clone() } else { root.get((cfg.vocab_size, d), "lm_head.weight")? };
+    let lm_head = if cfg.tie_embeddings {
+        wte.clone()
+    } else {
+        root.get((cfg.vocab_size, d), "lm_head.weight")?
+    };
     let ln_final = rms(vb.pp("norm"))?;
-    Ok(HookedTransformer::new(cfg, Embedding::new(wte, d), None, blocks, ln_final, Linear::new(lm_head, None)))
+    Ok(HookedTransformer::new(
+        cfg,
+        Embedding::new(wte, d),
+        None,
+        blocks,
+        ln_final,
+        Linear::new(lm_head, None),
+    ))
 }
 
 /// The tokenizer of a checkpoint folder (`tokenizer.json`), when there is one.
@@ -142,5 +216,7 @@ pub fn load_tokenizer(folder: impl AsRef<Path>) -> Result<Option<tokenizers::Tok
     if !path.exists() {
         return Ok(None);
     }
-    tokenizers::Tokenizer::from_file(&path).map(Some).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    tokenizers::Tokenizer::from_file(&path)
+        .map(Some)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }

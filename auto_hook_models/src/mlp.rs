@@ -24,7 +24,15 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(w_gate: Option<Linear>, w_in: Linear, w_out: Linear, act: Activation) -> Self {
         let hook_pre_linear = w_gate.is_some().then(HookPoint::new);
-        Self { w_gate, w_in, w_out, act, hook_pre: HookPoint::new(), hook_pre_linear, hook_post: HookPoint::new() }
+        Self {
+            w_gate,
+            w_in,
+            w_out,
+            act,
+            hook_pre: HookPoint::new(),
+            hook_pre_linear,
+            hook_post: HookPoint::new(),
+        }
     }
 
     fn activate(&self, x: &Tensor) -> Result<Tensor> {

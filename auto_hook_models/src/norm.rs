@@ -25,7 +25,14 @@ pub struct Norm {
 #[auto_hook]
 impl Norm {
     pub fn new(kind: NormKind, w: Tensor, b: Option<Tensor>, eps: f64) -> Self {
-        Self { w, b, kind, eps, hook_scale: HookPoint::new(), hook_normalized: HookPoint::new() }
+        Self {
+            w,
+            b,
+            kind,
+            eps,
+            hook_scale: HookPoint::new(),
+            hook_normalized: HookPoint::new(),
+        }
     }
 }
 
@@ -38,7 +45,9 @@ impl Module for Norm {
             NormKind::LayerNorm => x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?,
             NormKind::RmsNorm => x,
         };
-        let scale = self.hook_scale.forward(&(x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?)?;
+        let scale = self
+            .hook_scale
+            .forward(&(x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?)?;
         let x = x.broadcast_div(&scale)?.to_dtype(dtype)?;
         match self.kind {
             NormKind::LayerNorm => {

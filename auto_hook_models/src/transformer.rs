@@ -41,11 +41,22 @@ impl TransformerBlock {
         }
     }
 
-    pub fn forward(&self, x: &Tensor, inputs: &StepInputs, cache: Option<&mut KvSlot>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        inputs: &StepInputs,
+        cache: Option<&mut KvSlot>,
+    ) -> Result<Tensor> {
         let resid_pre = self.hook_resid_pre.forward(x)?;
-        let attn_out = self.hook_attn_out.forward(&self.attn.forward(&self.ln1.forward(&resid_pre)?, inputs, cache)?)?;
+        let attn_out = self.hook_attn_out.forward(&self.attn.forward(
+            &self.ln1.forward(&resid_pre)?,
+            inputs,
+            cache,
+        )?)?;
         let resid_mid = self.hook_resid_mid.forward(&(&resid_pre + attn_out)?)?;
-        let mlp_out = self.hook_mlp_out.forward(&self.mlp.forward(&self.ln2.forward(&resid_mid)?)?)?;
+        let mlp_out = self
+            .hook_mlp_out
+            .forward(&self.mlp.forward(&self.ln2.forward(&resid_mid)?)?)?;
         self.hook_resid_post.forward(&(resid_mid + mlp_out)?)
     }
 }
@@ -59,7 +70,9 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of `n_layers`.
     pub fn new(n_layers: usize) -> Self {
-        Self { slots: vec![KvSlot::default(); n_layers] }
+        Self {
+            slots: vec![KvSlot::default(); n_layers],
+        }
     }
 
     /// Number of cached positions.
@@ -103,7 +116,16 @@ impl HookedTransformer {
         unembed: Linear,
     ) -> Self {
         let hook_pos_embed = pos_embed.is_some().then(HookPoint::new);
-        Self { cfg, embed, hook_embed: HookPoint::new(), pos_embed, hook_pos_embed, blocks, ln_final, unembed }
+        Self {
+            cfg,
+            embed,
+            hook_embed: HookPoint::new(),
+            pos_embed,
+            hook_pos_embed,
+            blocks,
+            ln_final,
+            unembed,
+        }
     }
 
     /// The architecture.
@@ -121,11 +143,21 @@ impl HookedTransformer {
     /// Logits of the new tokens `input_ids` after those already in `cache`, which gets
     /// their keys and values. `attention_mask` covers cached and new positions.
     #[auto_hook(forward)]
-    pub fn forward_with_cache(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, cache: &mut KvCache) -> Result<Tensor> {
+    pub fn forward_with_cache(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         self.run(input_ids, attention_mask, Some(cache))
     }
 
-    fn run(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let device = input_ids.device();
@@ -137,7 +169,9 @@ impl HookedTransformer {
         }
         let dtype = resid.dtype();
         let rotary = match self.cfg.positions {
-            Positions::Rotary { theta } => Some(Rotary::new(&positions, self.cfg.d_head, theta, dtype)?),
+            Positions::Rotary { theta } => {
+                Some(Rotary::new(&positions, self.cfg.d_head, theta, dtype)?)
+            }
             Positions::Learned { .. } => None,
         };
         let mask = additive_mask(&keys, t, past, self.cfg.sliding_window, dtype, device)?;

@@ -45,7 +45,9 @@ fn fire_counts(model: &HookedTransformer, ids: &Tensor) -> HashMap<String, (usiz
         entry.0 += 1;
         entry.1 = x.dims().to_vec();
     });
-    model.run_with_hooks(hooks, |m| m.forward(ids, None)).unwrap();
+    model
+        .run_with_hooks(hooks, |m| m.forward(ids, None))
+        .unwrap();
     seen
 }
 
@@ -54,21 +56,48 @@ fn gpt2_has_transformer_lens_hook_points_each_firing_once_with_tl_shapes() {
     let model = gpt2();
     let names = model.hook_point_names();
     for i in 0..2 {
-        for point in BLOCK_POINTS.iter().chain(["mlp.hook_post", "hook_mlp_out"].iter()) {
-            assert!(names.contains(&format!("blocks.{i}.{point}")), "missing blocks.{i}.{point}");
+        for point in BLOCK_POINTS
+            .iter()
+            .chain(["mlp.hook_post", "hook_mlp_out"].iter())
+        {
+            assert!(
+                names.contains(&format!("blocks.{i}.{point}")),
+                "missing blocks.{i}.{point}"
+            );
         }
-        assert!(!names.contains(&format!("blocks.{i}.attn.hook_rot_q")), "GPT-2 has no rotary points");
+        assert!(
+            !names.contains(&format!("blocks.{i}.attn.hook_rot_q")),
+            "GPT-2 has no rotary points"
+        );
     }
-    for point in ["hook_embed", "hook_pos_embed", "ln_final.hook_scale", "ln_final.hook_normalized", "unembed.hook_point"] {
+    for point in [
+        "hook_embed",
+        "hook_pos_embed",
+        "ln_final.hook_scale",
+        "ln_final.hook_normalized",
+        "unembed.hook_point",
+    ] {
         assert!(names.contains(&point.to_owned()), "missing {point}");
     }
     let ids = tokens(2, 5);
     let seen = fire_counts(&model, &ids);
     for name in &names {
-        assert_eq!(seen.get(name).map(|s| s.0), Some(1), "`{name}` fires exactly once");
+        assert_eq!(
+            seen.get(name).map(|s| s.0),
+            Some(1),
+            "`{name}` fires exactly once"
+        );
     }
-    assert_eq!(seen["blocks.0.attn.hook_q"].1, [2, 5, 4, 4], "[batch, pos, head, d_head]");
-    assert_eq!(seen["blocks.1.attn.hook_pattern"].1, [2, 4, 5, 5], "[batch, head, q_pos, k_pos]");
+    assert_eq!(
+        seen["blocks.0.attn.hook_q"].1,
+        [2, 5, 4, 4],
+        "[batch, pos, head, d_head]"
+    );
+    assert_eq!(
+        seen["blocks.1.attn.hook_pattern"].1,
+        [2, 4, 5, 5],
+        "[batch, head, q_pos, k_pos]"
+    );
     assert_eq!(seen["blocks.0.ln1.hook_scale"].1, [2, 5, 1]);
     assert_eq!(seen["unembed.hook_point"].1, [2, 5, 40]);
 }
@@ -78,7 +107,11 @@ fn llama_with_gqa_has_rotary_and_gated_points_and_passes_the_library_checks() {
     let model = llama(false);
     let ids = tokens(1, 6);
     let seen = fire_counts(&model, &ids);
-    assert_eq!(seen["blocks.1.attn.hook_k"].1, [1, 6, 2, 4], "two key/value heads");
+    assert_eq!(
+        seen["blocks.1.attn.hook_k"].1,
+        [1, 6, 2, 4],
+        "two key/value heads"
+    );
     assert_eq!(seen["blocks.1.attn.hook_rot_q"].1, [1, 6, 4, 4]);
     assert_eq!(seen["blocks.0.mlp.hook_pre_linear"].1, [1, 6, 24]);
     assert!(!seen.contains_key("hook_pos_embed"));
@@ -90,7 +123,10 @@ fn llama_with_gqa_has_rotary_and_gated_points_and_passes_the_library_checks() {
 fn qwen2_biases_load_and_unsupported_configs_are_refused() {
     let model = llama(true);
     assert!(model.config().qkv_bias && !model.config().o_bias);
-    assert_eq!(model.forward(&tokens(1, 3), None).unwrap().dims(), [1, 3, 40]);
+    assert_eq!(
+        model.forward(&tokens(1, 3), None).unwrap().dims(),
+        [1, 3, 40]
+    );
     let dir = temp_folder("scaled");
     write_llama(&dir, false);
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
@@ -108,9 +144,17 @@ fn sharded_checkpoint_loads_the_same_model() {
     let all = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let (mut a, mut b, mut index) = (HashMap::new(), HashMap::new(), serde_json::Map::new());
     for (i, (name, t)) in all.into_iter().enumerate() {
-        let file = if i % 2 == 0 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
+        let file = if i % 2 == 0 {
+            "model-00001-of-00002.safetensors"
+        } else {
+            "model-00002-of-00002.safetensors"
+        };
         index.insert(name.clone(), serde_json::Value::from(file));
-        if i % 2 == 0 { a.insert(name, t) } else { b.insert(name, t) };
+        if i % 2 == 0 {
+            a.insert(name, t)
+        } else {
+            b.insert(name, t)
+        };
     }
     candle_core::safetensors::save(&a, dir.join("model-00001-of-00002.safetensors")).unwrap();
     candle_core::safetensors::save(&b, dir.join("model-00002-of-00002.safetensors")).unwrap();
@@ -119,7 +163,13 @@ fn sharded_checkpoint_loads_the_same_model() {
     std::fs::write(dir.join("model.safetensors.index.json"), json.to_string()).unwrap();
     let sharded = load(&dir, DType::F32, &Device::Cpu).unwrap();
     let ids = tokens(1, 4);
-    assert_eq!(max_diff(&single.forward(&ids, None).unwrap(), &sharded.forward(&ids, None).unwrap()), 0.0);
+    assert_eq!(
+        max_diff(
+            &single.forward(&ids, None).unwrap(),
+            &sharded.forward(&ids, None).unwrap()
+        ),
+        0.0
+    );
 }
 
 #[test]
@@ -127,11 +177,23 @@ fn half_precision_loads_run_close_to_f32() {
     let dir = temp_folder("half");
     write_gpt2(&dir);
     let ids = tokens(1, 5);
-    let full = load(&dir, DType::F32, &Device::Cpu).unwrap().forward(&ids, None).unwrap();
+    let full = load(&dir, DType::F32, &Device::Cpu)
+        .unwrap()
+        .forward(&ids, None)
+        .unwrap();
     for dtype in [DType::F16, DType::BF16] {
-        let half = load(&dir, dtype, &Device::Cpu).unwrap().forward(&ids, None).unwrap();
+        let half = load(&dir, dtype, &Device::Cpu)
+            .unwrap()
+            .forward(&ids, None)
+            .unwrap();
         assert_eq!(half.dtype(), dtype);
-        let scale = full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = full
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(max_diff(&full, &half) < 0.05 * scale, "{dtype:?}");
     }
 }
@@ -141,10 +203,18 @@ fn left_padding_gives_the_unpadded_logits_at_real_positions() {
     for model in [gpt2(), llama(false)] {
         let ids = tokens(1, 4);
         let alone = model.forward(&ids, None).unwrap();
-        let padded_ids = Tensor::cat(&[&Tensor::new(&[[0u32, 0]], &Device::Cpu).unwrap(), &ids], 1).unwrap();
+        let padded_ids = Tensor::cat(
+            &[&Tensor::new(&[[0u32, 0]], &Device::Cpu).unwrap(), &ids],
+            1,
+        )
+        .unwrap();
         let mask = Tensor::new(&[[0u32, 0, 1, 1, 1, 1]], &Device::Cpu).unwrap();
         let padded = model.forward(&padded_ids, Some(&mask)).unwrap();
-        assert!(max_diff(&alone, &padded.i((.., 2..)).unwrap()) < 1e-4, "{}", model.config().model_type);
+        assert!(
+            max_diff(&alone, &padded.i((.., 2..)).unwrap()) < 1e-4,
+            "{}",
+            model.config().model_type
+        );
     }
 }
 
@@ -154,13 +224,23 @@ fn kv_cache_steps_give_the_full_sequence_logits() {
         let ids = tokens(2, 6);
         let full = model.forward(&ids, None).unwrap();
         let mut cache = KvCache::new(model.config().n_layers);
-        let mut steps = vec![model.forward_with_cache(&ids.i((.., ..3)).unwrap(), None, &mut cache).unwrap()];
+        let mut steps = vec![model
+            .forward_with_cache(&ids.i((.., ..3)).unwrap(), None, &mut cache)
+            .unwrap()];
         for p in 3..6 {
             let mask = Tensor::ones((2, p + 1), DType::U32, &Device::Cpu).unwrap();
-            steps.push(model.forward_with_cache(&ids.i((.., p..p + 1)).unwrap(), Some(&mask), &mut cache).unwrap());
+            steps.push(
+                model
+                    .forward_with_cache(&ids.i((.., p..p + 1)).unwrap(), Some(&mask), &mut cache)
+                    .unwrap(),
+            );
         }
         let stepped = Tensor::cat(&steps, 1).unwrap();
-        assert!(max_diff(&full, &stepped) < 1e-4, "{}", model.config().model_type);
+        assert!(
+            max_diff(&full, &stepped) < 1e-4,
+            "{}",
+            model.config().model_type
+        );
     }
 }
 
@@ -168,24 +248,53 @@ fn kv_cache_steps_give_the_full_sequence_logits() {
 fn generation_is_greedy_or_seeded_and_hooks_fire_every_step() {
     let model = llama(false);
     let ids = tokens(1, 3);
-    let opts = GenerateOptions { max_new_tokens: 5, eos_token_id: Some(999), ..GenerateOptions::default() };
+    let opts = GenerateOptions {
+        max_new_tokens: 5,
+        eos_token_id: Some(999),
+        ..GenerateOptions::default()
+    };
     let greedy = model.generate(&ids, None, &opts).unwrap();
     assert_eq!(greedy.dims(), [1, 8]);
     // Greedy generation continues with the argmax of the full forward.
     let logits = model.forward(&greedy.i((.., ..7)).unwrap(), None).unwrap();
-    let argmax = logits.i((0, 6)).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
-    assert_eq!(argmax, greedy.i((0, 7)).unwrap().to_scalar::<u32>().unwrap());
+    let argmax = logits
+        .i((0, 6))
+        .unwrap()
+        .argmax(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap();
+    assert_eq!(
+        argmax,
+        greedy.i((0, 7)).unwrap().to_scalar::<u32>().unwrap()
+    );
     let sample = GenerateOptions {
-        sampling: Sampling::Sample { temperature: 1.5, top_k: Some(10), top_p: Some(0.9) },
+        sampling: Sampling::Sample {
+            temperature: 1.5,
+            top_k: Some(10),
+            top_p: Some(0.9),
+        },
         seed: 42,
         ..opts.clone()
     };
-    let a = model.generate(&ids, None, &sample).unwrap().to_vec2::<u32>().unwrap();
-    let b = model.generate(&ids, None, &sample).unwrap().to_vec2::<u32>().unwrap();
+    let a = model
+        .generate(&ids, None, &sample)
+        .unwrap()
+        .to_vec2::<u32>()
+        .unwrap();
+    let b = model
+        .generate(&ids, None, &sample)
+        .unwrap()
+        .to_vec2::<u32>()
+        .unwrap();
     assert_eq!(a, b, "same seed, same tokens");
     let mut widths = Vec::new();
-    let hooks = Hooks::new().add("blocks.0.attn.hook_pattern", |x, _| widths.push((x.dim(2).unwrap(), x.dim(3).unwrap())));
-    model.run_with_hooks(hooks, |m| m.generate(&ids, None, &opts)).unwrap();
+    let hooks = Hooks::new().add("blocks.0.attn.hook_pattern", |x, _| {
+        widths.push((x.dim(2).unwrap(), x.dim(3).unwrap()))
+    });
+    model
+        .run_with_hooks(hooks, |m| m.generate(&ids, None, &opts))
+        .unwrap();
     assert_eq!(widths, [(3, 3), (1, 4), (1, 5), (1, 6), (1, 7)]);
 }
 
@@ -194,9 +303,14 @@ fn stop_at_the_first_block_computes_no_later_layer() {
     let model = gpt2();
     let ids = tokens(1, 5);
     let mut later = 0;
-    let counter = Hooks::new().add(vec!["blocks.1.**", "ln_final.**", "unembed.hook_point"], |_, _| later += 1);
+    let counter = Hooks::new().add(
+        vec!["blocks.1.**", "ln_final.**", "unembed.hook_point"],
+        |_, _| later += 1,
+    );
     let cache = model
-        .run_with_hooks(counter, |m| m.run_with_cache_stop_at("blocks.0.**", |m| m.forward(&ids, None)))
+        .run_with_hooks(counter, |m| {
+            m.run_with_cache_stop_at("blocks.0.**", |m| m.forward(&ids, None))
+        })
         .unwrap();
     assert_eq!(later, 0);
     assert!(cache.contains("blocks.0.hook_resid_post"));

@@ -31,15 +31,26 @@ pub fn write_gpt2(folder: &Path) {
     for i in 0..layers {
         let p = format!("transformer.h.{i}");
         for ln in ["ln_1", "ln_2"] {
-            t.insert(format!("{p}.{ln}.weight"), (randn(&[d], 0.1) + 1.0).unwrap());
+            t.insert(
+                format!("{p}.{ln}.weight"),
+                (randn(&[d], 0.1) + 1.0).unwrap(),
+            );
             t.insert(format!("{p}.{ln}.bias"), randn(&[d], 0.1));
         }
-        for (name, din, dout) in [("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, 4 * d), ("mlp.c_proj", 4 * d, d)] {
+        for (name, din, dout) in [
+            ("attn.c_attn", d, 3 * d),
+            ("attn.c_proj", d, d),
+            ("mlp.c_fc", d, 4 * d),
+            ("mlp.c_proj", 4 * d, d),
+        ] {
             t.insert(format!("{p}.{name}.weight"), randn(&[din, dout], 0.3));
             t.insert(format!("{p}.{name}.bias"), randn(&[dout], 0.1));
         }
     }
-    t.insert("transformer.ln_f.weight".into(), (randn(&[d], 0.1) + 1.0).unwrap());
+    t.insert(
+        "transformer.ln_f.weight".into(),
+        (randn(&[d], 0.1) + 1.0).unwrap(),
+    );
     t.insert("transformer.ln_f.bias".into(), randn(&[d], 0.1));
     let config = format!(
         r#"{{"model_type":"gpt2","vocab_size":{v},"n_positions":{n_ctx},"n_embd":{d},"n_layer":{layers},"n_head":4,
@@ -57,19 +68,37 @@ pub fn write_llama(folder: &Path, qwen: bool) {
     for i in 0..layers {
         let p = format!("model.layers.{i}");
         for ln in ["input_layernorm", "post_attention_layernorm"] {
-            t.insert(format!("{p}.{ln}.weight"), (randn(&[d], 0.1) + 1.0).unwrap());
+            t.insert(
+                format!("{p}.{ln}.weight"),
+                (randn(&[d], 0.1) + 1.0).unwrap(),
+            );
         }
-        for (name, din, dout) in [("q_proj", d, heads * dh), ("k_proj", d, kv * dh), ("v_proj", d, kv * dh), ("o_proj", heads * dh, d)] {
-            t.insert(format!("{p}.self_attn.{name}.weight"), randn(&[dout, din], 0.3));
+        for (name, din, dout) in [
+            ("q_proj", d, heads * dh),
+            ("k_proj", d, kv * dh),
+            ("v_proj", d, kv * dh),
+            ("o_proj", heads * dh, d),
+        ] {
+            t.insert(
+                format!("{p}.self_attn.{name}.weight"),
+                randn(&[dout, din], 0.3),
+            );
             if qwen && name != "o_proj" {
                 t.insert(format!("{p}.self_attn.{name}.bias"), randn(&[dout], 0.1));
             }
         }
-        for (name, din, dout) in [("gate_proj", d, dm), ("up_proj", d, dm), ("down_proj", dm, d)] {
+        for (name, din, dout) in [
+            ("gate_proj", d, dm),
+            ("up_proj", d, dm),
+            ("down_proj", dm, d),
+        ] {
             t.insert(format!("{p}.mlp.{name}.weight"), randn(&[dout, din], 0.3));
         }
     }
-    t.insert("model.norm.weight".into(), (randn(&[d], 0.1) + 1.0).unwrap());
+    t.insert(
+        "model.norm.weight".into(),
+        (randn(&[d], 0.1) + 1.0).unwrap(),
+    );
     t.insert("lm_head.weight".into(), randn(&[v, d], 0.5));
     let model_type = if qwen { "qwen2" } else { "llama" };
     let config = format!(
@@ -82,12 +111,23 @@ pub fn write_llama(folder: &Path, qwen: bool) {
 
 /// Token ids `[batch, len]` from a fixed pattern.
 pub fn tokens(batch: usize, len: usize) -> Tensor {
-    let ids: Vec<u32> = (0..batch * len).map(|i| ((i * 7 + 3) % 40) as u32).collect();
+    let ids: Vec<u32> = (0..batch * len)
+        .map(|i| ((i * 7 + 3) % 40) as u32)
+        .collect();
     Tensor::from_vec(ids, (batch, len), &Device::Cpu).expect("tokens")
 }
 
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.to_dtype(DType::F32).unwrap();
     let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
