@@ -141,7 +141,7 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
             "GPT-2 attention scaling other than 1/sqrt(d_head)".into(),
         ));
     }
-    if c.n_head == 0 || c.n_embd % c.n_head != 0 {
+    if c.n_head == 0 || !c.n_embd.is_multiple_of(c.n_head) {
         return Err(Error::Config(format!(
             "n_embd {} is not a multiple of n_head {}",
             c.n_embd, c.n_head
@@ -239,7 +239,7 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
         return Err(Error::Config("num_attention_heads is 0".into()));
     }
     let n_kv_heads = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
-    if n_kv_heads == 0 || c.num_attention_heads % n_kv_heads != 0 {
+    if n_kv_heads == 0 || !c.num_attention_heads.is_multiple_of(n_kv_heads) {
         return Err(Error::Config(format!(
             "num_attention_heads {} is not a multiple of num_key_value_heads {n_kv_heads}",
             c.num_attention_heads
