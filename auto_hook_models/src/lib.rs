@@ -13,6 +13,7 @@
 //! module. Each fires exactly once per forward.
 
 mod attention;
+mod compare;
 pub mod config;
 mod error;
 mod generate;
@@ -22,6 +23,7 @@ mod norm;
 mod transformer;
 
 pub use attention::{Attention, KvSlot, Rotary, StepInputs};
+pub use compare::{compare_with_reference, hook_for_reference_key, Comparison};
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
 pub use generate::{next_token_log_probs, GenerateOptions, Sampling};

@@ -1,0 +1,174 @@
+//! Parity with Hugging Face: map reference activations recorded in PyTorch to hook
+//! names, run the same input, and measure the largest difference per key.
+//!
+//! A reference file is a safetensors file with `input_ids` (int64 `[batch, seq]`), and
+//! any of: `logits`; `hidden_states.{i}` (Hugging Face's `output_hidden_states`: 0 = the
+//! embeddings, i = the output of layer i-1, the last = after the final norm); and keys
+//! named by PyTorch module path (`transformer.h.1.attn`, `model.layers.0.mlp`,
+//! `model.norm`, ...) holding that module's forward output (first element of a tuple).
+
+use crate::config::ArchConfig;
+use crate::error::{Error, Result};
+use crate::transformer::HookedTransformer;
+use auto_hook::prelude::*;
+use candle_core::{DType, Tensor};
+use std::collections::{BTreeMap, HashMap};
+
+/// The hook name whose activation equals the reference key, if any.
+///
+/// ```
+/// let cfg = auto_hook_models::ArchConfig::from_json(
+///     r#"{"model_type":"gpt2","vocab_size":10,"n_positions":8,"n_embd":8,"n_layer":2,"n_head":2}"#)?;
+/// use auto_hook_models::hook_for_reference_key as map;
+/// assert_eq!(map(&cfg, "transformer.h.1.attn").as_deref(), Some("blocks.1.hook_attn_out"));
+/// assert_eq!(map(&cfg, "hidden_states.2").as_deref(), Some("ln_final.hook_point"));
+/// assert_eq!(map(&cfg, "transformer.h.0.attn.attn_dropout"), None);
+/// # Ok::<(), auto_hook_models::Error>(())
+/// ```
+pub fn hook_for_reference_key(cfg: &ArchConfig, key: &str) -> Option<String> {
+    if let Some(i) = key.strip_prefix("hidden_states.") {
+        let i: usize = i.parse().ok()?;
+        return match i {
+            0 => Some("blocks.0.hook_resid_pre".into()),
+            i if i < cfg.n_layers => Some(format!("blocks.{}.hook_resid_post", i - 1)),
+            i if i == cfg.n_layers => Some("ln_final.hook_point".into()),
+            _ => None,
+        };
+    }
+    if key == "lm_head" {
+        return Some("unembed.hook_point".into());
+    }
+    let (prefix, layers, table): (&str, &str, &[(&str, &str)]) = if cfg.model_type == "gpt2" {
+        ("transformer.", "h.", GPT2_KEYS)
+    } else {
+        ("model.", "layers.", LLAMA_KEYS)
+    };
+    let key = key.strip_prefix(prefix).unwrap_or(key);
+    if let Some(rest) = key.strip_prefix(layers) {
+        let (layer, sub) = rest.split_once('.').unwrap_or((rest, ""));
+        let layer: usize = layer.parse().ok().filter(|&l| l < cfg.n_layers)?;
+        let hook = table.iter().find(|(k, _)| *k == sub)?.1;
+        return Some(format!("blocks.{layer}.{hook}"));
+    }
+    let top: &[(&str, &str)] = if cfg.model_type == "gpt2" {
+        &[
+            ("wte", "embed.hook_point"),
+            ("wpe", "pos_embed.hook_point"),
+            ("ln_f", "ln_final.hook_point"),
+        ]
+    } else {
+        &[
+            ("embed_tokens", "embed.hook_point"),
+            ("norm", "ln_final.hook_point"),
+        ]
+    };
+    top.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, h)| (*h).to_owned())
+}
+
+const GPT2_KEYS: &[(&str, &str)] = &[
+    ("", "hook_resid_post"),
+    ("ln_1", "ln1.hook_point"),
+    ("attn", "hook_attn_out"),
+    ("attn.c_proj", "attn.w_o.hook_point"),
+    ("ln_2", "ln2.hook_point"),
+    ("mlp", "hook_mlp_out"),
+    ("mlp.c_fc", "mlp.w_in.hook_point"),
+    ("mlp.act", "mlp.hook_post"),
+    ("mlp.c_proj", "mlp.w_out.hook_point"),
+];
+
+const LLAMA_KEYS: &[(&str, &str)] = &[
+    ("", "hook_resid_post"),
+    ("input_layernorm", "ln1.hook_point"),
+    ("self_attn", "hook_attn_out"),
+    ("self_attn.q_proj", "attn.w_q.hook_point"),
+    ("self_attn.k_proj", "attn.w_k.hook_point"),
+    ("self_attn.v_proj", "attn.w_v.hook_point"),
+    ("self_attn.o_proj", "attn.w_o.hook_point"),
+    ("post_attention_layernorm", "ln2.hook_point"),
+    ("mlp", "hook_mlp_out"),
+    ("mlp.gate_proj", "mlp.w_gate.hook_point"),
+    ("mlp.up_proj", "mlp.w_in.hook_point"),
+    ("mlp.down_proj", "mlp.w_out.hook_point"),
+];
+
+/// The outcome of [`compare_with_reference`].
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// `(reference key, hook name, max |difference|)`, in key order.
+    pub diffs: Vec<(String, String, f32)>,
+    /// Reference keys no hook point maps to.
+    pub skipped: Vec<String>,
+}
+
+impl Comparison {
+    /// The largest difference over all compared keys.
+    pub fn max_abs_diff(&self) -> f32 {
+        self.diffs.iter().map(|d| d.2).fold(0.0, f32::max)
+    }
+}
+
+/// Runs the reference's `input_ids` (and `attention_mask`, when present) through `model`
+/// and compares every key that maps to a hook point (see [`hook_for_reference_key`]).
+/// A key whose shape differs from its hook point's activation is an error.
+pub fn compare_with_reference(
+    model: &HookedTransformer,
+    reference: &HashMap<String, Tensor>,
+) -> Result<Comparison> {
+    let ids = reference
+        .get("input_ids")
+        .ok_or_else(|| Error::Input("the reference has no `input_ids`".into()))?
+        .to_dtype(DType::U32)?;
+    let mask = reference
+        .get("attention_mask")
+        .map(|m| m.to_dtype(DType::U32))
+        .transpose()?;
+    let keys: BTreeMap<&str, &Tensor> = reference
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "input_ids" | "attention_mask"))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let mut mapped = Vec::new();
+    let mut skipped = Vec::new();
+    for key in keys.keys() {
+        match (*key == "logits")
+            .then(|| "unembed.hook_point".to_owned())
+            .or_else(|| hook_for_reference_key(model.config(), key))
+        {
+            Some(hook) => mapped.push((key.to_string(), hook)),
+            None => skipped.push(key.to_string()),
+        }
+    }
+    let names: Vec<String> = mapped.iter().map(|(_, h)| h.clone()).collect();
+    let cache = if names.is_empty() {
+        auto_hook::ActivationCache::new()
+    } else {
+        let (_, cache) = model
+            .run_with_cache(CacheOptions::names(names), |m| {
+                m.forward(&ids, mask.as_ref())
+            })
+            .map_err(|e| Error::Input(e.to_string()))?;
+        cache
+    };
+    let mut diffs = Vec::with_capacity(mapped.len());
+    for (key, hook) in mapped {
+        let ours = cache.get(&hook).map_err(|e| Error::Input(e.to_string()))?;
+        // A reference may hold a broadcast form (GPT-2's position embedding is `[1, seq, d]`).
+        let theirs = keys[key.as_str()].broadcast_as(ours.shape()).map_err(|_| {
+            Error::Input(format!(
+                "`{key}` has shape {:?} but `{hook}` has {:?}",
+                keys[key.as_str()].dims(),
+                ours.dims()
+            ))
+        })?;
+        let diff = (ours.to_dtype(DType::F32)? - theirs.to_dtype(DType::F32)?)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        diffs.push((key, hook, diff));
+    }
+    Ok(Comparison { diffs, skipped })
+}
