@@ -142,10 +142,10 @@ fn stop_at_a_point_that_never_fires_is_an_error() {
     let model = Corners::new(OneLinear::new(vb.pp("inner")).unwrap(), vb).unwrap();
     let x = randn(&[2, 4]);
     let err = model
-        .run_with_cache_stop_at("bias.hook_point", |m| m.forward_t(&x, false))
+        .run_with_cache_stop_at("spare.hook_point", |m| m.forward_t(&x, false))
         .unwrap_err();
     assert!(
-        matches!(err, Error::StopAtNeverFired { ref names } if names == &["bias.hook_point"]),
+        matches!(err, Error::StopAtNeverFired { ref names } if names == &["spare.hook_point"]),
         "{err}"
     );
 }

@@ -149,6 +149,7 @@ fn option_box_array_module_t_and_generic_fields_are_hooked() {
             "inner.hook_point",
             "inner.fc1.hook_point",
             "bias.hook_point",
+            "spare.hook_point",
         ]
     );
     let names = model.hook_point_names();
@@ -158,22 +159,22 @@ fn option_box_array_module_t_and_generic_fields_are_hooked() {
     );
     assert!(names.contains(&"pair.1.hook_point".to_owned()));
     let x = randn(&[2, 4]);
-    // `bias` is an Option<Tensor> used through a local binding: its point is listed but
-    // does not fire (documented limit); every other point fires once.
+    // `bias` is an Option<Tensor> used through `match &self.bias { Some(b) => .. }`: its
+    // point fires. `spare` is never used: its point is listed but does not fire.
     let counted = std::cell::RefCell::new(Vec::new());
     let hooks = Hooks::new().add("**", |_, h| counted.borrow_mut().push(h.name().to_owned()));
     model
         .run_with_hooks(hooks, |m| m.forward_t(&x, false))
         .unwrap();
     let fired = counted.into_inner();
-    for name in names.iter().filter(|n| *n != "bias.hook_point") {
+    for name in names.iter().filter(|n| *n != "spare.hook_point") {
         assert_eq!(
             fired.iter().filter(|f| *f == name).count(),
             1,
             "`{name}` fires once"
         );
     }
-    assert!(!fired.contains(&"bias.hook_point".to_owned()));
+    assert!(!fired.contains(&"spare.hook_point".to_owned()));
 }
 
 // The same source compiled with and without the attribute, from a macro_rules! macro:
@@ -227,4 +228,27 @@ fn model_defined_inside_macro_rules_is_hooked_and_conforms() {
     let expected = plain.fc.forward(&x).unwrap().broadcast_mul(&gain).unwrap();
     assert!(common::conformance::same_bits(&plain_out, &expected));
     assert_conformance(&hooked, |m| m.forward(&x), &[]);
+}
+
+#[test]
+fn optional_parameter_fires_through_an_if_let_binding_and_is_absent_when_none() {
+    let x = randn(&[2, 4]);
+    let with = Biased::new(true);
+    assert_eq!(
+        with.hook_point_names(),
+        ["hook_point", "weight.hook_point", "bias.hook_point"]
+    );
+    assert_conformance(&with, |m| m.forward(&x), &[]);
+    let without = Biased::new(false);
+    assert_eq!(
+        without.hook_point_names(),
+        ["hook_point", "weight.hook_point"]
+    );
+    let (_, cache) = without
+        .run_with_cache(CacheOptions::all(), |m| m.forward(&x))
+        .unwrap();
+    assert_eq!(
+        cache.names().collect::<Vec<_>>(),
+        ["weight.hook_point", "hook_point"]
+    );
 }

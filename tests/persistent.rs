@@ -176,7 +176,7 @@ fn check_auto_hook_passes_on_a_sound_model_and_strict_mode_reports_failures() {
     let err = check_auto_hook_strict(&corners, |m| m.forward_t(&x, false)).unwrap_err();
     match err {
         Error::CheckFailed { failures } => {
-            assert_eq!(failures, ["hook point `bias.hook_point` never fired"])
+            assert_eq!(failures, ["hook point `spare.hook_point` never fired"])
         }
         other => panic!("expected CheckFailed, got {other}"),
     }

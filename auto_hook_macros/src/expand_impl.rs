@@ -27,6 +27,7 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
         }
         Rewriter {
             self_ident: self_ident.as_ref(),
+            aliases: Vec::new(),
         }
         .visit_block_mut(&mut method.block);
         let named_forward = matches!(

@@ -52,6 +52,17 @@ impl FireParam for Probe<'_, Param> {
     }
 }
 
+/// An optional parameter (`Option<Tensor>` field) used through `Some(b)`.
+impl FireParam for Probe<'_, Option<Param>> {
+    #[inline]
+    fn fire_use<R: ParamResult>(&self, result: R) -> R {
+        match self.0 {
+            Some(param) => result.fire_param(param),
+            None => result,
+        }
+    }
+}
+
 pub trait FireNothing {
     fn fire_use<R>(&self, result: R) -> R;
 }

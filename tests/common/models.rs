@@ -300,6 +300,8 @@ pub struct Corners<M: Module + Clone> {
     #[cfg(any())]
     compiled_out: Linear,
     bias: Option<Tensor>,
+    /// Built but never used by the forward: its point never fires.
+    spare: Option<Linear>,
 }
 
 #[auto_hook]
@@ -316,6 +318,7 @@ impl<M: Module + Clone + HookedModule> Corners<M> {
             dropout: Dropout::new(0.5),
             inner,
             bias: Some(randn(&[3])),
+            spare: Some(candle_nn::linear(4, 4, vb.pp("spare"))?),
         })
     }
 }
@@ -337,5 +340,30 @@ impl<M: Module + Clone + HookedModule> ModuleT for Corners<M> {
             Some(b) => h.broadcast_add(b),
             None => Ok(h),
         }
+    }
+}
+
+/// An optional bias used through `if let Some(b) = &self.bias`.
+#[auto_hook]
+pub struct Biased {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+#[auto_hook]
+impl Biased {
+    pub fn new(with_bias: bool) -> Self {
+        Self {
+            weight: randn(&[4, 3]),
+            bias: with_bias.then(|| randn(&[3])),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight)?;
+        if let Some(b) = &self.bias {
+            return y.broadcast_add(b);
+        }
+        Ok(y)
     }
 }
