@@ -7,7 +7,7 @@ use crate::mlp::Mlp;
 use crate::norm::Norm;
 use crate::transformer::{HookedTransformer, TransformerBlock};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use std::path::{Path, PathBuf};
 
 /// Loads a checkpoint saved by Hugging Face `save_pretrained`: `config.json` and
@@ -66,14 +66,30 @@ pub fn from_var_builder(cfg: ArchConfig, vb: VarBuilder) -> Result<HookedTransfo
     }
 }
 
+// Initialisations used when the VarBuilder creates the weights (a fresh `VarMap`, to train
+// from scratch): GPT-2's and Llama's own. A checkpoint's tensors ignore them.
+const WEIGHT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+const ONES: Init = Init::Const(1.0);
+const ZEROS: Init = Init::Const(0.0);
+
 /// GPT-2's Conv1D stores `[in, out]`; `Linear` wants `[out, in]`.
 fn conv1d(vb: &VarBuilder, d_in: usize, d_out: usize) -> Result<Linear> {
-    let w = vb.get((d_in, d_out), "weight")?.t()?.contiguous()?;
-    Ok(Linear::new(w, Some(vb.get(d_out, "bias")?)))
+    let w = vb
+        .get_with_hints((d_in, d_out), "weight", WEIGHT)?
+        .t()?
+        .contiguous()?;
+    Ok(Linear::new(
+        w,
+        Some(vb.get_with_hints(d_out, "bias", ZEROS)?),
+    ))
 }
 
 fn layer_norm(vb: &VarBuilder, cfg: &ArchConfig) -> Result<Norm> {
-    let (w, b) = (vb.get(cfg.d_model, "weight")?, vb.get(cfg.d_model, "bias")?);
+    let w = vb.get_with_hints(cfg.d_model, "weight", ONES)?;
+    let b = vb.get_with_hints(cfg.d_model, "bias", ZEROS)?;
     Ok(Norm::new(NormKind::LayerNorm, w, Some(b), cfg.norm_eps))
 }
 
@@ -93,15 +109,25 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
             return Err(Error::Config("GPT-2 with rotary positions".into()))
         }
     };
-    let wte = vb.get((cfg.vocab_size, d), "wte.weight")?;
-    let wpe = Embedding::new(vb.get((n_ctx, d), "wpe.weight")?, d);
+    let wte = vb.get_with_hints((cfg.vocab_size, d), "wte.weight", WEIGHT)?;
+    let wpe = Embedding::new(
+        vb.get_with_hints(
+            (n_ctx, d),
+            "wpe.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.01,
+            },
+        )?,
+        d,
+    );
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let vb = vb.pp(format!("h.{i}"));
         let c_attn = vb.pp("attn.c_attn");
         let (w, b) = (
-            c_attn.get((d, 3 * d), "weight")?,
-            c_attn.get(3 * d, "bias")?,
+            c_attn.get_with_hints((d, 3 * d), "weight", WEIGHT)?,
+            c_attn.get_with_hints(3 * d, "bias", ZEROS)?,
         );
         let split = |k: usize| -> Result<Linear> {
             let w = w.narrow(1, k * d, d)?.t()?.contiguous()?;
@@ -131,7 +157,7 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     }
     let ln_final = layer_norm(&vb.pp("ln_f"), &cfg)?;
     let lm_head = if root.contains_tensor("lm_head.weight") {
-        root.get((cfg.vocab_size, d), "lm_head.weight")?
+        root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?
     } else {
         wte.clone()
     };
@@ -147,9 +173,9 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
 }
 
 fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let w = vb.get((d_out, d_in), "weight")?;
+    let w = vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?;
     let b = if bias {
-        Some(vb.get(d_out, "bias")?)
+        Some(vb.get_with_hints(d_out, "bias", ZEROS)?)
     } else {
         None
     };
@@ -162,7 +188,7 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     let rms = |vb: VarBuilder| -> Result<Norm> {
         Ok(Norm::new(
             NormKind::RmsNorm,
-            vb.get(d, "weight")?,
+            vb.get_with_hints(d, "weight", ONES)?,
             None,
             cfg.norm_eps,
         ))
@@ -193,11 +219,11 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
             mlp,
         ));
     }
-    let wte: Tensor = vb.get((cfg.vocab_size, d), "embed_tokens.weight")?;
+    let wte: Tensor = vb.get_with_hints((cfg.vocab_size, d), "embed_tokens.weight", WEIGHT)?;
     let lm_head = if cfg.tie_embeddings {
         wte.clone()
     } else {
-        root.get((cfg.vocab_size, d), "lm_head.weight")?
+        root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?
     };
     let ln_final = rms(vb.pp("norm"))?;
     Ok(HookedTransformer::new(

@@ -315,3 +315,38 @@ fn stop_at_the_first_block_computes_no_later_layer() {
     assert_eq!(later, 0);
     assert!(cache.contains("blocks.0.hook_resid_post"));
 }
+
+#[test]
+fn gradients_reach_every_weight_of_a_port_built_from_a_var_map() {
+    let json = r#"{"model_type":"gpt2","vocab_size":40,"n_positions":16,"n_embd":16,"n_layer":2,"n_head":4}"#;
+    let cfg = auto_hook_models::ArchConfig::from_json(json).unwrap();
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let model = auto_hook_models::from_var_builder(cfg, vb).unwrap();
+    let ids = tokens(2, 8);
+    let logits = model.forward(&ids, None).unwrap();
+    let loss = auto_hook_models::next_token_log_probs(&logits, &ids)
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let data = map.data().lock().unwrap();
+    assert!(
+        data.contains_key("transformer.h.1.attn.c_attn.weight"),
+        "HF names: {:?}",
+        data.keys()
+    );
+    for (name, var) in data.iter() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "zero gradient for {name}");
+    }
+}

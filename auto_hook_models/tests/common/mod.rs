@@ -5,9 +5,11 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A fresh folder under the system temp dir.
+/// A fresh folder under the system temp dir, unique per call (tests run in parallel).
 pub fn temp_folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("auto_hook_models_{}_{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("auto_hook_models_{}_{n}_{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
