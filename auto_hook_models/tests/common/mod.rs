@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 pub fn temp_folder(name: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("auto_hook_models_{}_{n}_{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "auto_hook_models_{}_{n}_{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
