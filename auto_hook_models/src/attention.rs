@@ -167,8 +167,14 @@ impl Attention {
         let scores = self
             .hook_attn_scores
             .forward(&scores.broadcast_add(&inputs.mask)?)?;
-        let pattern = auto_hook::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-            .to_dtype(scores.dtype())?;
+        // Half precision takes its softmax in f32, as Hugging Face does.
+        let pattern = match scores.dtype() {
+            DType::F16 | DType::BF16 => {
+                auto_hook::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+                    .to_dtype(scores.dtype())?
+            }
+            _ => auto_hook::ops::softmax_last_dim(&scores)?,
+        };
         let pattern = self.hook_pattern.forward(&pattern)?;
         let z = self.hook_z.forward(&pattern.matmul(&v)?.transpose(1, 2)?)?;
         self.w_o

@@ -4,7 +4,7 @@ use crate::config::NormKind;
 use auto_hook::prelude::*;
 use candle_core::{DType, Module, Result, Tensor, D};
 
-/// A normalisation layer, computed in f32 from differentiable ops.
+/// A normalisation layer from differentiable ops (half precision computed in f32).
 /// `hook_scale` is the per-position scale `[batch, pos, 1]`; `hook_normalized` is the
 /// output (LayerNorm, after weight and bias) or the normalised input before the weight
 /// (RMSNorm), as in TransformerLens.
@@ -40,7 +40,11 @@ impl Norm {
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
-        let x = x.to_dtype(DType::F32)?;
+        // Half precision is normalised in f32 (as Hugging Face does); f32 and f64 stay.
+        let x = match dtype {
+            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+            _ => x.clone(),
+        };
         let x = match self.kind {
             NormKind::LayerNorm => x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?,
             NormKind::RmsNorm => x,

@@ -350,3 +350,67 @@ fn gradients_reach_every_weight_of_a_port_built_from_a_var_map() {
         assert!(norm > 0.0, "zero gradient for {name}");
     }
 }
+
+#[test]
+fn port_weight_gradients_match_finite_differences() {
+    let json = r#"{"model_type":"gpt2","vocab_size":40,"n_positions":16,"n_embd":16,"n_layer":2,"n_head":4}"#;
+    let cfg = auto_hook_models::ArchConfig::from_json(json).unwrap();
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu);
+    auto_hook_models::from_var_builder(cfg.clone(), vb).unwrap(); // creates the variables
+                                                                  // Larger weights than the init, so attention is far from uniform.
+    for var in map.all_vars() {
+        let scaled = (var.as_tensor() * 10.0).unwrap();
+        var.set(&scaled).unwrap();
+    }
+    let ids = tokens(2, 8);
+    let targets = ids
+        .narrow(1, 1, 7)
+        .unwrap()
+        .unsqueeze(2)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let loss = |m: &HookedTransformer| {
+        let logits = m.forward(&ids, None).unwrap().narrow(1, 0, 7).unwrap();
+        let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1).unwrap();
+        log_probs.gather(&targets, 2).unwrap().mean_all().unwrap()
+    };
+    // The model holds transposed copies of Conv1D weights: rebuild it after each change.
+    let rebuild = || {
+        auto_hook_models::from_var_builder(
+            cfg.clone(),
+            candle_nn::VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu),
+        )
+        .unwrap()
+    };
+    let grads = loss(&rebuild()).backward().unwrap();
+    let data = map.data().lock().unwrap().clone();
+    for (name, (r, c)) in [
+        ("transformer.h.0.attn.c_attn.weight", (3, 5)),
+        ("transformer.h.1.attn.c_attn.weight", (2, 20)),
+        ("transformer.wpe.weight", (4, 1)),
+    ] {
+        let var = &data[name];
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .i((r, c))
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let original = var.as_tensor().copy().unwrap();
+        let nudge = |eps: f64| {
+            let mut v = original.to_vec2::<f64>().unwrap();
+            v[r][c] += eps;
+            var.set(&Tensor::new(v, &Device::Cpu).unwrap()).unwrap();
+            loss(&rebuild()).to_scalar::<f64>().unwrap()
+        };
+        let numeric = (nudge(1e-5) - nudge(-1e-5)) / 2e-5;
+        var.set(&original).unwrap();
+        assert!(
+            (numeric - analytic).abs() <= 1e-4 * analytic.abs().max(1e-3),
+            "{name}[{r},{c}]: analytic {analytic} numeric {numeric}"
+        );
+    }
+}
