@@ -17,6 +17,7 @@ mod compare;
 pub mod config;
 mod error;
 mod generate;
+pub mod induction;
 mod load;
 mod mlp;
 mod norm;
