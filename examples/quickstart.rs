@@ -1,7 +1,7 @@
 //! The main job on a real model. `models/induction-2l` is a 2-layer GPT-2 trained from
 //! scratch on random tokens repeated once (`auto_hook_models/examples/train_induction.rs`).
 //! This example lists its hook points, caches every attention pattern to score each
-//! head as a previous-token head and as an induction head, zero-ablates heads through
+//! head as a previous-token, duplicate-token and induction head, zero-ablates heads through
 //! hooks to show the loss on the repeated half rising, stops a forward early, and shows
 //! the error a misspelled hook name gets.
 //!
