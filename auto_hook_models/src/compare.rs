@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 /// use auto_hook_models::hook_for_reference_key as map;
 /// assert_eq!(map(&cfg, "transformer.h.1.attn").as_deref(), Some("blocks.1.hook_attn_out"));
 /// assert_eq!(map(&cfg, "hidden_states.2").as_deref(), Some("ln_final.hook_point"));
+/// assert_eq!(map(&cfg, "logits").as_deref(), Some("unembed.hook_point"));
 /// assert_eq!(map(&cfg, "transformer.h.0.attn.attn_dropout"), None);
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```
@@ -35,7 +36,7 @@ pub fn hook_for_reference_key(cfg: &ArchConfig, key: &str) -> Option<String> {
             _ => None,
         };
     }
-    if key == "lm_head" {
+    if key == "logits" || key == "lm_head" {
         return Some("unembed.hook_point".into());
     }
     let (prefix, layers, table): (&str, &str, &[(&str, &str)]) = if cfg.model_type == "gpt2" {
@@ -133,10 +134,7 @@ pub fn compare_with_reference(
     let mut mapped = Vec::new();
     let mut skipped = Vec::new();
     for key in keys.keys() {
-        match (*key == "logits")
-            .then(|| "unembed.hook_point".to_owned())
-            .or_else(|| hook_for_reference_key(model.config(), key))
-        {
+        match hook_for_reference_key(model.config(), key) {
             Some(hook) => mapped.push((key.to_string(), hook)),
             None => skipped.push(key.to_string()),
         }

@@ -162,6 +162,18 @@ impl HookedTransformer {
         let past = cache.as_ref().map_or(0, |c| c.len());
         let device = input_ids.device();
         let keys = key_mask(attention_mask, b, past + t)?;
+        if let Positions::Learned { n_ctx } = self.cfg.positions {
+            let longest = keys
+                .iter()
+                .map(|row| row.iter().filter(|&&k| k > 0.0).count());
+            let longest = longest.max().unwrap_or(0);
+            if longest > n_ctx {
+                candle_core::bail!(
+                    "a sequence of {longest} tokens (cached and new) is longer than the model's \
+                     {n_ctx} learned positions (n_positions)"
+                );
+            }
+        }
         let positions = positions(&keys, t, device)?;
         let mut resid = self.hook_embed.forward(&self.embed.forward(input_ids)?)?;
         if let (Some(pos_embed), Some(hook)) = (&self.pos_embed, &self.hook_pos_embed) {

@@ -219,6 +219,43 @@ fn left_padding_gives_the_unpadded_logits_at_real_positions() {
 }
 
 #[test]
+fn inputs_longer_than_learned_positions_are_refused_with_the_limit() {
+    let model = gpt2(); // n_positions 32
+    let err = model.forward(&tokens(1, 33), None).unwrap_err().to_string();
+    assert!(
+        err.contains("33 tokens") && err.contains("32 learned positions"),
+        "{err}"
+    );
+    // Padding does not count: 34 slots holding 32 real tokens are fine.
+    let ids = Tensor::cat(
+        &[
+            &Tensor::zeros((1, 2), DType::U32, &Device::Cpu).unwrap(),
+            &tokens(1, 32),
+        ],
+        1,
+    )
+    .unwrap();
+    let mut mask = vec![1u32; 34];
+    mask[..2].fill(0);
+    let mask = Tensor::from_vec(mask, (1, 34), &Device::Cpu).unwrap();
+    assert_eq!(
+        model.forward(&ids, Some(&mask)).unwrap().dims(),
+        &[1, 34, 40]
+    );
+    // Generation stops at the limit with the same error, not an index error.
+    let opts = GenerateOptions {
+        max_new_tokens: 40,
+        eos_token_id: Some(u32::MAX),
+        ..Default::default()
+    };
+    let err = model
+        .generate(&tokens(1, 4), None, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("33 tokens"), "{err}");
+}
+
+#[test]
 fn kv_cache_steps_give_the_full_sequence_logits() {
     for model in [gpt2(), llama(true)] {
         let ids = tokens(2, 6);
