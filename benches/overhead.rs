@@ -16,13 +16,16 @@
 //! rounds (one forward per variant, random order) and writes the median ratio to `plain`
 //! per config; `scripts/bench_ratios.py` turns both into the table of `BENCHMARKS.md`.
 
+mod paired;
+
 use auto_hook::nn::{LayerNorm, RmsNorm};
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use paired::Run;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The two architectures of the benchmark.
 #[derive(Clone, Copy, Debug)]
@@ -492,9 +495,6 @@ fn check_backward<H: HookedRoot, V: Fn(&Tensor) -> Result<Tensor>>(
     );
 }
 
-/// One benchmarked forward.
-type Run<'r> = Box<dyn Fn() + 'r>;
-
 fn bits(t: &Tensor) -> Vec<u32> {
     let values = t
         .flatten_all()
@@ -627,72 +627,26 @@ fn run_variants<
     }
     group.finish();
 
-    if paired_rounds_enabled() {
+    if paired::enabled() {
         paired_rounds(cfg, &variants);
     }
 }
 
-/// Paired A/B rounds run after criterion on a full `--bench` run (not in test mode, not
-/// with a filter or `--profile-time`): criterion measures each variant in its own time
-/// window, so drift between windows (a 2-core VM: about ±2%) hides a 1% overhead.
-fn paired_rounds_enabled() -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    args.iter().any(|a| a == "--bench")
-        && args
-            .iter()
-            .all(|a| a.starts_with("--") && a != "--profile-time" && a != "--test")
-}
-
-/// Runs `cfg.paired_rounds` rounds of one forward per variant (in a random order each
-/// round), takes each variant's time over plain's time in the same round, and writes the
-/// median ratio with a 95% confidence interval (order statistics) to
+/// Runs `cfg.paired_rounds` paired rounds (see `paired`) and writes each variant's median
+/// time ratio to its baseline, with a 95% confidence interval, to
 /// `target/criterion/overhead/{config}/paired.json`, read by `scripts/bench_ratios.py`.
+/// Backward variants compare with the plain forward + backward; the rest with plain.
 fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
-    let n = variants.len();
-    let mut ratios = vec![Vec::with_capacity(cfg.paired_rounds); n];
-    let mut times = vec![0.0; n];
-    let mut order: Vec<usize> = (0..n).collect();
-    // Backward variants compare with the plain forward + backward; the rest with plain.
+    let times = paired::time_rounds(variants, cfg.paired_rounds);
     let backward_plain = variants.iter().position(|(v, _)| *v == "backward_plain");
-    let baselines: Vec<usize> = variants
-        .iter()
-        .map(|(v, _)| {
-            if v.starts_with("backward_") {
-                backward_plain.unwrap_or(0)
-            } else {
-                0
-            }
-        })
-        .collect();
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..cfg.paired_rounds {
-        // A fresh random order each round: what ran just before a forward (allocator
-        // state, caches) must not favour one variant.
-        for k in (1..n).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(k, (seed % (k as u64 + 1)) as usize);
-        }
-        for &i in &order {
-            let start = Instant::now();
-            (variants[i].1)();
-            times[i] = start.elapsed().as_secs_f64();
-        }
-        for (i, t) in times.iter().enumerate() {
-            ratios[i].push(t / times[baselines[i]]);
-        }
-    }
     let mut json = Vec::new();
-    for ((variant, _), mut r) in variants.iter().zip(ratios) {
-        r.sort_by(f64::total_cmp);
-        let m = r.len();
-        let half_width = (0.98 * (m as f64).sqrt()).ceil() as usize;
-        let (lo, mid, hi) = (
-            r[(m / 2).saturating_sub(half_width)],
-            r[m / 2],
-            r[(m / 2 + half_width).min(m - 1)],
-        );
+    for (i, (variant, _)) in variants.iter().enumerate() {
+        let baseline = match backward_plain {
+            Some(b) if variant.starts_with("backward_") => b,
+            _ => 0,
+        };
+        let (lo, mid, hi) = paired::ratio(&times, i, baseline);
+        let m = cfg.paired_rounds;
         println!(
             "{}/{variant}: paired ratio vs its baseline {mid:.4} (95% CI {lo:.4}..{hi:.4}, {m} rounds)",
             cfg.name
@@ -701,19 +655,11 @@ fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
             "\"{variant}\": {{\"median\": {mid}, \"ci_low\": {lo}, \"ci_high\": {hi}, \"rounds\": {m}}}"
         ));
     }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let dir = std::path::Path::new(&target)
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = paired::target_dir(root)
         .join("criterion/overhead")
         .join(cfg.name);
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("paired.json"),
-            format!("{{{}}}\n", json.join(", ")),
-        )
-    });
-    if let Err(e) = written {
-        eprintln!("{}: could not write paired.json: {e}", cfg.name);
-    }
+    paired::write_json(&dir, &json);
 }
 
 fn overhead(c: &mut Criterion) {

@@ -41,16 +41,20 @@
 //! `target/criterion/llama_threadsN/`): `RAYON_NUM_THREADS=1` gives the single-thread
 //! numbers that `scripts/bench_hf_llama.py` compares with PyTorch.
 
+#[path = "../../benches/paired/mod.rs"]
+mod paired;
+
 use auto_hook::prelude::*;
 use auto_hook_models::HookedTransformer;
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::llama::{Cache, Llama, LlamaConfig};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use paired::Run;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The benchmarked config.
 const VOCAB: usize = 1000;
@@ -76,8 +80,6 @@ const PAIRS: [(&str, &str); 5] = [
     ("auto_hook_no_hooks", "candle_transformers"),
     ("candle_transformers_all_pos", "candle_transformers"),
 ];
-
-type Run<'a> = Box<dyn Fn() + 'a>;
 
 /// xorshift64*: deterministic weights, so every run (and the Python script) sees the same
 /// checkpoint.
@@ -109,12 +111,8 @@ impl Rng {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-            manifest.parent().unwrap_or(manifest).join("target")
-        })
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    paired::target_dir(manifest.parent().unwrap_or(manifest))
 }
 
 /// Writes the random checkpoint; returns its folder.
@@ -345,58 +343,20 @@ fn llama(c: &mut Criterion) {
     }
     group.finish();
 
-    if paired_rounds_enabled() {
+    if paired::enabled() {
         paired_rounds(&group_name, &variants);
     }
 }
 
-/// Paired rounds run after criterion on a full `--bench` run (not in test mode, not with
-/// a filter or `--profile-time`): criterion measures each variant in its own window, and
-/// the windows of a 2-core VM drift by about ±2%.
-fn paired_rounds_enabled() -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    args.iter().any(|a| a == "--bench")
-        && args
-            .iter()
-            .all(|a| a.starts_with("--") && a != "--profile-time" && a != "--test")
-}
-
-/// `PAIRED_ROUNDS` rounds of one run per variant in a fresh random order; for each pair
-/// of `PAIRS`, the median over rounds of variant time / baseline time in the same round,
-/// with a 95% CI from order statistics. Printed, and written to
-/// `target/criterion/{group}/paired.json`.
+/// `PAIRED_ROUNDS` paired rounds (see `paired`); for each pair of `PAIRS`, the median
+/// over rounds of variant time / baseline time in the same round, with a 95% CI. Printed,
+/// and written to `target/criterion/{group}/paired.json`.
 fn paired_rounds(group: &str, variants: &[(&str, Run)]) {
-    let n = variants.len();
+    let times = paired::time_rounds(variants, PAIRED_ROUNDS);
     let index = |name: &str| variants.iter().position(|(v, _)| *v == name).unwrap();
-    let mut times = vec![Vec::with_capacity(PAIRED_ROUNDS); n];
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..PAIRED_ROUNDS {
-        for k in (1..n).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(k, (seed % (k as u64 + 1)) as usize);
-        }
-        for &i in &order {
-            let start = Instant::now();
-            (variants[i].1)();
-            times[i].push(start.elapsed().as_secs_f64());
-        }
-    }
-    let median_ci = |mut r: Vec<f64>| {
-        r.sort_by(f64::total_cmp);
-        let m = r.len();
-        let half_width = (0.98 * (m as f64).sqrt()).ceil() as usize;
-        (
-            r[(m / 2).saturating_sub(half_width)],
-            r[m / 2],
-            r[(m / 2 + half_width).min(m - 1)],
-        )
-    };
     let mut json = Vec::new();
     for (variant, _) in variants {
-        let (_, mid, _) = median_ci(times[index(variant)].clone());
+        let (_, mid, _) = paired::median_ci(times[index(variant)].clone());
         println!(
             "{group}/small/{variant}: paired-round median {:.3} ms",
             mid * 1e3
@@ -404,9 +364,7 @@ fn paired_rounds(group: &str, variants: &[(&str, Run)]) {
         json.push(format!("\"{variant}\": {{\"median_s\": {mid}}}"));
     }
     for (variant, baseline) in PAIRS {
-        let (v, b) = (&times[index(variant)], &times[index(baseline)]);
-        let ratios: Vec<f64> = v.iter().zip(b).map(|(v, b)| v / b).collect();
-        let (lo, mid, hi) = median_ci(ratios);
+        let (lo, mid, hi) = paired::ratio(&times, index(variant), index(baseline));
         println!(
             "{group}/small: {variant} / {baseline}: paired ratio {mid:.4} (95% CI {lo:.4}..{hi:.4}, {PAIRED_ROUNDS} rounds)"
         );
@@ -414,16 +372,7 @@ fn paired_rounds(group: &str, variants: &[(&str, Run)]) {
             "\"{variant}/{baseline}\": {{\"median\": {mid}, \"ci_low\": {lo}, \"ci_high\": {hi}, \"rounds\": {PAIRED_ROUNDS}}}"
         ));
     }
-    let dir = target_dir().join("criterion").join(group);
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("paired.json"),
-            format!("{{{}}}\n", json.join(",\n ")),
-        )
-    });
-    if let Err(e) = written {
-        eprintln!("{group}: could not write paired.json: {e}");
-    }
+    paired::write_json(&target_dir().join("criterion").join(group), &json);
 }
 
 criterion_group!(benches, llama);

@@ -43,7 +43,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         eprintln!("{key} skipped (no hook point maps to it)");
     }
     let mut ok = true;
-    for (key, hook, diff) in &comparison.diffs {
+    for (key, _, diff) in &comparison.diffs {
         let flag = if *diff > tol {
             "  <-- over tolerance"
         } else {
@@ -51,7 +51,6 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         };
         ok &= *diff <= tol;
         println!("{key} {diff:e}{flag}");
-        let _ = hook;
     }
     let n = comparison.diffs.len();
     println!("max_abs_diff={:e} keys={n}", comparison.max_abs_diff());
