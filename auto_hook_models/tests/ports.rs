@@ -394,11 +394,18 @@ fn port_weight_gradients_match_finite_differences() {
     let cfg = auto_hook_models::ArchConfig::from_json(json).unwrap();
     let map = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu);
-    auto_hook_models::from_var_builder(cfg.clone(), vb).unwrap(); // creates the variables
-                                                                  // Larger weights than the init, so attention is far from uniform.
-    for var in map.all_vars() {
-        let scaled = (var.as_tensor() * 10.0).unwrap();
-        var.set(&scaled).unwrap();
+    // Creates the variables, then gives them seeded weights larger than GPT-2's init (so
+    // attention is far from uniform) and norm gains near 1.
+    auto_hook_models::from_var_builder(cfg.clone(), vb).unwrap();
+    let mut g = Gauss::new(7);
+    let mut vars: Vec<_> = map.data().lock().unwrap().clone().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in vars {
+        let gain = name.contains("ln_") && name.ends_with(".weight");
+        let values = g.values(var.elem_count(), if gain { 0.1 } else { 0.3 });
+        let values: Vec<f64> = values.into_iter().map(|v| v + f64::from(gain)).collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
     }
     let ids = tokens(2, 8);
     let targets = ids

@@ -18,8 +18,42 @@ pub fn temp_folder(name: &str) -> PathBuf {
     dir
 }
 
-fn randn(shape: &[usize], scale: f32) -> Tensor {
-    (Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("randn") * scale as f64).expect("scale")
+/// Seeded normal draws (xorshift64* + Box-Muller): every run of a test sees the same
+/// weights, so a tolerance that passes once passes always.
+pub struct Gauss(u64);
+
+impl Gauss {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// `n` draws from N(0, scale²).
+    pub fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let (u, v) = (self.uniform(), self.uniform());
+                scale * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+            })
+            .collect()
+    }
+
+    /// An f32 tensor of N(0, scale²) draws.
+    fn tensor(&mut self, shape: &[usize], scale: f64) -> Tensor {
+        let n = shape.iter().product();
+        let values: Vec<f32> = self
+            .values(n, scale)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
+    }
 }
 
 fn save(folder: &Path, config: &str, tensors: HashMap<String, Tensor>) {
@@ -30,17 +64,18 @@ fn save(folder: &Path, config: &str, tensors: HashMap<String, Tensor>) {
 /// GPT-2: d_model 16, 2 layers, 4 heads, vocab 40, n_ctx 32 (Conv1D weights `[in, out]`).
 pub fn write_gpt2(folder: &Path) {
     let (d, v, n_ctx, layers) = (16, 40, 32, 2);
+    let mut g = Gauss::new(2);
     let mut t = HashMap::new();
-    t.insert("transformer.wte.weight".into(), randn(&[v, d], 0.5));
-    t.insert("transformer.wpe.weight".into(), randn(&[n_ctx, d], 0.3));
+    t.insert("transformer.wte.weight".into(), g.tensor(&[v, d], 0.5));
+    t.insert("transformer.wpe.weight".into(), g.tensor(&[n_ctx, d], 0.3));
     for i in 0..layers {
         let p = format!("transformer.h.{i}");
         for ln in ["ln_1", "ln_2"] {
             t.insert(
                 format!("{p}.{ln}.weight"),
-                (randn(&[d], 0.1) + 1.0).unwrap(),
+                (g.tensor(&[d], 0.1) + 1.0).unwrap(),
             );
-            t.insert(format!("{p}.{ln}.bias"), randn(&[d], 0.1));
+            t.insert(format!("{p}.{ln}.bias"), g.tensor(&[d], 0.1));
         }
         for (name, din, dout) in [
             ("attn.c_attn", d, 3 * d),
@@ -48,15 +83,15 @@ pub fn write_gpt2(folder: &Path) {
             ("mlp.c_fc", d, 4 * d),
             ("mlp.c_proj", 4 * d, d),
         ] {
-            t.insert(format!("{p}.{name}.weight"), randn(&[din, dout], 0.3));
-            t.insert(format!("{p}.{name}.bias"), randn(&[dout], 0.1));
+            t.insert(format!("{p}.{name}.weight"), g.tensor(&[din, dout], 0.3));
+            t.insert(format!("{p}.{name}.bias"), g.tensor(&[dout], 0.1));
         }
     }
     t.insert(
         "transformer.ln_f.weight".into(),
-        (randn(&[d], 0.1) + 1.0).unwrap(),
+        (g.tensor(&[d], 0.1) + 1.0).unwrap(),
     );
-    t.insert("transformer.ln_f.bias".into(), randn(&[d], 0.1));
+    t.insert("transformer.ln_f.bias".into(), g.tensor(&[d], 0.1));
     let config = format!(
         r#"{{"model_type":"gpt2","vocab_size":{v},"n_positions":{n_ctx},"n_embd":{d},"n_layer":{layers},"n_head":4,
         "activation_function":"gelu_new","layer_norm_epsilon":1e-5,"eos_token_id":0}}"#
@@ -68,14 +103,15 @@ pub fn write_gpt2(folder: &Path) {
 /// under `rope_parameters`; `qwen` adds q/k/v biases and sets model_type qwen2.
 pub fn write_llama(folder: &Path, qwen: bool) {
     let (d, v, layers, heads, kv, dh, dm) = (16, 40, 2, 4, 2, 4, 24);
+    let mut g = Gauss::new(if qwen { 3 } else { 4 });
     let mut t = HashMap::new();
-    t.insert("model.embed_tokens.weight".into(), randn(&[v, d], 0.5));
+    t.insert("model.embed_tokens.weight".into(), g.tensor(&[v, d], 0.5));
     for i in 0..layers {
         let p = format!("model.layers.{i}");
         for ln in ["input_layernorm", "post_attention_layernorm"] {
             t.insert(
                 format!("{p}.{ln}.weight"),
-                (randn(&[d], 0.1) + 1.0).unwrap(),
+                (g.tensor(&[d], 0.1) + 1.0).unwrap(),
             );
         }
         for (name, din, dout) in [
@@ -86,10 +122,10 @@ pub fn write_llama(folder: &Path, qwen: bool) {
         ] {
             t.insert(
                 format!("{p}.self_attn.{name}.weight"),
-                randn(&[dout, din], 0.3),
+                g.tensor(&[dout, din], 0.3),
             );
             if qwen && name != "o_proj" {
-                t.insert(format!("{p}.self_attn.{name}.bias"), randn(&[dout], 0.1));
+                t.insert(format!("{p}.self_attn.{name}.bias"), g.tensor(&[dout], 0.1));
             }
         }
         for (name, din, dout) in [
@@ -97,14 +133,17 @@ pub fn write_llama(folder: &Path, qwen: bool) {
             ("up_proj", d, dm),
             ("down_proj", dm, d),
         ] {
-            t.insert(format!("{p}.mlp.{name}.weight"), randn(&[dout, din], 0.3));
+            t.insert(
+                format!("{p}.mlp.{name}.weight"),
+                g.tensor(&[dout, din], 0.3),
+            );
         }
     }
     t.insert(
         "model.norm.weight".into(),
-        (randn(&[d], 0.1) + 1.0).unwrap(),
+        (g.tensor(&[d], 0.1) + 1.0).unwrap(),
     );
-    t.insert("lm_head.weight".into(), randn(&[v, d], 0.5));
+    t.insert("lm_head.weight".into(), g.tensor(&[v, d], 0.5));
     let model_type = if qwen { "qwen2" } else { "llama" };
     let config = format!(
         r#"{{"model_type":"{model_type}","vocab_size":{v},"hidden_size":{d},"intermediate_size":{dm},
