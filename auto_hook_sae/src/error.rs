@@ -1,0 +1,130 @@
+//! The crate's error type: one enum whose variants name what was wrong.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong loading, saving, training or running an SAE.
+///
+/// ```
+/// use auto_hook_sae::Error;
+/// let err = Error::Config { key: "d_sae".into(), problem: "missing".into() };
+/// assert_eq!(err.to_string(), "cfg.json: `d_sae`: missing");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `cfg.json` key that is missing, of the wrong type, or has an unknown value.
+    Config { key: String, problem: String },
+    /// A weight that is missing from `sae_weights.safetensors` or has the wrong shape.
+    Weights { name: String, problem: String },
+    /// An activation (or other input) whose shape the SAE cannot take.
+    Shape { what: String, problem: String },
+    /// A hook point's activation width differs from the SAE's `d_in`.
+    DInMismatch {
+        hook: String,
+        d_in: usize,
+        width: usize,
+    },
+    /// NaN or infinite values in an activation batch.
+    NonFinite { what: String },
+    /// A training or store setting that cannot work (e.g. `k > d_sae`).
+    Invalid(String),
+    /// A file that cannot be read or written.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An error from the hooked model (unknown hook name, stop_at, ...).
+    Hook(auto_hook::Error),
+    /// An error from candle.
+    Candle(candle_core::Error),
+    /// A tokenizer error.
+    Tokenizer(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { key, problem } => write!(f, "cfg.json: `{key}`: {problem}"),
+            Error::Weights { name, problem } => {
+                write!(f, "sae_weights.safetensors: `{name}`: {problem}")
+            }
+            Error::Shape { what, problem } => write!(f, "{what}: {problem}"),
+            Error::DInMismatch { hook, d_in, width } => write!(
+                f,
+                "hook `{hook}` gives activations of width {width}, but the SAE has d_in = {d_in}"
+            ),
+            Error::NonFinite { what } => write!(f, "{what} contains NaN or infinite values"),
+            Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Hook(e) => write!(f, "{e}"),
+            Error::Candle(e) => write!(f, "{e}"),
+            Error::Tokenizer(msg) => write!(f, "tokenizer: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Hook(e) => Some(e),
+            Error::Candle(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+impl From<auto_hook::Error> for Error {
+    fn from(e: auto_hook::Error) -> Self {
+        match e {
+            auto_hook::Error::Candle(inner) => Error::Candle(inner),
+            other => Error::Hook(other),
+        }
+    }
+}
+
+impl From<Error> for candle_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Candle(inner) => inner,
+            other => candle_core::Error::Msg(other.to_string()),
+        }
+    }
+}
+
+/// So an SAE's forward can run inside `run_with_hooks` / `run_with_cache` closures.
+impl From<Error> for auto_hook::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Hook(inner) => inner,
+            Error::Candle(inner) => auto_hook::Error::Candle(inner),
+            other => auto_hook::Error::Candle(candle_core::Error::Msg(other.to_string())),
+        }
+    }
+}
+
+/// Shorthand for an [`Error::Config`].
+pub(crate) fn config_err(key: &str, problem: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// Shorthand for an [`Error::Io`].
+pub(crate) fn io_err(path: &std::path::Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,33 @@
+//! # auto_hook_sae
+//!
+//! Sparse autoencoders on any hook point of any hooked model (an `#[auto_hook]` model,
+//! an `auto_hook_models::HookedTransformer`, anything implementing
+//! [`auto_hook::HookedRoot`]): SAELens v6 architectures (`standard`, `topk`,
+//! `batchtopk`, `jumprelu`), SAELens's folder format, splicing into a model through
+//! ordinary hooks, an activation store that stops every forward at the hooked layer,
+//! training and evaluation.
+//!
+//! ```
+//! use auto_hook_sae::{Architecture, Sae, SaeConfig};
+//! use candle_core::{Device, Tensor};
+//! let cfg = SaeConfig::new(16, 64, Architecture::TopK { k: 4 }).with_hook("blocks.0.hook_resid_post");
+//! let sae = Sae::init(&cfg, Some(0.1), 0, &Device::Cpu)?;
+//! let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
+//! let f = sae.encode(&x)?;                       // [3, 64], 4 non-zero per row at most
+//! assert_eq!(sae.decode(&f)?.dims(), [3, 16]);
+//! # Ok::<(), auto_hook_sae::Error>(())
+//! ```
+
+mod activation;
+mod config;
+mod error;
+mod io;
+mod rng;
+mod sae;
+
+pub use activation::{jumprelu_ste, step_l0};
+pub use config::{Architecture, Metadata, Normalization, SaeConfig};
+pub use error::{Error, Result};
+pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
+pub use rng::Rng;
+pub use sae::{Sae, SAE_HOOK_NAMES};
