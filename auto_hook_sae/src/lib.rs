@@ -19,6 +19,7 @@
 //! ```
 
 mod activation;
+mod compare;
 mod config;
 mod error;
 mod io;
@@ -26,6 +27,7 @@ mod rng;
 mod sae;
 
 pub use activation::{jumprelu_ste, step_l0};
+pub use compare::{compare_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
 pub use error::{Error, Result};
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};

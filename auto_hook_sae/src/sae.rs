@@ -196,7 +196,8 @@ impl Sae {
         Ok((unflatten(&f, &lead)?, unflatten(&h, &lead)?))
     }
 
-    /// Reconstruction `f W_dec + b_dec` of latents `[.., d_sae]` (SAELens `decode`).
+    /// Reconstruction `f W_dec + b_dec` of latents `[.., d_sae]` (SAELens `decode`), as
+    /// `[.., d_in]` (also for `hook_z` SAEs, whose head split only `forward` knows).
     /// SAEs with a per-call normalisation (`constant_norm_rescale`, `layer_norm`) need
     /// the input's statistics: use [`Sae::forward`].
     pub fn decode(&self, f: &Tensor) -> Result<Tensor> {
@@ -238,6 +239,7 @@ impl Sae {
 
     fn forward_impl(&self, x: &Tensor, error_term: bool) -> Result<Tensor> {
         let (x2, lead) = self.flatten_input(x)?;
+        let tail = &x.dims()[lead.len()..];
         let mut norm = NormState::default();
         let (f, _) = self.encode_2d(&x2, &lead, &mut norm, Fire::Yes)?;
         let mut out = self.decode_2d(&f, &lead, &norm, Fire::Yes)?;
@@ -250,7 +252,9 @@ impl Sae {
             out = (out + err)?;
         }
         let out = fire(&self.hook_sae_output, out, &lead)?;
-        self.unflatten_output(&out, &lead)
+        let mut shape = lead;
+        shape.extend_from_slice(tail);
+        Ok(out.reshape(shape)?)
     }
 
     /// Input `[.., d_in]` (or `[.., heads, d_head]`) → `([n, d_in]` in the SAE dtype, leading axes`)`.

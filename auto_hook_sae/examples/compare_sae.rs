@@ -1,0 +1,60 @@
+//! Compares an SAE folder with activations recorded in Python (SAELens).
+//!
+//! cargo run --release -p auto_hook_sae --example compare_sae -- FOLDER REFERENCE.safetensors [--tol 1e-5]
+//!
+//! REFERENCE holds `x` `[n, d_in]` and any of `hidden_pre` (pre-activation, as
+//! `hook_sae_acts_pre` sees it), `feature_acts` (SAELens `encode(x)`) and `sae_out`
+//! (`decode(encode(x))`); see `scripts/make_sae_fixtures.py`. Prints `KEY max_abs_diff`
+//! per key, then `max_abs_diff=X keys=N`; exits non-zero when a key exceeds the
+//! tolerance or when no key was compared.
+
+use auto_hook_sae::{compare_with_reference, Sae};
+use candle_core::Device;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut tol = 1e-5f32;
+    let mut paths = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--tol" => tol = it.next().ok_or("--tol needs a value")?.parse()?,
+            other => paths.push(other),
+        }
+    }
+    let [folder, reference] = paths[..] else {
+        return Err("usage: compare_sae FOLDER REFERENCE.safetensors [--tol 1e-5]".into());
+    };
+    let sae = Sae::load(folder, &Device::Cpu)?;
+    let reference = candle_core::safetensors::load(reference, &Device::Cpu)?;
+    let diffs = compare_with_reference(&sae, &reference)?;
+    let mut ok = true;
+    let mut worst = 0f32;
+    for (key, diff) in &diffs {
+        let over = !(*diff <= tol);
+        ok &= !over;
+        worst = worst.max(*diff);
+        println!(
+            "{key} {diff:e}{}",
+            if over { "  <-- over tolerance" } else { "" }
+        );
+    }
+    println!("max_abs_diff={worst:e} keys={}", diffs.len());
+    if diffs.is_empty() {
+        eprintln!("no reference key (hidden_pre, feature_acts, sae_out) to compare");
+        return Ok(false);
+    }
+    Ok(ok)
+}

@@ -1,0 +1,169 @@
+"""Dev-only: tiny SAELens SAEs of each architecture and their reference activations.
+
+Writes auto_hook_sae/tests/fixtures/<name>/ with SAELens's own files (cfg.json,
+sae_weights.safetensors, saved by SAELens's save_model / save_inference_model) and
+reference.safetensors: x, hidden_pre (what hook_sae_acts_pre sees), feature_acts
+(encode(x)) and sae_out (decode(encode(x))). The Rust parity test and the compare_sae
+example read them. Needs `pip install sae-lens` (6.x, CPU torch).
+
+    /work/pyenv/bin/python scripts/make_sae_fixtures.py
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+import sae_lens
+from sae_lens import (
+    BatchTopKTrainingSAE,
+    BatchTopKTrainingSAEConfig,
+    JumpReLUSAE,
+    JumpReLUSAEConfig,
+    StandardSAE,
+    StandardSAEConfig,
+    TopKSAE,
+    TopKSAEConfig,
+    TopKTrainingSAE,
+    TopKTrainingSAEConfig,
+)
+from sae_lens.saes.sae import SAEMetadata
+
+OUT = Path(__file__).resolve().parent.parent / "auto_hook_sae" / "tests" / "fixtures"
+D_IN, D_SAE, N = 16, 48, 32
+
+
+def metadata(hook="blocks.0.hook_resid_post"):
+    return SAEMetadata(hook_name=hook, model_name="tiny", context_size=8, prepend_bos=True)
+
+
+def randomize(sae, threshold=None):
+    """Random weights that leave a mix of active and inactive latents."""
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn_like(sae.W_enc) / D_IN**0.5)
+        sae.W_dec.copy_(torch.randn_like(sae.W_dec) / D_SAE**0.5)
+        sae.b_enc.copy_(torch.randn_like(sae.b_enc) * 0.1)
+        sae.b_dec.copy_(torch.randn_like(sae.b_dec) * 0.1)
+        if threshold is not None:
+            sae.threshold.copy_(torch.rand_like(sae.threshold) * threshold)
+
+
+def reference(sae, x):
+    with torch.no_grad():
+        _, cache = sae.run_with_cache(x, names_filter="hook_sae_acts_pre")
+        feature_acts = sae.encode(x)
+        sae_out = sae.decode(feature_acts)
+    return {
+        "x": x.contiguous(),
+        "hidden_pre": cache["hook_sae_acts_pre"].contiguous(),
+        "feature_acts": feature_acts.contiguous(),
+        "sae_out": sae_out.contiguous(),
+    }
+
+
+def write(name, sae, x, save=None):
+    folder = OUT / name
+    shutil.rmtree(folder, ignore_errors=True)
+    (save or sae.save_model)(folder)
+    save_file(reference(sae, x), folder / "reference.safetensors")
+    print(name, json.loads((folder / "cfg.json").read_text())["architecture"])
+    return folder
+
+
+def main():
+    torch.manual_seed(0)
+    x = torch.randn(N, D_IN)
+
+    sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE, metadata=metadata()))
+    randomize(sae)
+    write("standard", sae, x)
+
+    sae = StandardSAE(
+        StandardSAEConfig(d_in=D_IN, d_sae=D_SAE, apply_b_dec_to_input=False, metadata=metadata())
+    )
+    randomize(sae)
+    write("standard_no_bdec", sae, x)
+
+    sae = StandardSAE(
+        StandardSAEConfig(d_in=D_IN, d_sae=D_SAE, normalize_activations="layer_norm", metadata=metadata())
+    )
+    randomize(sae)
+    write("standard_layer_norm", sae, x * 3 + 1)
+
+    sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=6, metadata=metadata()))
+    randomize(sae)
+    folder = write("topk", sae, x)
+
+    # The same SAE as a pre-v6 config: hook_point at the top level, activation_fn topk.
+    old = OUT / "topk_pre_v6"
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.copytree(folder, old)
+    (old / "cfg.json").write_text(
+        json.dumps(
+            {
+                "architecture": "standard",
+                "d_in": D_IN,
+                "d_sae": D_SAE,
+                "dtype": "torch.float32",
+                "device": "cpu",
+                "model_name": "tiny",
+                "hook_point": "blocks.0.hook_resid_post",
+                "hook_point_layer": 0,
+                "hook_point_head_index": None,
+                "activation_fn_str": "topk",
+                "activation_fn_kwargs": {"k": 6},
+                "apply_b_dec_to_input": True,
+                "finetuning_scaling_factor": False,
+                "context_size": 8,
+                "prepend_bos": True,
+                "normalize_activations": "none",
+            }
+        )
+    )
+    print("topk_pre_v6 (hand-written pre-v6 cfg.json)")
+
+    # A training topk SAE (rescale_acts_by_decoder_norm), saved as SAELens saves it
+    # after training: norms folded, inference config.
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=5, metadata=metadata()))
+    randomize(sae)
+    folder = OUT / "topk_trained"
+    shutil.rmtree(folder, ignore_errors=True)
+    sae.save_inference_model(folder)
+    from sae_lens import SAE
+
+    loaded = SAE.load_from_disk(folder)
+    save_file(reference(loaded, x), folder / "reference.safetensors")
+    print("topk_trained", type(loaded).__name__)
+
+    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE, metadata=metadata()))
+    randomize(sae, threshold=0.4)
+    write("jumprelu", sae, x)
+
+    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=4, metadata=metadata()))
+    randomize(sae)
+    sae.topk_threshold = torch.tensor(0.15, dtype=torch.double)
+    folder = OUT / "batchtopk"
+    shutil.rmtree(folder, ignore_errors=True)
+    sae.save_inference_model(folder)
+    loaded = SAE.load_from_disk(folder)
+    save_file(reference(loaded, x), folder / "reference.safetensors")
+    print("batchtopk ->", type(loaded).__name__)
+
+    heads, d_head = 4, 4
+    sae = StandardSAE(
+        StandardSAEConfig(
+            d_in=heads * d_head,
+            d_sae=D_SAE,
+            reshape_activations="hook_z",
+            metadata=metadata("blocks.0.attn.hook_z"),
+        )
+    )
+    randomize(sae)
+    write("hook_z", sae, x.reshape(N, heads, d_head))
+    print("sae_lens", sae_lens.__version__, "torch", torch.__version__)
+
+
+if __name__ == "__main__":
+    main()
