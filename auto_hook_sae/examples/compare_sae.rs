@@ -43,7 +43,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let mut ok = true;
     let mut worst = 0f32;
     for (key, diff) in &diffs {
-        let over = !(*diff <= tol);
+        let over = diff.is_nan() || *diff > tol;
         ok &= !over;
         worst = worst.max(*diff);
         println!(
