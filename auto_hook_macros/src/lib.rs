@@ -1,14 +1,6 @@
 //! Procedural macros of auto_hook. Use them through the `auto_hook` crate.
 //!
-//! Each macro parses its input into the crate's own small structs (`ast`, `attr`),
-//! checks them (collecting every error with its span), then writes tokens (`expand_*`).
-
-mod ast;
-mod attr;
-mod classify;
-mod expand_impl;
-mod expand_struct;
-mod rewrite;
+//! The rewrite itself lives in `auto_hook_internals`, shared with `auto_hook_build`.
 
 use proc_macro::TokenStream;
 
@@ -16,11 +8,11 @@ use proc_macro::TokenStream;
 /// the struct's own output; on an impl block, rewrites constructors and forwards.
 #[proc_macro_attribute]
 pub fn auto_hook(args: TokenStream, input: TokenStream) -> TokenStream {
-    expand_struct::attribute(args.into(), input.into()).into()
+    auto_hook_internals::attribute(args.into(), input.into()).into()
 }
 
 /// See the `auto_hook` crate: a custom root whose fields are hooked models.
 #[proc_macro_derive(HookedRoot, attributes(auto_hook))]
 pub fn derive_hooked_root(input: TokenStream) -> TokenStream {
-    expand_struct::derive_root(input.into()).into()
+    auto_hook_internals::derive_root(input.into()).into()
 }

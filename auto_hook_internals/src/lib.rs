@@ -1,0 +1,15 @@
+//! The rewrite behind `#[auto_hook]`, as a library: `auto_hook_macros` calls it from the
+//! attribute and the derive, `auto_hook_build` calls it on a dependency's source file.
+//! Not a public API: use the `auto_hook` crate.
+//!
+//! Each entry point parses its input into the crate's own small structs (`ast`, `attr`),
+//! checks them (collecting every error with its span), then writes tokens (`expand_*`).
+
+mod ast;
+mod attr;
+mod classify;
+mod expand_impl;
+mod expand_struct;
+mod rewrite;
+
+pub use expand_struct::{attribute, derive_root};
