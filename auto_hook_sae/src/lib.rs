@@ -25,6 +25,7 @@ mod error;
 mod io;
 mod rng;
 mod sae;
+mod splice;
 
 pub use activation::{jumprelu_ste, step_l0};
 pub use compare::{compare_with_reference, REFERENCE_KEYS};
@@ -33,3 +34,4 @@ pub use error::{Error, Result};
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use rng::Rng;
 pub use sae::{Sae, SAE_HOOK_NAMES};
+pub use splice::Spliced;

@@ -1,0 +1,186 @@
+//! SAEs are hooked models, and splice into a hooked model through ordinary hooks.
+
+use auto_hook::prelude::*;
+use auto_hook_models::induction::repeated_tokens;
+use auto_hook_models::HookedTransformer;
+use auto_hook_sae::{Architecture, Sae, SaeConfig, Spliced, SAE_HOOK_NAMES};
+use candle_core::{DType, Device, Tensor};
+use std::path::Path;
+
+fn model() -> HookedTransformer {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/induction-2l");
+    auto_hook_models::load(dir, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn sae(d_in: usize) -> Sae {
+    Sae::init(
+        &SaeConfig::new(d_in, 128, Architecture::TopK { k: 8 }),
+        Some(1.0),
+        3,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_sae_lists_saelens_hook_names_and_every_one_fires() {
+    let sae = sae(64);
+    assert_eq!(sae.hook_point_names(), SAE_HOOK_NAMES);
+    assert_eq!(Sae::hook_names(), SAE_HOOK_NAMES);
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &Device::Cpu).unwrap();
+    let (_, cache) = sae
+        .run_with_cache(CacheOptions::all(), |s| s.forward_with_error(&x))
+        .unwrap();
+    let fired: Vec<&str> = cache.names().collect();
+    assert_eq!(fired.len(), 6, "{fired:?}");
+    assert_eq!(cache.get("hook_sae_acts_post").unwrap().dims(), [2, 5, 128]);
+    assert_eq!(cache.get("hook_sae_error").unwrap().dims(), [2, 5, 64]);
+}
+
+#[test]
+fn a_hook_on_the_latents_edits_the_reconstruction() {
+    let sae = sae(64);
+    let x = Tensor::randn(0f32, 1.0, (4, 64), &Device::Cpu).unwrap();
+    let zeroed = sae
+        .run_with_hooks(
+            Hooks::new().add("hook_sae_acts_post", |f, _| f.zeros_like()),
+            |s| s.forward(&x),
+        )
+        .unwrap();
+    // Zero latents decode to b_dec alone.
+    let b_dec = sae
+        .b_dec()
+        .unsqueeze(0)
+        .unwrap()
+        .broadcast_as((4, 64))
+        .unwrap();
+    assert_eq!(max_diff(&zeroed, &b_dec), 0.0);
+    assert!(max_diff(&sae.forward(&x).unwrap(), &zeroed) > 1e-3);
+}
+
+#[test]
+fn splicing_replaces_the_activation_and_caches_model_and_sae_in_one_run() {
+    let model = model();
+    let tokens = repeated_tokens(4, 10, 64, 5).unwrap();
+    let clean = model.forward(&tokens, None).unwrap();
+    let hook = "blocks.0.hook_resid_post";
+    let spliced = Spliced::new(model).with_sae(hook, sae(64), false).unwrap();
+    let names = spliced.hook_point_names();
+    assert!(names.contains(&"blocks.0.hook_resid_post.hook_sae_acts_post".to_string()));
+    let filter = [
+        hook,
+        "blocks.1.hook_resid_pre",
+        "blocks.0.hook_resid_post.hook_sae_output",
+        "blocks.0.hook_resid_post.hook_sae_acts_post",
+    ];
+    let (logits, cache) = spliced
+        .run_with_cache(filter, |s| s.run(|m| m.forward(&tokens, None)))
+        .unwrap();
+    assert_eq!(cache.names().count(), 4);
+    // The model's own point sees the clean activation, the next block gets the SAE's output.
+    let recon = cache
+        .get("blocks.0.hook_resid_post.hook_sae_output")
+        .unwrap();
+    assert_eq!(
+        max_diff(cache.get("blocks.1.hook_resid_pre").unwrap(), recon),
+        0.0
+    );
+    assert!(max_diff(cache.get(hook).unwrap(), recon) > 1e-2);
+    assert!(max_diff(&logits, &clean) > 1e-3);
+    assert_eq!(
+        cache
+            .get("blocks.0.hook_resid_post.hook_sae_acts_post")
+            .unwrap()
+            .dims(),
+        [4, 21, 128]
+    );
+}
+
+#[test]
+fn with_the_error_term_the_output_is_unchanged_until_a_latent_is_edited() {
+    let model = model();
+    let tokens = repeated_tokens(4, 10, 64, 6).unwrap();
+    let clean = model.forward(&tokens, None).unwrap();
+    let spliced = Spliced::new(model)
+        .with_sae("blocks.0.hook_resid_post", sae(64), true)
+        .unwrap();
+    let kept = spliced.run(|m| m.forward(&tokens, None)).unwrap();
+    assert!(
+        max_diff(&kept, &clean) < 1e-4,
+        "{}",
+        max_diff(&kept, &clean)
+    );
+    let edit = Hooks::new().add("blocks.0.hook_resid_post.hook_sae_acts_post", |f, _| {
+        f.zeros_like()
+    });
+    let edited = spliced
+        .run_with_hooks(edit, |s| s.run(|m| m.forward(&tokens, None)))
+        .unwrap();
+    assert!(max_diff(&edited, &clean) > 1e-2);
+}
+
+#[test]
+fn hook_z_saes_splice_into_attention_heads() {
+    let model = model();
+    let tokens = repeated_tokens(2, 10, 64, 7).unwrap();
+    let mut cfg = SaeConfig::new(64, 96, Architecture::Standard).with_hook("blocks.1.attn.hook_z");
+    cfg.reshape_hook_z = true;
+    let z_sae = Sae::init(&cfg, Some(0.1), 1, &Device::Cpu).unwrap();
+    let spliced = Spliced::new(model)
+        .with_sae("blocks.1.attn.hook_z", z_sae, false)
+        .unwrap();
+    let (_, cache) = spliced
+        .run_with_cache("blocks.1.attn.hook_z.hook_sae_acts_post", |s| {
+            s.run(|m| m.forward(&tokens, None))
+        })
+        .unwrap();
+    assert_eq!(
+        cache
+            .get("blocks.1.attn.hook_z.hook_sae_acts_post")
+            .unwrap()
+            .dims(),
+        [2, 21, 96]
+    );
+}
+
+#[test]
+fn one_head_saes_replace_only_their_head() {
+    let mut cfg = SaeConfig::new(16, 32, Architecture::Standard);
+    cfg.metadata.hook_head_index = Some(2);
+    let head_sae = Sae::init(&cfg, Some(0.1), 1, &Device::Cpu).unwrap();
+    let z = Tensor::randn(0f32, 1.0, (2, 3, 4, 16), &Device::Cpu).unwrap();
+    let out = head_sae.splice(&z, false).unwrap();
+    for head in [0, 1, 3] {
+        assert_eq!(
+            max_diff(
+                &out.narrow(2, head, 1).unwrap(),
+                &z.narrow(2, head, 1).unwrap()
+            ),
+            0.0
+        );
+    }
+    assert!(max_diff(&out.narrow(2, 2, 1).unwrap(), &z.narrow(2, 2, 1).unwrap()) > 1e-3);
+}
+
+#[test]
+fn splicing_at_an_unknown_hook_lists_the_nearest_names() {
+    let err = Spliced::new(model())
+        .with_sae("blocks.0.hook_resid_pots", sae(64), false)
+        .unwrap_err();
+    assert!(err.to_string().contains("did you mean"), "{err}");
+    assert!(
+        err.to_string().contains("blocks.0.hook_resid_post"),
+        "{err}"
+    );
+}
