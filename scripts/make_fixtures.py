@@ -3,7 +3,8 @@
 
 Never needed by CI (the outputs are committed). Needs: pip install torch transformers safetensors
 
-Writes, under auto_hook_models/tests/fixtures/{gpt2,llama,qwen2}/:
+Writes, under auto_hook_models/tests/fixtures/{gpt2,llama,qwen2}/ (no argument), or
+{mixtral,mamba}/ (`make_fixtures.py mixtral mamba`):
   config.json, model.safetensors         (save_pretrained)
   reference.safetensors                  input_ids (int64 [batch, seq]), logits,
                                          hidden_states.{i} (output_hidden_states),
@@ -91,5 +92,70 @@ def main():
     write("qwen2", qwen, vocab)
 
 
+def mixtral():
+    """Tiny Mixtral (4 experts, top-2, sliding window 4 < seq 7). Also checks that the
+    in-memory fused layout is cat(w1, w3) of what save_pretrained writes."""
+    from safetensors.torch import load_file
+    from transformers import MixtralConfig, MixtralForCausalLM
+    torch.manual_seed(11)
+    vocab = 64
+    model = MixtralForCausalLM(MixtralConfig(vocab_size=vocab, hidden_size=32, intermediate_size=32,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
+                                             max_position_embeddings=64, rope_theta=10000.0,
+                                             tie_word_embeddings=False, attn_implementation="eager"))
+    rescale(model, 0.2)
+    write("mixtral", model, vocab)
+    saved = load_file(str(OUT / "mixtral" / "model.safetensors"))
+    fused = model.state_dict()
+    for i in range(2):
+        p = f"model.layers.{i}"
+        w1 = torch.stack([saved[f"{p}.block_sparse_moe.experts.{e}.w1.weight"] for e in range(4)])
+        w3 = torch.stack([saved[f"{p}.block_sparse_moe.experts.{e}.w3.weight"] for e in range(4)])
+        w2 = torch.stack([saved[f"{p}.block_sparse_moe.experts.{e}.w2.weight"] for e in range(4)])
+        assert torch.equal(fused[f"{p}.mlp.experts.gate_up_proj"], torch.cat([w1, w3], dim=1))
+        assert torch.equal(fused[f"{p}.mlp.experts.down_proj"], w2)
+        assert torch.equal(fused[f"{p}.mlp.gate.weight"], saved[f"{p}.block_sparse_moe.gate.weight"])
+    print("mixtral: save_pretrained wrote the legacy layout; the fused in-memory one is cat(w1, w3)")
+    # Load-balancing loss references: unmasked, and with a mask that drops 3 positions.
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+    path = OUT / "mixtral" / "reference.safetensors"
+    tensors = load_file(str(path))
+    with torch.no_grad():
+        out = model(input_ids=tensors["input_ids"], output_router_logits=True)
+    mask = torch.ones(2, 7, dtype=torch.int64)
+    mask[0, :3] = 0
+    tensors["aux_loss"] = load_balancing_loss_func(out.router_logits, 4, 2).reshape(1)
+    tensors["aux_loss_masked"] = load_balancing_loss_func(out.router_logits, 4, 2, mask).reshape(1)
+    tensors["aux_mask"] = mask
+    assert torch.allclose(out.aux_loss, tensors["aux_loss"][0])
+    save_file(tensors, str(path))
+
+
+def mamba():
+    """Tiny Mamba (slow path: no CUDA kernels), untied lm_head, plus a tied copy's config check."""
+    from transformers import MambaConfig, MambaForCausalLM
+    torch.manual_seed(12)
+    vocab = 64
+    model = MambaForCausalLM(MambaConfig(vocab_size=vocab, hidden_size=32, state_size=8, num_hidden_layers=2,
+                                         expand=2, conv_kernel=4, time_step_rank=4, use_conv_bias=True,
+                                         use_bias=False, tie_word_embeddings=False, residual_in_fp32=True))
+    rescale(model, 0.2)
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            mixer = layer.mixer
+            mixer.A_log.copy_(torch.log(torch.arange(1, 9, dtype=torch.float32)).expand(64, -1)
+                              + 0.1 * torch.randn(64, 8))
+            mixer.D.copy_(1.0 + 0.1 * torch.randn(64))
+            mixer.dt_proj.bias.copy_(torch.log(torch.expm1(torch.full((64,), 0.05))) + 0.3 * torch.randn(64))
+    write("mamba", model, vocab)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    extra = {"mixtral": mixtral, "mamba": mamba}
+    # No argument: the original three fixtures (unchanged); `mixtral` / `mamba`: those.
+    for name in sys.argv[1:]:
+        extra[name]()
+    if len(sys.argv) == 1:
+        main()

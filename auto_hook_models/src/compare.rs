@@ -48,7 +48,8 @@ pub fn hook_for_reference_key(cfg: &ArchConfig, key: &str) -> Option<String> {
     if let Some(rest) = key.strip_prefix(layers) {
         let (layer, sub) = rest.split_once('.').unwrap_or((rest, ""));
         let layer: usize = layer.parse().ok().filter(|&l| l < cfg.n_layers)?;
-        let hook = table.iter().find(|(k, _)| *k == sub)?.1;
+        let moe: &[(&str, &str)] = if cfg.moe.is_some() { MOE_KEYS } else { &[] };
+        let hook = table.iter().chain(moe).find(|(k, _)| *k == sub)?.1;
         return Some(format!("blocks.{layer}.{hook}"));
     }
     let top: &[(&str, &str)] = if cfg.model_type == "gpt2" {
@@ -93,6 +94,14 @@ const LLAMA_KEYS: &[(&str, &str)] = &[
     ("mlp.gate_proj", "mlp.w_gate.hook_point"),
     ("mlp.up_proj", "mlp.w_in.hook_point"),
     ("mlp.down_proj", "mlp.w_out.hook_point"),
+];
+
+/// Mixtral's sparse MoE block (`mlp` in transformers 5, `block_sparse_moe` before) and
+/// its router (`gate`, whose first output is the router logits).
+const MOE_KEYS: &[(&str, &str)] = &[
+    ("mlp.gate", "mlp.router.hook_point"),
+    ("block_sparse_moe", "hook_mlp_out"),
+    ("block_sparse_moe.gate", "mlp.router.hook_point"),
 ];
 
 /// The outcome of [`compare_with_reference`].

@@ -59,6 +59,8 @@ pub struct ArchConfig {
     pub sliding_window: Option<usize>,
     /// Token that ends generation, when the config names one.
     pub eos_token_id: Option<u32>,
+    /// Sparse mixture-of-experts MLP (Mixtral); `None` for a dense MLP.
+    pub moe: Option<crate::moe::MoeConfig>,
 }
 
 impl ArchConfig {
@@ -74,9 +76,21 @@ impl ArchConfig {
         match model_type.as_str() {
             "gpt2" => gpt2(value),
             "llama" | "mistral" | "qwen2" => llama(value, model_type),
+            "mixtral" => {
+                let moe = crate::moe::MoeConfig::from_json(&value)?;
+                let mut cfg = llama(value, model_type)?;
+                if cfg.d_mlp == 0 {
+                    return Err(Error::Config("intermediate_size is 0".into()));
+                }
+                cfg.moe = Some(moe);
+                Ok(cfg)
+            }
+            "mamba" => Err(Error::Unsupported(
+                "model_type `mamba` is not a transformer: load it with `auto_hook_models::load_mamba`".into(),
+            )),
             "" => Err(Error::Config("config.json has no `model_type`".into())),
             other => Err(Error::Unsupported(format!(
-                "model_type `{other}` (supported: gpt2, llama, mistral, qwen2)"
+                "model_type `{other}` (supported: gpt2, llama, mistral, qwen2, mixtral; mamba via load_mamba)"
             ))),
         }
     }
@@ -166,6 +180,7 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
         tie_embeddings: true,
         sliding_window: None,
         eos_token_id,
+        moe: None,
     })
 }
 
@@ -246,7 +261,7 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
     let theta = rope_theta(&c)?;
     let qwen = model_type == "qwen2";
     let sliding_window = match model_type.as_str() {
-        "mistral" => c.sliding_window,
+        "mistral" | "mixtral" => c.sliding_window,
         "qwen2" if c.use_sliding_window => {
             return Err(Error::Unsupported(
                 "Qwen2 use_sliding_window (per-layer windows)".into(),
@@ -272,6 +287,7 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
         tie_embeddings: c.tie_word_embeddings,
         sliding_window,
         eos_token_id,
+        moe: None,
     })
 }
 

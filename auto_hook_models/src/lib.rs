@@ -11,6 +11,12 @@
 //! `hook_resid_post`; the model has `hook_embed`, `hook_pos_embed` (GPT-2) and
 //! `ln_final.hook_scale/hook_normalized`, plus the automatic `*.hook_point` of every
 //! module. Each fires exactly once per forward.
+//!
+//! Mixtral (`model_type: mixtral`) loads into the same [`HookedTransformer`]: its blocks'
+//! `mlp` is a [`SparseMoe`] with `mlp.router.hook_point` (router logits),
+//! `mlp.hook_expert_weights`, `mlp.hook_expert_indices` and per-expert
+//! `mlp.experts.{e}.hook_gate/hook_pre/hook_post` (see [`SparseMoe`] for shapes, routing
+//! edits and experts that receive no token), and [`router_aux_loss`].
 
 mod attention;
 mod compare;
@@ -20,6 +26,9 @@ mod generate;
 pub mod induction;
 mod load;
 mod mlp;
+pub mod moe;
+mod moe_load;
+mod moe_loss;
 mod norm;
 mod transformer;
 
@@ -30,5 +39,6 @@ pub use error::{Error, Result};
 pub use generate::{next_token_log_probs, GenerateOptions, Sampling};
 pub use load::{from_var_builder, load, load_tokenizer, weight_files};
 pub use mlp::Mlp;
+pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, SparseMoe};
 pub use norm::Norm;
 pub use transformer::{HookedTransformer, KvCache, TransformerBlock};

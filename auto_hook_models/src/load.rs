@@ -4,6 +4,7 @@ use crate::attention::Attention;
 use crate::config::{ArchConfig, NormKind, Positions};
 use crate::error::{Error, Result};
 use crate::mlp::Mlp;
+use crate::moe::FeedForward;
 use crate::norm::Norm;
 use crate::transformer::{HookedTransformer, TransformerBlock};
 use candle_core::{DType, Device, Tensor};
@@ -205,14 +206,18 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
             (cfg.n_heads, cfg.n_kv_heads, dh),
             true,
         );
-        let m = vb.pp("mlp");
-        let mlp = Mlp::new(
-            Some(linear(m.pp("gate_proj"), d, cfg.d_mlp, cfg.mlp_bias)?),
-            linear(m.pp("up_proj"), d, cfg.d_mlp, cfg.mlp_bias)?,
-            linear(m.pp("down_proj"), cfg.d_mlp, d, cfg.mlp_bias)?,
-            cfg.act,
-        );
-        blocks.push(TransformerBlock::new(
+        let mlp = if let Some(moe) = &cfg.moe {
+            crate::moe_load::sparse_moe(&vb, &cfg, moe)?
+        } else {
+            let m = vb.pp("mlp");
+            FeedForward::Dense(Mlp::new(
+                Some(linear(m.pp("gate_proj"), d, cfg.d_mlp, cfg.mlp_bias)?),
+                linear(m.pp("up_proj"), d, cfg.d_mlp, cfg.mlp_bias)?,
+                linear(m.pp("down_proj"), cfg.d_mlp, d, cfg.mlp_bias)?,
+                cfg.act,
+            ))
+        };
+        blocks.push(TransformerBlock::with_feed_forward(
             rms(vb.pp("input_layernorm"))?,
             attn,
             rms(vb.pp("post_attention_layernorm"))?,

@@ -4,6 +4,7 @@
 use crate::attention::{Attention, KvSlot, Rotary, StepInputs};
 use crate::config::{ArchConfig, Positions};
 use crate::mlp::Mlp;
+use crate::moe::FeedForward;
 use crate::norm::Norm;
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -20,7 +21,7 @@ pub struct TransformerBlock {
     hook_attn_out: HookPoint,
     hook_resid_mid: HookPoint,
     ln2: Norm,
-    mlp: Mlp,
+    mlp: FeedForward,
     hook_mlp_out: HookPoint,
     hook_resid_post: HookPoint,
 }
@@ -28,6 +29,11 @@ pub struct TransformerBlock {
 #[auto_hook]
 impl TransformerBlock {
     pub fn new(ln1: Norm, attn: Attention, ln2: Norm, mlp: Mlp) -> Self {
+        Self::with_feed_forward(ln1, attn, ln2, FeedForward::Dense(mlp))
+    }
+
+    /// A block whose MLP is dense or a sparse mixture of experts (Mixtral).
+    pub fn with_feed_forward(ln1: Norm, attn: Attention, ln2: Norm, mlp: FeedForward) -> Self {
         Self {
             hook_resid_pre: HookPoint::new(),
             ln1,
