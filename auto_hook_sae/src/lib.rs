@@ -26,6 +26,9 @@ mod io;
 mod rng;
 mod sae;
 mod splice;
+mod store;
+mod tokens;
+mod train;
 
 pub use activation::{jumprelu_ste, step_l0};
 pub use compare::{compare_with_reference, REFERENCE_KEYS};
@@ -35,3 +38,8 @@ pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use rng::Rng;
 pub use sae::{Sae, SAE_HOOK_NAMES};
 pub use splice::Spliced;
+pub use store::{ActivationStore, HookSpec, Layout, StoreConfig};
+pub use tokens::TokenSource;
+pub use train::{
+    Adam, LrSchedule, SparsityLoss, StepMetrics, TrainConfig, TrainedSae, Trainer, TrainerConfig,
+};

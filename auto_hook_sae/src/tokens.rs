@@ -1,0 +1,280 @@
+//! Token sources: fixed-length sequences of token ids for the activation store.
+//!
+//! Packing (for flat id streams, token files and text): the stream is cut into
+//! consecutive windows of `context_size` tokens; with `bos = Some(id)` each window is
+//! `[bos]` followed by the next `context_size - 1` ids of the stream (SAELens's
+//! `prepend_bos`). A last partial window is dropped. Texts are tokenized line by line
+//! (empty lines skipped) without special tokens, and the documents are joined with the
+//! `separator` token when one is given. 2-D inputs (`[n, context_size]`) are used as they
+//! are, row by row.
+
+use crate::error::{io_err, Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::Path;
+
+/// Sequences of token ids, all `context_size` long.
+///
+/// ```
+/// use auto_hook_sae::TokenSource;
+/// let tokens = TokenSource::from_ids(&(1..=10).collect::<Vec<u32>>(), 4, Some(0))?;
+/// assert_eq!(tokens.len(), 3); // [0 1 2 3] [0 4 5 6] [0 7 8 9]; 10 is dropped
+/// assert_eq!(tokens.batch(1, 2)?.to_vec2::<u32>()?, [[0, 4, 5, 6], [0, 7, 8, 9]]);
+/// # Ok::<(), auto_hook_sae::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenSource {
+    ids: Vec<u32>,
+    context_size: usize,
+}
+
+impl TokenSource {
+    /// Packs a flat stream of ids (see the module docs).
+    pub fn from_ids(stream: &[u32], context_size: usize, bos: Option<u32>) -> Result<Self> {
+        let body = context_size.saturating_sub(bos.is_some() as usize);
+        if body == 0 {
+            return Err(Error::Invalid(format!(
+                "context_size {context_size} leaves no room for tokens"
+            )));
+        }
+        let mut ids = Vec::with_capacity(stream.len() / body * context_size);
+        for chunk in stream.chunks_exact(body) {
+            ids.extend(bos);
+            ids.extend_from_slice(chunk);
+        }
+        Self::from_rows(ids, context_size)
+    }
+
+    /// Sequences from a tensor of ids: `[n, context_size]` rows as they are, or a 1-D
+    /// stream packed as in [`TokenSource::from_ids`]. Integer dtypes only.
+    pub fn from_tensor(t: &Tensor, context_size: usize, bos: Option<u32>) -> Result<Self> {
+        if t.dtype().is_float() {
+            return Err(Error::Shape {
+                what: "token tensor".into(),
+                problem: format!("token ids must be integers, got {:?}", t.dtype()),
+            });
+        }
+        let flat = t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+        let ids = to_u32(&flat)?;
+        match t.rank() {
+            1 => Self::from_ids(&ids, context_size, bos),
+            2 if t.dim(1)? == context_size => Self::from_rows(ids, context_size),
+            2 => Err(Error::Shape {
+                what: "token tensor".into(),
+                problem: format!(
+                    "rows of {} tokens, but context_size is {context_size}",
+                    t.dim(1)?
+                ),
+            }),
+            r => Err(Error::Shape {
+                what: "token tensor".into(),
+                problem: format!("expected 1 or 2 axes, got {r}"),
+            }),
+        }
+    }
+
+    /// Token ids from a `.safetensors` file (the tensor `tokens` or `input_ids`, or its
+    /// only tensor) or a `.npy` file (little-endian integers), 1-D or `[n, context_size]`.
+    pub fn from_file(
+        path: impl AsRef<Path>,
+        context_size: usize,
+        bos: Option<u32>,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let tensor = match ext {
+            "safetensors" => {
+                let mut map = candle_core::safetensors::load(path, &Device::Cpu)?;
+                let key = ["tokens", "input_ids"]
+                    .into_iter()
+                    .find(|k| map.contains_key(*k))
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        (map.len() == 1)
+                            .then(|| map.keys().next().cloned())
+                            .flatten()
+                    });
+                let key = key.ok_or_else(|| Error::Shape {
+                    what: path.display().to_string(),
+                    problem: "no tensor named `tokens` or `input_ids`, and more than one tensor"
+                        .into(),
+                })?;
+                map.remove(&key).expect("key was found")
+            }
+            "npy" => read_npy(path)?,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{}: unsupported token file extension {other:?} (use .safetensors or .npy)",
+                    path.display()
+                )))
+            }
+        };
+        Self::from_tensor(&tensor, context_size, bos)
+    }
+
+    /// Tokenizes `text` line by line and packs it (see the module docs).
+    pub fn from_text(
+        text: &str,
+        tokenizer: &tokenizers::Tokenizer,
+        context_size: usize,
+        bos: Option<u32>,
+        separator: Option<u32>,
+    ) -> Result<Self> {
+        let mut stream = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let enc = tokenizer
+                .encode(line, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            stream.extend_from_slice(enc.get_ids());
+            stream.extend(separator);
+        }
+        Self::from_ids(&stream, context_size, bos)
+    }
+
+    /// Reads a text file and tokenizes it as [`TokenSource::from_text`] does.
+    pub fn from_text_file(
+        path: impl AsRef<Path>,
+        tokenizer: &tokenizers::Tokenizer,
+        context_size: usize,
+        bos: Option<u32>,
+        separator: Option<u32>,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+        Self::from_text(&text, tokenizer, context_size, bos, separator)
+    }
+
+    fn from_rows(ids: Vec<u32>, context_size: usize) -> Result<Self> {
+        if ids.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no complete sequence of {context_size} tokens in the token source"
+            )));
+        }
+        Ok(Self { ids, context_size })
+    }
+
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        self.ids.len() / self.context_size
+    }
+
+    /// Whether there is no sequence (never true for a constructed source).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Tokens per sequence.
+    pub fn context_size(&self) -> usize {
+        self.context_size
+    }
+
+    /// The largest id (to check against a model's vocabulary).
+    pub fn max_id(&self) -> u32 {
+        self.ids.iter().copied().max().unwrap_or(0)
+    }
+
+    /// `n` sequences from `start` (wrapping around the end) as u32 `[n, context_size]`.
+    pub fn batch(&self, start: usize, n: usize) -> Result<Tensor> {
+        let len = self.len();
+        let c = self.context_size;
+        let mut out = Vec::with_capacity(n * c);
+        for i in 0..n {
+            let row = (start + i) % len;
+            out.extend_from_slice(&self.ids[row * c..(row + 1) * c]);
+        }
+        Ok(Tensor::from_vec(out, (n, c), &Device::Cpu)?)
+    }
+}
+
+fn to_u32(ids: &[i64]) -> Result<Vec<u32>> {
+    ids.iter()
+        .map(|&v| {
+            u32::try_from(v).map_err(|_| Error::Shape {
+                what: "token ids".into(),
+                problem: format!("id {v} is not a valid token id"),
+            })
+        })
+        .collect()
+}
+
+/// A minimal `.npy` reader: version 1-3 headers, C order, little-endian integers.
+fn read_npy(path: &Path) -> Result<Tensor> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let bad = |problem: &str| Error::Shape {
+        what: path.display().to_string(),
+        problem: problem.to_owned(),
+    };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unsupported .npy version")),
+    };
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + header_len)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|_| bad("header is not text"))?;
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran-order arrays are not supported"));
+    }
+    let descr = header
+        .split("'descr':")
+        .nth(1)
+        .and_then(|s| s.split('\'').nth(1))
+        .ok_or_else(|| bad("no descr in header"))?;
+    let shape: Vec<usize> = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split('(').nth(1))
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape in header"))?
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<usize>().map_err(|_| bad("bad shape")))
+        .collect::<Result<_>>()?;
+    let data = &bytes[start + header_len..];
+    let ids: Vec<i64> = match descr {
+        "<i8" => data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        "<u8" => data
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        "<i4" => data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        "<u4" => data
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        "<i2" => data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        "<u2" => data
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        "|u1" | "|i1" => data.iter().map(|&b| b as i64).collect(),
+        other => {
+            return Err(bad(&format!(
+                "unsupported dtype {other:?} (integer ids expected)"
+            )))
+        }
+    };
+    let expected: usize = shape.iter().product();
+    if ids.len() < expected {
+        return Err(bad("fewer values than the shape says"));
+    }
+    let ids = ids[..expected].to_vec();
+    Ok(Tensor::from_vec(ids, shape, &Device::Cpu)?)
+}

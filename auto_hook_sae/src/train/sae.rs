@@ -1,0 +1,345 @@
+//! One SAE in training: its variables, its optimizer, its loss and its statistics.
+
+use super::config::{SparsityLoss, TrainConfig};
+use super::optim::Adam;
+use crate::activation;
+use crate::config::{Architecture, Normalization};
+use crate::error::{Error, Result};
+use crate::sae::Sae;
+use candle_core::{DType, Device, Tensor, Var};
+
+/// The losses and statistics of one training step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepMetrics {
+    /// Total loss.
+    pub loss: f64,
+    /// Reconstruction MSE (summed over `d_in`, averaged over tokens, as SAELens).
+    pub mse: f64,
+    /// L1 (standard), L0 (jumprelu) or aux-k (topk, batchtopk) loss.
+    pub aux: f64,
+    /// Mean number of active latents per token.
+    pub l0: f64,
+    /// `1 - Σ‖x - x̂‖² / Σ‖x - mean‖²` over the batch.
+    pub explained_variance: f64,
+    /// Latents that have not fired for `dead_feature_window` steps.
+    pub dead: usize,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// An SAE being trained: variables shared with an [`Sae`] view, Adam, dead-feature
+/// counters and firing frequencies.
+pub(crate) struct TrainingSae {
+    pub(crate) cfg: TrainConfig,
+    pub(crate) sae: Sae,
+    vars: Vec<Var>,
+    pub(crate) adam: Adam,
+    /// Steps since each latent last fired.
+    pub(crate) since_fired: Vec<u32>,
+    /// Firings per latent in the current sampling window, and the rows counted.
+    pub(crate) act_freq: Vec<f64>,
+    pub(crate) freq_rows: u64,
+    /// Log10 density of the last complete window (the current one until a window ends).
+    pub(crate) batchtopk_threshold: f64,
+    /// `sqrt(d_in) / E‖x‖` when `normalize_activations = expected_average_only_in`.
+    pub(crate) scale: Option<f64>,
+}
+
+impl TrainingSae {
+    pub(crate) fn new(cfg: TrainConfig, device: &Device) -> Result<Self> {
+        let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?;
+        if let (Architecture::JumpRelu, Some(_)) = (cfg.sae.architecture, &init.threshold) {
+            let d = cfg.sae.d_sae;
+            init.threshold =
+                Some((Tensor::ones(d, cfg.sae.dtype, device)? * cfg.jumprelu_init_threshold)?);
+        }
+        let var = |t: &Tensor| Var::from_tensor(t);
+        let mut vars = vec![
+            var(&init.w_enc)?,
+            var(&init.b_enc)?,
+            var(&init.w_dec)?,
+            var(&init.b_dec)?,
+        ];
+        if matches!(cfg.sae.architecture, Architecture::JumpRelu) {
+            vars.push(var(init
+                .threshold
+                .as_ref()
+                .expect("jumprelu init has a threshold"))?);
+        }
+        let sae = Sae::new(
+            cfg.sae.clone(),
+            vars[0].as_tensor().clone(),
+            vars[1].as_tensor().clone(),
+            vars[2].as_tensor().clone(),
+            vars[3].as_tensor().clone(),
+            vars.get(4)
+                .map(|v| v.as_tensor().clone())
+                .or(init.threshold.clone()),
+        )?;
+        let adam = Adam::new(vars.clone(), cfg.adam_beta1, cfg.adam_beta2)?;
+        let d_sae = cfg.sae.d_sae;
+        Ok(Self {
+            cfg,
+            sae,
+            vars,
+            adam,
+            since_fired: vec![0; d_sae],
+            act_freq: vec![0.0; d_sae],
+            freq_rows: 0,
+            batchtopk_threshold: 0.0,
+            scale: None,
+        })
+    }
+
+    pub(crate) fn vars(&self) -> &[Var] {
+        &self.vars
+    }
+
+    fn dead_mask(&self) -> Vec<bool> {
+        let window = self.cfg.dead_feature_window as u32;
+        self.since_fired.iter().map(|&n| n > window).collect()
+    }
+
+    /// Checks a batch against the SAE, then takes one optimisation step on it.
+    pub(crate) fn step(
+        &mut self,
+        x: &Tensor,
+        hook: &str,
+        step: usize,
+        total: usize,
+    ) -> Result<StepMetrics> {
+        let width = x.dim(1)?;
+        if width != self.cfg.sae.d_in {
+            return Err(Error::DInMismatch {
+                hook: hook.to_owned(),
+                d_in: self.cfg.sae.d_in,
+                width,
+            });
+        }
+        if step.is_multiple_of(self.cfg.feature_sampling_window) && step > 0 {
+            self.act_freq.iter_mut().for_each(|f| *f = 0.0);
+            self.freq_rows = 0;
+        }
+        let x = x.to_dtype(self.cfg.sae.dtype)?;
+        let x = match self.scale {
+            Some(s) => (x * s)?,
+            None => x,
+        };
+        let coefficient = self.cfg.coefficient_at(step);
+        let out = self.forward(&x, coefficient)?;
+        let lr = self.cfg.lr_at(step, total);
+        let grads = out.loss.backward()?;
+        self.adam.step(&grads, lr, Some(1.0))?;
+        self.track(&out.acts)?;
+        if let Architecture::BatchTopK { .. } = self.cfg.sae.architecture {
+            self.update_threshold(&out.acts)?;
+        }
+        let scalar =
+            |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+        Ok(StepMetrics {
+            loss: scalar(&out.loss)?,
+            mse: scalar(&out.mse)?,
+            aux: scalar(&out.aux)?,
+            l0: out
+                .acts
+                .ne(0.0)?
+                .to_dtype(DType::F64)?
+                .sum(1)?
+                .mean_all()?
+                .to_scalar::<f64>()?,
+            explained_variance: explained_variance(&x, &out.recon)?,
+            dead: self.dead_mask().iter().filter(|d| **d).count(),
+            lr,
+        })
+    }
+
+    /// The training forward and loss on (scaled) inputs `x` `[n, d_in]`.
+    pub(crate) fn forward(&self, x: &Tensor, coefficient: f64) -> Result<Forward> {
+        let sae = &self.sae;
+        let x_in = if sae.cfg.apply_b_dec_to_input {
+            x.broadcast_sub(&sae.b_dec)?
+        } else {
+            x.clone()
+        };
+        let h = x_in.matmul(&sae.w_enc)?.broadcast_add(&sae.b_enc)?;
+        let (acts, aux_pre) = match sae.cfg.architecture {
+            Architecture::Standard => (h.relu()?, None),
+            Architecture::TopK { k } => {
+                let hs = sae.rescaled_pre(&h)?;
+                (activation::topk(&hs, k)?, Some(hs))
+            }
+            Architecture::BatchTopK { k } => {
+                let hs = sae.rescaled_pre(&h)?;
+                (activation::batch_topk(&hs, k)?, Some(hs))
+            }
+            Architecture::JumpRelu => {
+                let theta = self.vars[4].as_tensor();
+                (
+                    activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?,
+                    None,
+                )
+            }
+        };
+        let recon = sae.latents_times_w_dec(&acts)?.broadcast_add(&sae.b_dec)?;
+        let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
+        let aux = match sae.cfg.architecture {
+            Architecture::Standard => {
+                let weighted = acts.abs()?.broadcast_mul(&sae.decoder_norms()?)?;
+                (weighted.sum(1)?.mean_all()? * coefficient)?
+            }
+            Architecture::JumpRelu => self.l0_loss(&h, &acts, coefficient)?,
+            _ => {
+                let hs = aux_pre.expect("topk keeps its pre-activations");
+                self.topk_aux_loss(x, &recon, &hs, &self.dead_mask())?
+            }
+        };
+        let loss = (&mse + &aux)?;
+        Ok(Forward {
+            loss,
+            mse,
+            aux,
+            acts,
+            recon,
+        })
+    }
+
+    fn l0_loss(&self, h: &Tensor, acts: &Tensor, coefficient: f64) -> Result<Tensor> {
+        let per_row = match self.cfg.jumprelu_sparsity_loss {
+            SparsityLoss::Step => {
+                activation::step_l0(h, self.vars[4].as_tensor(), self.cfg.jumprelu_bandwidth)?
+            }
+            SparsityLoss::Tanh { scale } => {
+                let weighted = acts.broadcast_mul(&self.sae.decoder_norms()?)?;
+                (weighted * scale)?.tanh()?.sum(1)?
+            }
+        };
+        Ok((per_row.mean_all()? * coefficient)?)
+    }
+
+    /// SAELens's aux-k loss: the top `k_aux = d_in / 2` dead latents of each row
+    /// reconstruct the detached residual `x - x̂`; scaled by `min(n_dead / k_aux, 1)`.
+    pub(crate) fn topk_aux_loss(
+        &self,
+        x: &Tensor,
+        recon: &Tensor,
+        hs: &Tensor,
+        dead: &[bool],
+    ) -> Result<Tensor> {
+        let n_dead = dead.iter().filter(|d| **d).count();
+        if n_dead == 0 {
+            return Ok(Tensor::zeros((), x.dtype(), x.device())?);
+        }
+        let residual = (x - recon)?.detach();
+        let k_aux = self.cfg.sae.d_in / 2;
+        let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
+        let k_aux = k_aux.min(n_dead).max(1);
+        let dead_t = Tensor::from_vec(
+            dead.iter()
+                .map(|&d| if d { 1f32 } else { 0.0 })
+                .collect::<Vec<_>>(),
+            dead.len(),
+            x.device(),
+        )?
+        .to_dtype(hs.dtype())?;
+        // Live latents get a large negative offset so the top-k picks dead ones only.
+        let penalty = ((dead_t.ones_like()? - &dead_t)? * -1e30)?;
+        let candidates = hs.detach().broadcast_add(&penalty)?;
+        let mask = activation::topk_mask(&candidates, k_aux)?.broadcast_mul(&dead_t)?;
+        let aux_acts = (hs * mask)?;
+        let aux_recon = self.sae.latents_times_w_dec(&aux_acts)?;
+        let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
+        Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
+    }
+
+    fn track(&mut self, acts: &Tensor) -> Result<()> {
+        let fired = acts
+            .ne(0.0)?
+            .to_dtype(DType::F32)?
+            .sum(0)?
+            .to_vec1::<f32>()?;
+        for (i, &n) in fired.iter().enumerate() {
+            self.act_freq[i] += n as f64;
+            self.since_fired[i] = if n > 0.0 {
+                0
+            } else {
+                self.since_fired[i].saturating_add(1)
+            };
+        }
+        self.freq_rows += acts.dim(0)? as u64;
+        Ok(())
+    }
+
+    fn update_threshold(&mut self, acts: &Tensor) -> Result<()> {
+        let values = acts.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let min_positive = values
+            .iter()
+            .copied()
+            .filter(|v| *v > 0.0)
+            .fold(f32::INFINITY, f32::min);
+        if min_positive.is_finite() {
+            let lr = self.cfg.topk_threshold_lr;
+            self.batchtopk_threshold =
+                (1.0 - lr) * self.batchtopk_threshold + lr * min_positive as f64;
+        }
+        Ok(())
+    }
+
+    /// Log10 firing frequency per latent over the current window (SAELens's sparsity).
+    pub(crate) fn log_sparsity(&self) -> Result<Tensor> {
+        let rows = self.freq_rows.max(1) as f64;
+        let v: Vec<f32> = self
+            .act_freq
+            .iter()
+            .map(|f| (f / rows + 1e-10).log10() as f32)
+            .collect();
+        Ok(Tensor::from_vec(v, self.act_freq.len(), &Device::Cpu)?)
+    }
+
+    /// The trained SAE as it is saved: the input scale folded into the weights,
+    /// batchtopk's threshold attached (decoder norms are folded by `Sae::save`).
+    pub(crate) fn export(&self) -> Result<Sae> {
+        let sae = &self.sae;
+        let copy = |t: &Tensor| t.copy();
+        let (mut w_enc, mut w_dec, mut b_dec) =
+            (copy(&sae.w_enc)?, copy(&sae.w_dec)?, copy(&sae.b_dec)?);
+        let mut cfg = sae.cfg.clone();
+        if let Some(s) = self.scale {
+            w_enc = (w_enc * s)?;
+            w_dec = (w_dec / s)?;
+            b_dec = (b_dec / s)?;
+            cfg.normalize_activations = Normalization::None;
+        }
+        let threshold = match cfg.architecture {
+            Architecture::BatchTopK { .. } => Some(
+                (Tensor::ones(cfg.d_sae, cfg.dtype, sae.device())? * self.batchtopk_threshold)?,
+            ),
+            _ => sae.threshold.as_ref().map(copy).transpose()?,
+        };
+        Sae::new(cfg, w_enc, copy(&sae.b_enc)?, w_dec, b_dec, threshold)
+    }
+}
+
+/// The tensors of one training forward.
+pub(crate) struct Forward {
+    pub(crate) loss: Tensor,
+    pub(crate) mse: Tensor,
+    pub(crate) aux: Tensor,
+    pub(crate) acts: Tensor,
+    pub(crate) recon: Tensor,
+}
+
+/// `1 - Σ‖x - x̂‖² / Σ‖x - mean(x)‖²` over the rows.
+pub(crate) fn explained_variance(x: &Tensor, recon: &Tensor) -> Result<f64> {
+    let resid = (x - recon)?
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    let centered = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+    let total = centered
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    Ok(1.0 - resid / total.max(f64::MIN_POSITIVE))
+}
