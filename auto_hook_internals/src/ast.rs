@@ -9,6 +9,7 @@ use syn::{Attribute, Fields, Ident, ItemStruct, Type, Visibility};
 pub const OWN_POINT: &str = "hook_point";
 
 /// One field, as auto_hook sees it.
+#[derive(Clone)]
 pub struct Field {
     pub ident: Ident,
     /// The name segment in hook names (`rename` or the field name).
@@ -53,6 +54,11 @@ pub fn parse_fields(
             return Vec::new();
         }
     };
+    let generics: Vec<Ident> = item
+        .generics
+        .type_params()
+        .map(|p| p.ident.clone())
+        .collect();
     let mut out: Vec<Field> = Vec::new();
     for field in named.named.iter_mut() {
         let attrs = errors
@@ -62,7 +68,7 @@ pub fn parse_fields(
         let Some(ident) = field.ident.clone() else {
             continue;
         };
-        if let Some(f) = check_field(ident, field, attrs, mode, errors) {
+        if let Some(f) = check_field(ident, field, attrs, (mode, &generics), errors) {
             if let Some(prev) = out
                 .iter()
                 .find(|p| p.segment == f.segment && f.shape.is_hooked() && p.shape.is_hooked())
@@ -83,7 +89,7 @@ fn check_field(
     ident: Ident,
     field: &syn::Field,
     attrs: FieldAttrs,
-    mode: Mode,
+    (mode, generics): (Mode, &[Ident]),
     errors: &mut darling::error::Accumulator,
 ) -> Option<Field> {
     let name = ident.to_string();
@@ -111,7 +117,7 @@ fn check_field(
     let shape = if attrs.skip {
         Shape::Data
     } else {
-        classify(&field.ty, attrs.leaf)
+        classify(&field.ty, attrs.leaf, generics)
     };
     if mode == Mode::DeriveRoot && shape.wraps() {
         let msg = "derive(HookedRoot) cannot wrap this field (a candle module or a Tensor); put #[auto_hook] on the struct instead, or wrap the field type in `auto_hook::Hooked<...>` / `auto_hook::Param`";

@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
-use syn::{GenericArgument, PathArguments, Type};
+use syn::{GenericArgument, Ident, PathArguments, Type};
 
 /// candle-nn modules that implement `Module`.
 const MODULES: &[&str] = &[
@@ -21,6 +21,7 @@ const MODULES: &[&str] = &[
     "GroupNorm",
     "Sequential",
     "Identity",
+    "QMatMul",
 ];
 /// candle-nn modules that only implement `ModuleT` (they take a train flag).
 const MODULES_T: &[&str] = &["Dropout", "BatchNorm"];
@@ -78,8 +79,12 @@ pub enum Shape {
     ModuleT,
     /// A `Tensor` parameter: wrapped in `Param`.
     Param,
-    /// Something that must already be a hooked module (annotated struct, `HookPoint`, ...).
+    /// Something that must already be a hooked module: a `HookPoint`, or a type that
+    /// names a generic parameter of the struct (the field gets a `HookedModule` bound).
     Nested,
+    /// A type the macro does not know (an annotated struct, an enum, a foreign type):
+    /// visited if it implements `HookedModule`, data otherwise, decided by the compiler.
+    Probe,
     /// A container whose elements have the inner shape.
     Container(Container, Box<Shape>),
 }
@@ -99,18 +104,25 @@ impl Shape {
         !matches!(self, Shape::Data)
     }
 
+    /// Whether the compiler decides (the macro does not know the type).
+    pub fn is_probe(&self) -> bool {
+        matches!(self, Shape::Probe)
+    }
+
     /// Whether the field's type changes (so values need converting).
     pub fn wraps(&self) -> bool {
         match self {
             Shape::Module | Shape::ModuleT | Shape::Param => true,
             Shape::Container(_, inner) => inner.wraps(),
-            Shape::Data | Shape::Nested => false,
+            Shape::Data | Shape::Nested | Shape::Probe => false,
         }
     }
 }
 
-/// Classifies `ty`; `leaf` forces the innermost element to be a `Module`.
-pub fn classify(ty: &Type, leaf: bool) -> Shape {
+/// Classifies `ty`; `leaf` forces the innermost element to be a `Module`. `generics`
+/// are the struct's type parameters: a field of such a type must be a hooked module.
+pub fn classify(ty: &Type, leaf: bool, generics: &[Ident]) -> Shape {
+    let classify = |ty: &Type, leaf: bool| classify(ty, leaf, generics);
     match ty {
         Type::Array(array) => container(Container::Array, classify(&array.elem, leaf)),
         Type::Paren(p) => classify(&p.elem, leaf),
@@ -123,9 +135,11 @@ pub fn classify(ty: &Type, leaf: bool) -> Shape {
             let args = type_args(&last.arguments);
             match (name.as_str(), args.as_slice()) {
                 ("Vec" | "VecDeque", [elem]) => container(Container::Vec, classify(elem, leaf)),
-                ("HashMap" | "BTreeMap" | "IndexMap", [_, value, ..]) => {
+                ("HashMap" | "BTreeMap" | "IndexMap", [key, value, ..]) if is_string(key) => {
                     container(Container::Map, classify(value, leaf))
                 }
+                // Maps keyed by numbers or tuples are caches: data.
+                ("HashMap" | "BTreeMap" | "IndexMap", _) => Shape::Data,
                 ("Option", [elem]) => container(Container::Option, classify(elem, leaf)),
                 ("Box", [elem]) => container(Container::Box, classify(elem, leaf)),
                 _ if leaf => Shape::Module,
@@ -136,7 +150,10 @@ pub fn classify(ty: &Type, leaf: bool) -> Shape {
                 (n, _) if DATA.contains(&n) || n.ends_with("Config") || n.ends_with("Cfg") => {
                     Shape::Data
                 }
-                _ => Shape::Nested,
+                _ if path.path.segments.len() == 1 && generics.contains(&last.ident) => {
+                    Shape::Nested
+                }
+                _ => Shape::Probe,
             }
         }
         _ if leaf => Shape::Module,
@@ -145,9 +162,27 @@ pub fn classify(ty: &Type, leaf: bool) -> Shape {
     }
 }
 
+/// `String`, `&str`, `Cow<str>`, `Arc<str>`, `Rc<str>`: keys that name map elements.
+fn is_string(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => is_string(&r.elem),
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            s.ident == "String"
+                || s.ident == "str"
+                || (matches!(s.ident.to_string().as_str(), "Cow" | "Arc" | "Rc" | "Box")
+                    && type_args(&s.arguments)
+                        .first()
+                        .is_some_and(|t| is_string(t)))
+        }),
+        _ => false,
+    }
+}
+
 fn container(kind: Container, inner: Shape) -> Shape {
     match inner {
         Shape::Data => Shape::Data,
+        // The compiler decides for the whole container (`Vec<Block>` is hooked if `Block` is).
+        Shape::Probe => Shape::Probe,
         inner => Shape::Container(kind, Box::new(inner)),
     }
 }

@@ -36,7 +36,7 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
         );
         let by_ref = has_ref_receiver(method);
         if attrs.forward && !by_ref {
-            let msg = "#[auto_hook(forward)] needs a method that takes `&self`";
+            let msg = "#[auto_hook(forward)] needs a method that takes `&self` or `&mut self`";
             errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
         } else if (attrs.forward || named_forward) && by_ref && !attrs.skip {
             wrap_forward(method, errors);
@@ -45,9 +45,20 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
     quote!(#item)
 }
 
+/// `#[auto_hook]` on a free function: its struct literals and parameter uses are
+/// rewritten like those of an annotated impl block.
+pub fn expand_fn(mut item: syn::ItemFn) -> TokenStream {
+    Rewriter {
+        self_ident: None,
+        aliases: Vec::new(),
+    }
+    .visit_block_mut(&mut item.block);
+    quote!(#item)
+}
+
 fn has_ref_receiver(method: &ImplItemFn) -> bool {
     match method.sig.inputs.first() {
-        Some(FnArg::Receiver(r)) => matches!(r.kind, syn::ReceiverKind::Reference(_, _, None)),
+        Some(FnArg::Receiver(r)) => matches!(r.kind, syn::ReceiverKind::Reference(..)),
         _ => false,
     }
 }

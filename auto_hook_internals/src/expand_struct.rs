@@ -20,6 +20,7 @@ pub fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
     let expanded = match item {
         Item::Struct(item) => expand_struct(item, &mut errors),
         Item::Impl(item) => expand_impl(item, &mut errors),
+        Item::Fn(item) => crate::expand_impl::expand_fn(item),
         Item::Enum(e) => unsupported(&e.enum_token, "an enum", input, &mut errors),
         Item::Union(u) => unsupported(&u.union_token, "a union", input, &mut errors),
         other => unsupported(&other, "this item", input, &mut errors),
@@ -34,7 +35,7 @@ fn unsupported(
     errors: &mut darling::error::Accumulator,
 ) -> TokenStream {
     let msg = format!(
-        "#[auto_hook] goes on a struct with named fields and on its impl blocks, not on {what}"
+        "#[auto_hook] goes on a struct with named fields, its impl blocks and functions that build it, not on {what}"
     );
     errors.push(darling::Error::custom(msg).with_span(&span.to_token_stream()));
     input
@@ -70,11 +71,50 @@ pub fn derive_root(input: TokenStream) -> TokenStream {
     with_errors(quote!(const _: () = { #body };), errors)
 }
 
+/// A struct is data when it derives one of these, is named like a configuration, or
+/// has no field that is a module or a parameter.
+/// Derives that mark a value type (a config, a key, an enum-like record): such a struct
+/// is data, and `#[auto_hook]` leaves it as it is.
+const DATA_DERIVES: &[&str] = &[
+    "Deserialize",
+    "Serialize",
+    "PartialEq",
+    "Eq",
+    "Hash",
+    "Copy",
+    "PartialOrd",
+    "Ord",
+];
+
+/// Whether the struct derives one of [`DATA_DERIVES`].
+fn derives_data(item: &ItemStruct) -> bool {
+    let mut found = false;
+    for attr in item.attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            let last = meta.path.segments.last().map(|s| s.ident.to_string());
+            found |= last.is_some_and(|n| DATA_DERIVES.contains(&n.as_str()));
+            Ok(())
+        });
+    }
+    found
+}
+
+/// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`).
+fn named_config(item: &ItemStruct) -> bool {
+    let name = item.ident.to_string();
+    name.ends_with("Config") || name.ends_with("Cfg")
+}
+
 fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator) -> TokenStream {
+    let data = derives_data(&item) || named_config(&item);
     let fields = parse_fields(&mut item, Mode::Annotate, errors);
     if !matches!(item.fields, syn::Fields::Named(_)) {
         return quote!(#item);
     }
+    if data || !fields.iter().any(|f| f.shape.is_hooked()) {
+        return expand_data_struct(&item, &fields);
+    }
+    crate::registry::register_hooked(&item.ident);
     if let syn::Fields::Named(named) = &mut item.fields {
         for (field, info) in named
             .named
@@ -90,7 +130,7 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
         });
     }
     let hooked = hooked_module_impl(&item, &fields, true);
-    let converters = converters(&item, &fields);
+    let converters = converters(&item, &fields, true);
     let name = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
     quote! {
@@ -100,12 +140,41 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
             #[automatically_derived]
             impl #impl_generics ::auto_hook::__private::OwnHookPoint for #name #ty_generics #where_clause {
                 #[inline]
-                fn own_hook_point(&self) -> &::auto_hook::HookPoint {
-                    &self.__auto_hook_point
+                fn own_hook_point(&self) -> ::core::option::Option<&::auto_hook::HookPoint> {
+                    ::core::option::Option::Some(&self.__auto_hook_point)
                 }
             }
-            #converters
         };
+        #converters
+    }
+}
+
+/// A struct that is not a module (a config, a cache record): left as it is, with the
+/// hidden constructor and converters that rewritten struct literals call, and no own
+/// hook point (its forwards, if any, fire nothing).
+fn expand_data_struct(item: &ItemStruct, fields: &[Field]) -> TokenStream {
+    let data_fields: Vec<Field> = fields
+        .iter()
+        .map(|f| Field {
+            shape: crate::classify::Shape::Data,
+            ..f.clone()
+        })
+        .collect();
+    let name = &item.ident;
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let converters = converters(item, &data_fields, false);
+    quote! {
+        #item
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics ::auto_hook::__private::OwnHookPoint for #name #ty_generics #where_clause {
+                #[inline]
+                fn own_hook_point(&self) -> ::core::option::Option<&::auto_hook::HookPoint> {
+                    ::core::option::Option::None
+                }
+            }
+        };
+        #converters
     }
 }
 
@@ -115,9 +184,10 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
     let hooked: Vec<&Field> = fields.iter().filter(|f| f.shape.is_hooked()).collect();
     let markers: Vec<&Ident> = hooked.iter().map(|f| &f.ident).collect();
     let mut generics = item.generics.clone();
-    // Every hooked field's bound sits in the `where` clause: generic fields need it, and
-    // for concrete ones it makes an unhookable type one error at the field, not three.
-    for f in &hooked {
+    // Every surely-hooked field's bound sits in the `where` clause: generic fields need
+    // it, and for concrete ones it makes an unhookable type one error at the field.
+    // Fields of types the macro does not know are probed instead (hooked or data).
+    for f in hooked.iter().filter(|f| !f.shape.is_probe()) {
         let (ident, ty) = (&f.ident, wrapped_type(&f.ty, &f.shape));
         generics
             .make_where_clause()
@@ -132,14 +202,8 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
     let own_visit = own_point.then(|| quote!(__w.child(#OWN_POINT, &self.__auto_hook_point);));
     let own_visit_mut =
         own_point.then(|| quote!(__w.child(#OWN_POINT, &mut self.__auto_hook_point);));
-    let visits = hooked.iter().map(|f| {
-        let (ident, segment, cfgs) = (&f.ident, &f.segment, &f.cfgs);
-        quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &self.#ident);)
-    });
-    let visits_mut = hooked.iter().map(|f| {
-        let (ident, segment, cfgs) = (&f.ident, &f.segment, &f.cfgs);
-        quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &mut self.#ident);)
-    });
+    let visits = hooked.iter().map(|f| visit_field(f, false));
+    let visits_mut = hooked.iter().map(|f| visit_field(f, true));
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
@@ -151,14 +215,38 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
         impl #impl_generics ::auto_hook::HookedModule for #name #ty_generics #where_clause {
             const SCHEMA: ::auto_hook::Schema = ::auto_hook::Schema::Struct(&[#own #(#schema_entries,)*]);
             fn visit_hooks<'__s>(&'__s self, __w: &mut ::auto_hook::Walker<'_, '__s>) {
+                #[allow(unused_imports)]
+                use ::auto_hook::__private::ProbeFallback as _;
                 __w.module(::std::any::type_name::<Self>());
                 #own_visit
                 #(#visits)*
             }
             fn visit_hooks_mut(&mut self, __w: &mut ::auto_hook::WalkerMut<'_>) {
+                #[allow(unused_imports)]
+                use ::auto_hook::__private::ProbeFallback as _;
                 #own_visit_mut
                 #(#visits_mut)*
             }
+        }
+    }
+}
+
+/// One field's line in a walker: by its bound, or through the probe.
+fn visit_field(f: &Field, mutable: bool) -> TokenStream {
+    let (ident, segment, cfgs) = (&f.ident, &f.segment, &f.cfgs);
+    let ty = wrapped_type(&f.ty, &f.shape);
+    match (f.shape.is_probe(), mutable) {
+        (false, false) => {
+            quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &self.#ident);)
+        }
+        (false, true) => {
+            quote!(#(#cfgs)* __w.field::<__auto_hook_fields::#ident, _>(#segment, &mut self.#ident);)
+        }
+        (true, false) => {
+            quote!(#(#cfgs)* <::auto_hook::__private::FieldProbe<#ty>>::visit(#segment, &self.#ident, __w);)
+        }
+        (true, true) => {
+            quote!(#(#cfgs)* <::auto_hook::__private::FieldProbe<#ty>>::visit_mut(#segment, &mut self.#ident, __w);)
         }
     }
 }
@@ -175,8 +263,18 @@ fn schema_entries(
         .iter()
         .map(|f| {
             let (ident, segment, ty) = (&f.ident, &f.segment, wrapped_type(&f.ty, &f.shape));
-            let entry = quote_spanned! {f.ty.span()=>
-                (#segment, &<#ty as ::auto_hook::__private::HookedField<__auto_hook_fields::#ident>>::FIELD_SCHEMA)
+            let entry = if f.shape.is_probe() {
+                quote_spanned! {f.ty.span()=>
+                    (#segment, {
+                        #[allow(unused_imports)]
+                        use ::auto_hook::__private::ProbeFallback as _;
+                        <::auto_hook::__private::FieldProbe<#ty>>::SCHEMA
+                    })
+                }
+            } else {
+                quote_spanned! {f.ty.span()=>
+                    (#segment, &<#ty as ::auto_hook::__private::HookedField<__auto_hook_fields::#ident>>::FIELD_SCHEMA)
+                }
             };
             if f.cfgs.is_empty() {
                 return entry;
@@ -207,9 +305,10 @@ fn schema_entries(
     (schema_consts, entries)
 }
 
-/// `Self::__auto_hook_field_NAME(value)`: converts what a constructor wrote for a field
-/// into the field's hooked type. Called by the struct literals of annotated impl blocks.
-fn converters(item: &ItemStruct, fields: &[Field]) -> TokenStream {
+/// `Self::__auto_hook_field_NAME(value)`: converts what a literal wrote for a field into
+/// the field's hooked type; `Self::__auto_hook_new(..)`: the whole literal, fields in
+/// name order. Called by the struct literals that annotated items contain.
+fn converters(item: &ItemStruct, fields: &[Field], own_point: bool) -> TokenStream {
     let name = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
     let fns = fields.iter().map(|f| {
@@ -221,9 +320,35 @@ fn converters(item: &ItemStruct, fields: &[Field]) -> TokenStream {
             #(#cfgs)*
             #[doc(hidden)]
             #[inline]
-            #[allow(clippy::all)]
+            #[allow(clippy::all, non_snake_case, dead_code)]
             #vis fn #fn_name(__value: #ty) -> #wrapped {
                 #body
+            }
+        }
+    });
+    let mut sorted: Vec<&Field> = fields.iter().collect();
+    sorted.sort_by_key(|f| f.ident.to_string());
+    let params = sorted.iter().enumerate().map(|(i, f)| {
+        let (cfgs, ty, arg) = (&f.cfgs, &f.ty, format_ident!("__a{}", i));
+        quote!(#(#cfgs)* #arg: #ty)
+    });
+    let inits = sorted.iter().enumerate().map(|(i, f)| {
+        let (cfgs, ident, arg) = (&f.cfgs, &f.ident, format_ident!("__a{}", i));
+        let value = convert(&f.shape, quote!(#arg));
+        quote!(#(#cfgs)* #ident: #value)
+    });
+    let own = own_point.then(|| quote!(__auto_hook_point: ::auto_hook::HookPoint::new(),));
+    let vis = &item.vis;
+    // A field that failed its checks has an error already; no constructor to add to it.
+    let complete = fields.len()
+        == item.fields.iter().filter(|f| f.ident.is_some()).count() - usize::from(own_point);
+    let constructor = complete.then(|| {
+        quote! {
+            #[doc(hidden)]
+            #[inline]
+            #[allow(clippy::all, non_snake_case, dead_code, private_interfaces)]
+            #vis fn __auto_hook_new(#(#params),*) -> Self {
+                Self { #(#inits,)* #own }
             }
         }
     });
@@ -231,6 +356,7 @@ fn converters(item: &ItemStruct, fields: &[Field]) -> TokenStream {
         #[automatically_derived]
         impl #impl_generics #name #ty_generics #where_clause {
             #(#fns)*
+            #constructor
         }
     }
 }

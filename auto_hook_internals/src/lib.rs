@@ -10,6 +10,8 @@ mod attr;
 mod classify;
 mod expand_impl;
 mod expand_struct;
+mod mentions;
+mod registry;
 mod rewrite;
 
 pub use expand_struct::{attribute, derive_root};

@@ -1,46 +1,32 @@
-//! Rewrites inside the methods of an annotated impl block:
-//! - struct literals of the annotated type convert each field to its hooked type and
-//!   add the struct's own hook point;
-//! - each arithmetic use of a `self.field` (a parameter when the field is a `Tensor`)
-//!   passes its result through that field's hook point;
-//! - `self.field.clone()` keeps cloning the tensor of a parameter;
-//! - an optional parameter bound by `if let Some(b) = &self.bias` or
-//!   `match &self.bias { Some(b) => .. }` counts as `self.bias` inside that branch.
+//! Rewrites inside the methods of an annotated item:
+//! - struct literals of the annotated type (and of hooked types seen before, see
+//!   `registry`) go through the type's hidden constructor, which converts each field to
+//!   its hooked type and adds the own hook point; struct patterns of them get `..`;
+//! - each use of a parameter (`self.field`, `self.field[i]`, a loop variable over
+//!   `self.field`, `Some(b)` of `&self.field`) fires the parameter's hook point once:
+//!   on the result of the operation it feeds (operators, arithmetic and element-wise
+//!   methods), or, when it is only viewed (`self.d.to_dtype(..)?`), on the view itself;
+//! - assignments to fields go through `assign`, so a `Tensor` value can be stored into
+//!   a parameter field (state such as a cache) and keeps its hook point;
+//! - `self.field.clone()` keeps cloning the tensor of a parameter.
+//!
+//! The macro cannot see field types from an impl block: every probe is resolved by the
+//! compiler (autoref specialisation) and is the identity for fields that are not
+//! parameters.
 
+use crate::mentions::{chain, Chain};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::visit_mut::{self, VisitMut};
 use syn::{BinOp, Expr, ExprMethodCall, ExprStruct, Ident, Member};
 
-/// Methods whose result is an arithmetic use of their receiver and arguments.
-const ARITHMETIC: &[&str] = &[
-    "matmul",
-    "broadcast_matmul",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "broadcast_add",
-    "broadcast_sub",
-    "broadcast_mul",
-    "broadcast_div",
-];
-/// Methods that view a parameter before its arithmetic use (`self.w.t()?`).
-const VIEWS: &[&str] = &[
-    "t",
-    "transpose",
-    "reshape",
-    "broadcast_as",
-    "unsqueeze",
-    "narrow",
-    "to_dtype",
-    "contiguous",
-];
+use crate::mentions::ARITHMETIC;
 
 pub struct Rewriter<'a> {
     /// The annotated type's name, to recognise `Name { .. }` beside `Self { .. }`.
     pub self_ident: Option<&'a Ident>,
-    /// Local names bound to the content of an optional field, innermost last.
+    /// Local names bound to a parameter (`Some(b)` of an optional field, a loop
+    /// variable over a container field), innermost last, with the expression to probe.
     pub aliases: Vec<(Ident, Expr)>,
 }
 
@@ -51,7 +37,9 @@ impl VisitMut for Rewriter<'_> {
             Expr::Let(binding) => some_binding(&binding.pat, &binding.expr),
             _ => None,
         };
-        self.with_alias(alias, |me| me.visit_block_mut(&mut node.then_branch));
+        self.with_aliases(alias.into_iter().collect(), |me| {
+            me.visit_block_mut(&mut node.then_branch)
+        });
         if let Some((_, other)) = &mut node.else_branch {
             self.visit_expr_mut(other);
         }
@@ -61,17 +49,40 @@ impl VisitMut for Rewriter<'_> {
         self.visit_expr_mut(&mut node.expr);
         for arm in node.arms.iter_mut() {
             let alias = some_binding(&arm.pat, &node.expr);
-            self.with_alias(alias, |me| me.visit_expr_mut(&mut arm.body));
+            self.with_aliases(alias.into_iter().collect(), |me| {
+                me.visit_expr_mut(&mut arm.body)
+            });
+        }
+    }
+
+    fn visit_expr_for_loop_mut(&mut self, node: &mut syn::ExprForLoop) {
+        self.visit_expr_mut(&mut node.expr);
+        let aliases = loop_bindings(&node.pat, &node.expr);
+        self.with_aliases(aliases, |me| me.visit_block_mut(&mut node.body));
+    }
+
+    fn visit_pat_struct_mut(&mut self, node: &mut syn::PatStruct) {
+        visit_mut::visit_pat_struct_mut(self, node);
+        if node.rest.is_none() && node.qself.is_none() && self.is_hooked_path(&node.path) {
+            node.rest = Some(syn::PatRest {
+                attrs: Vec::new(),
+                dot2_token: Default::default(),
+            });
         }
     }
 
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
-        visit_mut::visit_expr_mut(self, expr);
-        let replacement = match expr {
-            Expr::Struct(lit) if self.is_self_literal(lit) => {
-                rewrite_literal(lit);
-                None
-            }
+        if let Some(tokens) = self.rewrite(expr) {
+            *expr = Expr::Verbatim(tokens);
+        }
+    }
+}
+
+impl Rewriter<'_> {
+    /// The replacement of `expr`, with its parts rewritten; `None` keeps `expr` (whose
+    /// parts were rewritten in place).
+    fn rewrite(&mut self, expr: &mut Expr) -> Option<TokenStream> {
+        match expr {
             Expr::MethodCall(call) if is_field_clone(call) => {
                 let field = &call.receiver;
                 Some(quote! {{
@@ -82,9 +93,10 @@ impl VisitMut for Rewriter<'_> {
             }
             Expr::MethodCall(call) if ARITHMETIC.contains(&call.method.to_string().as_str()) => {
                 let mut fields = Vec::new();
-                std::iter::once(&*call.receiver)
-                    .chain(call.args.iter())
-                    .for_each(|e| self.param_mention(e, &mut fields));
+                self.operand(&mut call.receiver, &mut fields);
+                for arg in call.args.iter_mut() {
+                    self.operand(arg, &mut fields);
+                }
                 fire_uses(expr, &fields)
             }
             Expr::Binary(bin)
@@ -94,77 +106,173 @@ impl VisitMut for Rewriter<'_> {
                 ) =>
             {
                 let mut fields = Vec::new();
-                self.param_mention(&bin.left, &mut fields);
-                self.param_mention(&bin.right, &mut fields);
+                self.operand(&mut bin.left, &mut fields);
+                self.operand(&mut bin.right, &mut fields);
                 fire_uses(expr, &fields)
             }
-            _ => None,
-        };
-        if let Some(tokens) = replacement {
-            *expr = Expr::Verbatim(tokens);
+            Expr::Assign(assign) if has_field(&assign.left) && !is_none(&assign.right) => {
+                visit_mut::visit_expr_mut(self, &mut assign.left);
+                self.visit_expr_mut(&mut assign.right);
+                let (place, value) = (&assign.left, &assign.right);
+                Some(quote! {{
+                    let __auto_hook_value = #value;
+                    ::auto_hook::__private::assign(&mut #place, __auto_hook_value)
+                }})
+            }
+            _ => {
+                if let Some(found) = chain(expr, &self.aliases).filter(|c| c.viewed) {
+                    return Some(self.read_chain(expr, found));
+                }
+                visit_mut::visit_expr_mut(self, expr);
+                match expr {
+                    Expr::Struct(lit) if self.is_hooked_path(&lit.path) && lit.qself.is_none() => {
+                        rewrite_literal(lit)
+                    }
+                    _ => None,
+                }
+            }
         }
     }
-}
 
-impl Rewriter<'_> {
-    /// Collects the `self.field` that `expr` is, possibly behind `&`, parentheses, `?`,
-    /// views, or a local alias. The user's own tokens are kept, so `self` keeps its hygiene.
-    fn param_mention(&self, expr: &Expr, out: &mut Vec<Expr>) {
-        match expr {
-            Expr::Field(_) if self_field(expr).is_some() => out.push(expr.clone()),
-            Expr::Path(p) => {
-                let alias = self
-                    .aliases
-                    .iter()
-                    .rev()
-                    .find(|(name, _)| p.path.is_ident(name));
-                out.extend(alias.map(|(_, field)| field.clone()));
+    /// An operand of an arithmetic operation: a parameter use is recorded (its views
+    /// kept), anything else is rewritten as usual.
+    fn operand(&mut self, operand: &mut Expr, fields: &mut Vec<Expr>) {
+        match chain(operand, &self.aliases) {
+            Some(found) => {
+                self.visit_chain_args(operand);
+                fields.push(found.base);
             }
-            Expr::Reference(r) => self.param_mention(&r.expr, out),
-            Expr::Paren(p) => self.param_mention(&p.expr, out),
-            Expr::Group(g) => self.param_mention(&g.expr, out),
-            Expr::Try(t) => self.param_mention(&t.expr, out),
-            Expr::MethodCall(call) if VIEWS.contains(&call.method.to_string().as_str()) => {
-                self.param_mention(&call.receiver, out)
+            None => self.visit_expr_mut(operand),
+        }
+    }
+
+    /// A viewed parameter that feeds no operation (`let d = self.d.to_dtype(t)?;`):
+    /// the view fires the parameter's point. Wraps the innermost `Result` of the chain,
+    /// so the expression keeps its type.
+    fn read_chain(&mut self, expr: &mut Expr, found: Chain) -> TokenStream {
+        self.visit_chain_args(expr);
+        fire_read(expr, &found.base)
+    }
+
+    /// Rewrites the arguments of the views in a parameter chain (`self.w.narrow(0, n, k)`).
+    fn visit_chain_args(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Reference(r) => self.visit_chain_args(&mut r.expr),
+            Expr::Paren(p) => self.visit_chain_args(&mut p.expr),
+            Expr::Group(g) => self.visit_chain_args(&mut g.expr),
+            Expr::Try(t) => self.visit_chain_args(&mut t.expr),
+            Expr::MethodCall(call) => {
+                self.visit_chain_args(&mut call.receiver);
+                for arg in call.args.iter_mut() {
+                    self.visit_expr_mut(arg);
+                }
+            }
+            Expr::Index(index) => {
+                self.visit_chain_args(&mut index.expr);
+                self.visit_expr_mut(&mut index.index);
             }
             _ => {}
         }
     }
 
-    /// Visits `body` with `name` standing for the optional field `field`.
-    fn with_alias(&mut self, name: Option<(Ident, Expr)>, body: impl FnOnce(&mut Self)) {
-        let pushed = name.map(|alias| self.aliases.push(alias)).is_some();
+    /// Visits `body` with `aliases` standing for parameters.
+    fn with_aliases(&mut self, aliases: Vec<(Ident, Expr)>, body: impl FnOnce(&mut Self)) {
+        let pushed = aliases.len();
+        self.aliases.extend(aliases);
         body(self);
-        if pushed {
-            self.aliases.pop();
-        }
+        self.aliases.truncate(self.aliases.len() - pushed);
     }
 
-    fn is_self_literal(&self, lit: &ExprStruct) -> bool {
-        if lit.qself.is_some() {
-            return false;
-        }
-        let Some(last) = lit.path.segments.last() else {
+    /// `Self`, the annotated type, or a hooked type recorded earlier (never a variant
+    /// path such as `Self::Variant` or `Enum::Variant`).
+    fn is_hooked_path(&self, path: &syn::Path) -> bool {
+        let Some(last) = path.segments.last() else {
             return false;
         };
-        last.ident == "Self" || self.self_ident.is_some_and(|i| last.ident == *i)
+        let n = path.segments.len();
+        if n >= 2 {
+            let parent = path.segments[n - 2].ident.to_string();
+            let module = parent == "crate"
+                || parent == "super"
+                || parent == "self"
+                || parent.starts_with(|c: char| c.is_lowercase() || c == '_');
+            if !module {
+                return false;
+            }
+        }
+        if last.ident == "Self" {
+            return n == 1;
+        }
+        self.self_ident.is_some_and(|i| last.ident == *i) || crate::registry::is_hooked(&last.ident)
     }
 }
 
-fn rewrite_literal(lit: &mut ExprStruct) {
-    for field in lit.fields.iter_mut() {
-        let Member::Named(ident) = &field.member else {
-            continue;
-        };
-        let convert = format_ident!("__auto_hook_field_{}", ident);
-        let value = &field.expr;
-        field.expr = syn::parse_quote!(Self::#convert(#value));
-        field.colon_token.get_or_insert_with(Default::default);
+/// Fires `base`'s point on the innermost `Result` of a view chain, keeping the outer
+/// `&`, parentheses and `?` (so the expression keeps its type).
+fn fire_read(expr: &Expr, base: &Expr) -> TokenStream {
+    match expr {
+        Expr::Reference(r) if r.mutability.is_none() => {
+            let inner = fire_read(&r.expr, base);
+            quote!(&(#inner))
+        }
+        Expr::Paren(p) => {
+            let inner = fire_read(&p.expr, base);
+            quote!((#inner))
+        }
+        Expr::Try(t) => {
+            let inner = fire_read(&t.expr, base);
+            quote!((#inner)?)
+        }
+        _ => quote! {{
+            #[allow(unused_imports)]
+            use ::auto_hook::__private::{FireNothing as _, FireParam as _};
+            (&::auto_hook::__private::Probe(&#base)).fire_use(#expr)
+        }},
     }
-    if lit.rest.is_none() {
-        lit.fields
-            .push(syn::parse_quote!(__auto_hook_point: ::auto_hook::HookPoint::new()));
+}
+
+/// `Name { a: x, b }` → `Name::__auto_hook_new(..)` with the values in field-name
+/// order (bound first, in the written order, when that differs); `Name { a: x, ..base }`
+/// converts the written fields and takes the rest (the own hook point too) from `base`.
+fn rewrite_literal(lit: &mut ExprStruct) -> Option<TokenStream> {
+    let has_attrs = lit.fields.iter().any(|f| !f.attrs.is_empty());
+    let named: Option<Vec<Ident>> = lit
+        .fields
+        .iter()
+        .map(|f| match &f.member {
+            Member::Named(ident) => Some(ident.clone()),
+            Member::Unnamed(_) => None,
+        })
+        .collect();
+    let named = named?;
+    if lit.rest.is_some() || has_attrs {
+        for field in lit.fields.iter_mut() {
+            let Member::Named(ident) = &field.member else {
+                continue;
+            };
+            let convert = format_ident!("__auto_hook_field_{}", ident);
+            let value = &field.expr;
+            let path = &lit.path;
+            field.expr = syn::parse_quote!(#path::#convert(#value));
+            field.colon_token.get_or_insert_with(Default::default);
+        }
+        return None;
     }
+    let mut order: Vec<usize> = (0..named.len()).collect();
+    order.sort_by_key(|&i| named[i].to_string());
+    let path = &lit.path;
+    let values: Vec<&Expr> = lit.fields.iter().map(|f| &f.expr).collect();
+    if order.iter().enumerate().all(|(pos, &i)| pos == i) {
+        return Some(quote!(#path::__auto_hook_new(#(#values),*)));
+    }
+    let locals: Vec<Ident> = (0..values.len())
+        .map(|i| format_ident!("__auto_hook_f{}", i))
+        .collect();
+    let sorted = order.iter().map(|&i| &locals[i]);
+    Some(quote! {{
+        #(let #locals = #values;)*
+        #path::__auto_hook_new(#(#sorted),*)
+    }})
 }
 
 /// `Some(name)` matched against `&self.field`, `self.field.as_ref()` or `self.field`:
@@ -193,13 +301,49 @@ fn some_binding(pat: &syn::Pat, scrutinee: &Expr) -> Option<(Ident, Expr)> {
     self_field(field).map(|_| (name.ident.clone(), field.clone()))
 }
 
+/// `for w in &self.ws`, `for w in self.ws.iter()`, `for (i, w) in self.ws.iter().enumerate()`:
+/// `w` is an element of the field (`*w` is probed).
+fn loop_bindings(pat: &syn::Pat, iter: &Expr) -> Vec<(Ident, Expr)> {
+    let mut source = iter;
+    let mut enumerated = false;
+    loop {
+        source = match source {
+            Expr::Reference(r) if r.mutability.is_none() => &r.expr,
+            Expr::Paren(p) => &p.expr,
+            Expr::MethodCall(call) if call.args.is_empty() && call.method == "iter" => {
+                &call.receiver
+            }
+            Expr::MethodCall(call) if call.args.is_empty() && call.method == "enumerate" => {
+                enumerated = true;
+                &call.receiver
+            }
+            _ => break,
+        };
+    }
+    if self_field(source).is_none() {
+        return Vec::new();
+    }
+    let element = match (pat, enumerated) {
+        (syn::Pat::Ident(name), false) => Some(&name.ident),
+        (syn::Pat::Tuple(tuple), true) if tuple.elems.len() == 2 => match &tuple.elems[1] {
+            syn::Pat::Ident(name) => Some(&name.ident),
+            _ => None,
+        },
+        _ => None,
+    };
+    element
+        .map(|ident| (ident.clone(), syn::parse_quote!((*#ident))))
+        .into_iter()
+        .collect()
+}
+
 /// `self.field.clone()` with no arguments.
 fn is_field_clone(call: &ExprMethodCall) -> bool {
     call.method == "clone" && call.args.is_empty() && self_field(&call.receiver).is_some()
 }
 
 /// `self.name` (named field of `self`).
-fn self_field(expr: &Expr) -> Option<&Ident> {
+pub fn self_field(expr: &Expr) -> Option<&Ident> {
     let Expr::Field(f) = expr else { return None };
     let Expr::Path(base) = &*f.base else {
         return None;
@@ -208,6 +352,23 @@ fn self_field(expr: &Expr) -> Option<&Ident> {
         (Member::Named(ident), true) => Some(ident),
         _ => None,
     }
+}
+
+/// Whether an assignment's place goes through a field (`self.cache`, `state.hs[i]`).
+fn has_field(place: &Expr) -> bool {
+    match place {
+        Expr::Field(_) => true,
+        Expr::Index(i) => has_field(&i.expr),
+        Expr::Paren(p) => has_field(&p.expr),
+        Expr::Unary(u) => has_field(&u.expr),
+        _ => false,
+    }
+}
+
+/// `None`: assigned as it is (an `Option<Param>` takes it directly; `assign` could not
+/// infer which `Option` is meant).
+fn is_none(value: &Expr) -> bool {
+    matches!(value, Expr::Path(p) if p.path.is_ident("None"))
 }
 
 /// Wraps `expr` so its result passes through the hook point of each mentioned field.

@@ -12,13 +12,57 @@ use candle_core::Tensor;
     note = "put #[auto_hook] on the definition of `{Self}` as well as on its impl blocks"
 )]
 pub trait OwnHookPoint {
-    fn own_hook_point(&self) -> &crate::HookPoint;
+    /// `None` for a data struct (one that `#[auto_hook]` left as it is).
+    fn own_hook_point(&self) -> Option<&crate::HookPoint>;
 }
 
 /// Passes a forward's output through the struct's own hook point.
 #[inline]
-pub fn fire_output<R: ForwardReturn>(point: &crate::HookPoint, out: R) -> R {
-    out.fire_output(point)
+pub fn fire_output<R: ForwardReturn>(point: Option<&crate::HookPoint>, out: R) -> R {
+    match point {
+        Some(point) => out.fire_output(point),
+        None => out,
+    }
+}
+
+/// A field whose type the macro does not know: `<FieldProbe<T>>::visit` walks it when
+/// `T` is a [`HookedModule`](crate::HookedModule) (an annotated struct, a container of
+/// them) and does nothing otherwise ([`ProbeFallback`]), decided by the compiler.
+pub struct FieldProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: crate::HookedModule> FieldProbe<T> {
+    pub const SCHEMA: &'static Schema = &T::SCHEMA;
+
+    #[inline]
+    pub fn visit<'s>(segment: &str, value: &'s T, walker: &mut Walker<'_, 's>) {
+        walker.child(segment, value);
+    }
+
+    #[inline]
+    pub fn visit_mut(segment: &str, value: &mut T, walker: &mut WalkerMut<'_>) {
+        walker.child(segment, value);
+    }
+}
+
+/// What [`FieldProbe`] does for a type without hook points: nothing.
+pub trait ProbeFallback<T: ?Sized> {
+    const SCHEMA: &'static Schema = &Schema::Struct(&[]);
+
+    #[inline]
+    fn visit<'s>(_segment: &str, _value: &'s T, _walker: &mut Walker<'_, 's>) {}
+
+    #[inline]
+    fn visit_mut(_segment: &str, _value: &mut T, _walker: &mut WalkerMut<'_>) {}
+}
+
+impl<T: ?Sized> ProbeFallback<T> for FieldProbe<T> {}
+
+pub use crate::param_ops::Assign;
+
+/// `place = value` in annotated methods (see [`Assign`]).
+#[inline]
+pub fn assign<T: Assign<V>, V>(place: &mut T, value: V) {
+    place.assign_value(value);
 }
 
 /// A value that an arithmetic use of a parameter produced.

@@ -25,6 +25,7 @@ mod module;
 pub mod nn;
 pub mod ops;
 mod output;
+mod param_ops;
 mod root;
 mod schema;
 mod scope;

@@ -161,6 +161,10 @@ impl Param {
     pub fn into_tensor(self) -> Tensor {
         self.tensor
     }
+    /// Replaces the value (state such as a cache); the hook point stays.
+    pub fn set(&mut self, tensor: Tensor) {
+        self.tensor = tensor;
+    }
 }
 
 impl Deref for Param {
