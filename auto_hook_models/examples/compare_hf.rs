@@ -36,9 +36,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let [folder, reference] = paths[..] else {
         return Err("usage: compare_hf FOLDER REFERENCE.safetensors [--tol 1e-4]".into());
     };
-    let model = auto_hook_models::load(folder, DType::F32, &Device::Cpu)?;
     let reference = candle_core::safetensors::load(reference, &Device::Cpu)?;
-    let comparison = auto_hook_models::compare_with_reference(&model, &reference)?;
+    let config = std::fs::read_to_string(std::path::Path::new(folder).join("config.json"))?;
+    let config: serde_json::Value = serde_json::from_str(&config)?;
+    let comparison = if config["model_type"] == "mamba" {
+        let model = auto_hook_models::load_mamba(folder, DType::F32, &Device::Cpu)?;
+        auto_hook_models::compare_with_reference(&model, &reference)?
+    } else {
+        let model = auto_hook_models::load(folder, DType::F32, &Device::Cpu)?;
+        auto_hook_models::compare_with_reference(&model, &reference)?
+    };
     for key in &comparison.skipped {
         eprintln!("{key} skipped (no hook point maps to it)");
     }

@@ -104,6 +104,32 @@ const MOE_KEYS: &[(&str, &str)] = &[
     ("block_sparse_moe.gate", "mlp.router.hook_point"),
 ];
 
+/// A model [`compare_with_reference`] can check: how reference keys map to its hook
+/// names, and its full-sequence forward.
+pub trait ReferenceModel: HookedRoot {
+    /// The hook name whose activation equals the reference key, if any.
+    fn reference_hook(&self, key: &str) -> Option<String>;
+    /// The logits of `input_ids` (with `attention_mask` where the model takes one).
+    fn reference_forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor>;
+}
+
+impl ReferenceModel for HookedTransformer {
+    fn reference_hook(&self, key: &str) -> Option<String> {
+        hook_for_reference_key(self.config(), key)
+    }
+    fn reference_forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        self.forward(input_ids, attention_mask)
+    }
+}
+
 /// The outcome of [`compare_with_reference`].
 #[derive(Debug, Clone)]
 pub struct Comparison {
@@ -123,8 +149,8 @@ impl Comparison {
 /// Runs the reference's `input_ids` (and `attention_mask`, when present) through `model`
 /// and compares every key that maps to a hook point (see [`hook_for_reference_key`]).
 /// A key whose shape differs from its hook point's activation is an error.
-pub fn compare_with_reference(
-    model: &HookedTransformer,
+pub fn compare_with_reference<M: ReferenceModel>(
+    model: &M,
     reference: &HashMap<String, Tensor>,
 ) -> Result<Comparison> {
     let ids = reference
@@ -143,7 +169,7 @@ pub fn compare_with_reference(
     let mut mapped = Vec::new();
     let mut skipped = Vec::new();
     for key in keys.keys() {
-        match hook_for_reference_key(model.config(), key) {
+        match model.reference_hook(key) {
             Some(hook) => mapped.push((key.to_string(), hook)),
             None => skipped.push(key.to_string()),
         }
@@ -154,7 +180,7 @@ pub fn compare_with_reference(
     } else {
         let (_, cache) = model
             .run_with_cache(CacheOptions::names(names), |m| {
-                m.forward(&ids, mask.as_ref())
+                m.reference_forward(&ids, mask.as_ref())
             })
             .map_err(|e| Error::Input(e.to_string()))?;
         cache

@@ -45,10 +45,10 @@ impl Default for GenerateOptions {
 }
 
 /// A small, seedable generator (xorshift64*): sampling needs no more.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
     fn uniform(&mut self) -> f64 {
@@ -59,7 +59,7 @@ impl Rng {
     }
 }
 
-fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<u32> {
+pub(crate) fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<u32> {
     let argmax = || {
         logits
             .iter()

@@ -17,6 +17,11 @@
 //! `mlp.hook_expert_weights`, `mlp.hook_expert_indices` and per-expert
 //! `mlp.experts.{e}.hook_gate/hook_pre/hook_post` (see [`SparseMoe`] for shapes, routing
 //! edits and experts that receive no token), and [`router_aux_loss`].
+//!
+//! Mamba (`model_type: mamba`) loads with [`load_mamba`] into a [`HookedMamba`] with
+//! MambaLens's hook names (`blocks.{l}.hook_in_proj`, `hook_conv`, `hook_delta`,
+//! `hook_A/B/C`, `hook_h` (the SSM state, once per position, editable), `hook_y`, ...;
+//! see [`MambaBlock`]) and generation with a cache of conv and SSM states.
 
 mod attention;
 mod compare;
@@ -25,6 +30,7 @@ mod error;
 mod generate;
 pub mod induction;
 mod load;
+pub mod mamba;
 mod mlp;
 pub mod moe;
 mod moe_load;
@@ -33,11 +39,15 @@ mod norm;
 mod transformer;
 
 pub use attention::{Attention, KvSlot, Rotary, StepInputs};
-pub use compare::{compare_with_reference, hook_for_reference_key, Comparison};
+pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
 pub use generate::{next_token_log_probs, GenerateOptions, Sampling};
 pub use load::{from_var_builder, load, load_tokenizer, weight_files};
+pub use mamba::{
+    at_position, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock, MambaCache,
+    MambaConfig,
+};
 pub use mlp::Mlp;
 pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, SparseMoe};
 pub use norm::Norm;

@@ -1,0 +1,57 @@
+//! Generation for Mamba with a cache of conv and SSM states.
+//!
+//! Hooks attached with `run_with_hooks` around `generate` fire at every step: the first
+//! step runs the prompt (`[batch, prompt_len, ...]` activations; `hook_h` fires
+//! `prompt_len` times), each later step one new token per sequence (`[batch, 1, ...]`;
+//! `hook_h` once). `hook_A` `[d_inner, d_state]` fires once per step.
+
+use super::{HookedMamba, MambaCache};
+use crate::generate::{choose, GenerateOptions, Rng};
+use candle_core::{DType, Result, Tensor};
+
+impl HookedMamba {
+    /// Continues `input_ids` `[batch, prompt]` (u32; prompts of equal length, Mamba has no
+    /// padding mask here) by up to `max_new_tokens`, one cached step per token. Returns
+    /// `[batch, prompt + generated]`; a sequence that reached the end token is padded
+    /// with it.
+    ///
+    /// ```no_run
+    /// # let model = auto_hook_models::load_mamba("mamba", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    /// # let ids = candle_core::Tensor::zeros((1, 4), candle_core::DType::U32, &candle_core::Device::Cpu)?;
+    /// let out = model.generate(&ids, &auto_hook_models::GenerateOptions::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn generate(&self, input_ids: &Tensor, opts: &GenerateOptions) -> Result<Tensor> {
+        let (b, _) = input_ids.dims2()?;
+        let device = input_ids.device().clone();
+        let eos = opts.eos_token_id.or(self.config().eos_token_id);
+        let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mut done = vec![false; b];
+        let mut rng = Rng::new(opts.seed);
+        let mut cache = MambaCache::new(self.config().n_layers);
+        let mut step_ids = input_ids.to_dtype(DType::U32)?;
+        for _ in 0..opts.max_new_tokens {
+            let logits = self.forward_with_cache(&step_ids, &mut cache)?;
+            let last = logits
+                .narrow(1, logits.dim(1)? - 1, 1)?
+                .squeeze(1)?
+                .to_dtype(DType::F32)?;
+            let mut next = Vec::with_capacity(b);
+            for (i, row) in last.to_vec2::<f32>()?.iter().enumerate() {
+                let token = match (done[i], eos) {
+                    (true, Some(e)) => e,
+                    _ => choose(row, opts.sampling, &mut rng)?,
+                };
+                done[i] |= Some(token) == eos;
+                tokens[i].push(token);
+                next.push(token);
+            }
+            step_ids = Tensor::from_vec(next, (b, 1), &device)?;
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        let width = tokens[0].len();
+        Tensor::from_vec(tokens.concat(), (b, width), &device)
+    }
+}

@@ -1,0 +1,112 @@
+//! Loading Hugging Face Mamba checkpoints (`MambaForCausalLM`, `backbone.*` names).
+
+use super::block::{MambaBlock, MixerWeights};
+use super::config::MambaConfig;
+use super::HookedMamba;
+use crate::config::NormKind;
+use crate::error::{Error, Result};
+use crate::load::weight_files;
+use crate::norm::Norm;
+use candle_core::{DType, Device};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use std::path::Path;
+
+const WEIGHT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+/// Loads a Mamba checkpoint saved by Hugging Face `save_pretrained` (`config.json` with
+/// `model_type: mamba` and safetensors, single or sharded) in `dtype`. Transformer
+/// checkpoints go through [`load`](crate::load), which refuses a Mamba folder with a
+/// pointer here.
+///
+/// ```no_run
+/// let model = auto_hook_models::load_mamba("path/to/mamba-130m", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+/// # Ok::<(), auto_hook_models::Error>(())
+/// ```
+pub fn load_mamba(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedMamba> {
+    let folder = folder.as_ref();
+    let config_path = folder.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", config_path.display())))?;
+    let cfg = MambaConfig::from_json(&text)?;
+    let files = weight_files(folder)?;
+    // SAFETY: read-only memory maps, as in every candle loader; the files must not change
+    // while the model is built.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+    mamba_from_var_builder(cfg, vb)
+}
+
+/// Builds the hooked model from Hugging Face names: `backbone.embeddings`,
+/// `backbone.layers.{i}.norm`, `backbone.layers.{i}.mixer.{in_proj, conv1d, x_proj,
+/// dt_proj, A_log, D, out_proj}`, `backbone.norm_f`, and `lm_head` unless the embeddings
+/// are tied. A missing or mis-shaped tensor is an error naming it.
+pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<HookedMamba> {
+    let vb = root.pp("backbone");
+    let (d, e, n, r, k) = (
+        cfg.d_model,
+        cfg.d_inner,
+        cfg.d_state,
+        cfg.dt_rank,
+        cfg.d_conv,
+    );
+    let rms = |vb: VarBuilder| -> Result<Norm> {
+        let w = vb.get_with_hints(d, "weight", Init::Const(1.0))?;
+        Ok(Norm::new(NormKind::RmsNorm, w, None, cfg.norm_eps))
+    };
+    let mut blocks = Vec::with_capacity(cfg.n_layers);
+    for i in 0..cfg.n_layers {
+        let layer = vb.pp(format!("layers.{i}"));
+        let m = layer.pp("mixer");
+        let projections = (
+            linear(m.pp("in_proj"), d, 2 * e, cfg.proj_bias)?,
+            linear(m.pp("x_proj"), e, r + 2 * n, false)?,
+            linear(m.pp("dt_proj"), r, e, true)?,
+            linear(m.pp("out_proj"), e, d, cfg.proj_bias)?,
+        );
+        let conv = m.pp("conv1d");
+        let weights = MixerWeights {
+            conv_w: conv
+                .get_with_hints((e, 1, k), "weight", WEIGHT)?
+                .reshape((e, k))?,
+            conv_b: if cfg.conv_bias {
+                Some(conv.get_with_hints(e, "bias", Init::Const(0.0))?)
+            } else {
+                None
+            },
+            a_log: m.get_with_hints((e, n), "A_log", Init::Const(0.0))?,
+            d: m.get_with_hints(e, "D", Init::Const(1.0))?,
+        };
+        blocks.push(MambaBlock::new(
+            rms(layer.pp("norm"))?,
+            projections,
+            weights,
+            &cfg,
+        ));
+    }
+    let wte = vb.get_with_hints((cfg.vocab_size, d), "embeddings.weight", WEIGHT)?;
+    let lm_head = if cfg.tie_embeddings {
+        wte.clone()
+    } else {
+        root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?
+    };
+    let ln_final = rms(vb.pp("norm_f"))?;
+    Ok(HookedMamba::new(
+        cfg,
+        Embedding::new(wte, d),
+        blocks,
+        ln_final,
+        Linear::new(lm_head, None),
+    ))
+}
+
+fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+    let w = vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?;
+    let b = if bias {
+        Some(vb.get_with_hints(d_out, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    };
+    Ok(Linear::new(w, b))
+}

@@ -1,0 +1,305 @@
+//! Mamba against Hugging Face transformers' reference (slow) path on a tiny checkpoint
+//! (`scripts/make_fixtures.py mamba`, committed): parity, MambaLens hook points, the SSM
+//! state hook, cached generation, loading errors.
+
+use auto_hook::prelude::*;
+use auto_hook_models::{
+    at_position, compare_with_reference, load, load_mamba, mamba_from_var_builder, GenerateOptions,
+    HookedMamba, MambaCache, MambaConfig,
+};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn folder() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba")
+}
+
+fn fixture() -> (HookedMamba, HashMap<String, Tensor>) {
+    let model = load_mamba(folder(), DType::F32, &Device::Cpu).unwrap();
+    let reference =
+        candle_core::safetensors::load(folder().join("reference.safetensors"), &Device::Cpu)
+            .unwrap();
+    (model, reference)
+}
+
+fn ids(reference: &HashMap<String, Tensor>) -> Tensor {
+    reference["input_ids"].to_dtype(DType::U32).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+#[test]
+fn mamba_matches_hugging_face_slow_path_within_1e_4() {
+    let (model, reference) = fixture();
+    let comparison = compare_with_reference(&model, &reference).unwrap();
+    for (key, hook, diff) in &comparison.diffs {
+        assert!(*diff <= 1e-4, "{key} (hook {hook}) differs by {diff}");
+    }
+    let keys: Vec<&str> = comparison.diffs.iter().map(|d| d.0.as_str()).collect();
+    for key in [
+        "logits",
+        "hidden_states.0",
+        "hidden_states.1",
+        "hidden_states.2",
+    ] {
+        assert!(keys.contains(&key), "{key}: {keys:?}");
+    }
+    for i in 0..2 {
+        for sub in [
+            "",
+            ".norm",
+            ".mixer",
+            ".mixer.in_proj",
+            ".mixer.x_proj",
+            ".mixer.out_proj",
+        ] {
+            let key = format!("backbone.layers.{i}{sub}");
+            assert!(keys.contains(&key.as_str()), "{key} not compared");
+        }
+    }
+}
+
+const POINTS: [(&str, &[usize]); 18] = [
+    ("hook_resid_pre", &[2, 7, 32]),
+    ("hook_normalized_input", &[2, 7, 32]),
+    ("hook_in_proj", &[2, 7, 64]),
+    ("hook_skip", &[2, 7, 64]),
+    ("hook_conv", &[2, 7, 64]),
+    ("hook_ssm_input", &[2, 7, 64]),
+    ("hook_delta_1", &[2, 7, 4]),
+    ("hook_B", &[2, 7, 8]),
+    ("hook_C", &[2, 7, 8]),
+    ("hook_delta", &[2, 7, 64]),
+    ("hook_A", &[64, 8]),
+    ("hook_y", &[2, 7, 64]),
+    ("hook_ssm_output", &[2, 7, 64]),
+    ("hook_after_skip", &[2, 7, 64]),
+    ("hook_out_proj", &[2, 7, 32]),
+    ("hook_resid_post", &[2, 7, 32]),
+    ("in_proj.hook_point", &[2, 7, 128]),
+    ("x_proj.hook_point", &[2, 7, 20]),
+];
+
+type Seen = HashMap<String, (usize, Vec<usize>)>;
+
+fn record(seen: &mut Seen) -> Hooks<'_> {
+    Hooks::new().add("**", |x, h| {
+        let entry = seen.entry(h.name().to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 = x.dims().to_vec();
+    })
+}
+
+#[test]
+fn mambalens_hook_points_fire_once_with_documented_shapes_and_hook_h_once_per_position() {
+    let (model, reference) = fixture();
+    let mut seen = Seen::new();
+    model
+        .run_with_hooks(record(&mut seen), |m| m.forward(&ids(&reference)))
+        .unwrap();
+    for i in 0..2 {
+        for (point, shape) in POINTS {
+            let name = format!("blocks.{i}.{point}");
+            assert_eq!(seen.get(&name), Some(&(1, shape.to_vec())), "{name}");
+        }
+        assert_eq!(seen[&format!("blocks.{i}.hook_h")], (7, vec![2, 64, 8]));
+    }
+    assert_eq!(seen["hook_embed"], (1, vec![2, 7, 32]));
+    assert_eq!(seen["ln_final.hook_normalized"], (1, vec![2, 7, 32]));
+    assert_eq!(seen["unembed.hook_point"], (1, vec![2, 7, 64]));
+    let names = model.hook_point_names();
+    assert_eq!(names.len(), seen.len(), "every point fired: {names:?}");
+}
+
+#[test]
+fn identity_hooks_on_every_point_are_bit_identical() {
+    let (model, reference) = fixture();
+    let ids = ids(&reference);
+    let plain = model.forward(&ids).unwrap();
+    let hooked = model
+        .run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| {
+            m.forward(&ids)
+        })
+        .unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    };
+    assert_eq!(bits(&plain), bits(&hooked));
+}
+
+#[test]
+fn editing_the_ssm_state_at_one_position_changes_only_later_positions() {
+    let (model, reference) = fixture();
+    let ids = ids(&reference);
+    let clean = model.forward(&ids).unwrap();
+    let hooks = Hooks::new().add("blocks.0.hook_h", at_position(3, |h| h.zeros_like()));
+    let edited = model.run_with_hooks(hooks, |m| m.forward(&ids)).unwrap();
+    assert_eq!(
+        max_diff(
+            &clean.i((.., 0..3)).unwrap(),
+            &edited.i((.., 0..3)).unwrap()
+        ),
+        0.0
+    );
+    for pos in 3..7 {
+        let d = max_diff(&clean.i((.., pos)).unwrap(), &edited.i((.., pos)).unwrap());
+        assert!(d > 1e-4, "position {pos} did not see the edit ({d})");
+    }
+}
+
+#[test]
+fn every_position_state_is_readable_and_the_last_is_the_cached_state() {
+    let (model, reference) = fixture();
+    let ids = ids(&reference);
+    let mut states = Vec::new();
+    let hooks = Hooks::new().add("blocks.1.hook_h", |h, _| states.push(h.clone()));
+    let mut cache = MambaCache::new(2);
+    model
+        .run_with_hooks(hooks, |m| m.forward_with_cache(&ids, &mut cache))
+        .unwrap();
+    assert_eq!(states.len(), 7);
+    assert!(max_diff(&states[0], &states[6]) > 1e-4);
+    let cached = cache.slot(1).unwrap().ssm_state().unwrap();
+    assert_eq!(max_diff(&states[6], cached), 0.0);
+    assert_eq!(cache.len(), 7);
+}
+
+#[test]
+fn cached_steps_equal_the_full_forward_and_hooks_fire_each_step() {
+    let (model, reference) = fixture();
+    let ids = ids(&reference);
+    let full = model.forward(&ids).unwrap();
+    let mut cache = MambaCache::new(2);
+    let mut parts = vec![model
+        .forward_with_cache(&ids.narrow(1, 0, 3).unwrap(), &mut cache)
+        .unwrap()];
+    for pos in 3..7 {
+        let mut seen = Seen::new();
+        let step = model
+            .run_with_hooks(record(&mut seen), |m| {
+                m.forward_with_cache(&ids.narrow(1, pos, 1).unwrap(), &mut cache)
+            })
+            .unwrap();
+        assert_eq!(seen["blocks.1.hook_conv"], (1, vec![2, 1, 64]));
+        assert_eq!(seen["blocks.0.hook_h"], (1, vec![2, 64, 8]));
+        parts.push(step);
+    }
+    let stepped = Tensor::cat(&parts, 1).unwrap();
+    let diff = max_diff(&full, &stepped);
+    assert!(
+        diff < 1e-4,
+        "cached steps differ from the full forward by {diff}"
+    );
+}
+
+#[test]
+fn greedy_generation_follows_the_full_forward_argmax() {
+    let (model, reference) = fixture();
+    let prompt = ids(&reference).narrow(1, 0, 4).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 5,
+        eos_token_id: Some(u32::MAX),
+        ..GenerateOptions::default()
+    };
+    let mut steps = 0;
+    let hooks = Hooks::new().add("blocks.0.hook_A", |_, _| steps += 1);
+    let out = model
+        .run_with_hooks(hooks, |m| m.generate(&prompt, &opts))
+        .unwrap();
+    assert_eq!(out.dims(), [2, 9]);
+    assert_eq!(steps, 5, "hooks fire at every step");
+    for len in 4..9 {
+        let logits = model.forward(&out.narrow(1, 0, len).unwrap()).unwrap();
+        let next = logits.i((.., len - 1)).unwrap().argmax(1).unwrap();
+        let got = out.i((.., len)).unwrap();
+        assert_eq!(
+            next.to_vec1::<u32>().unwrap(),
+            got.to_vec1::<u32>().unwrap()
+        );
+    }
+}
+
+#[test]
+fn stop_at_ends_the_forward_after_block_0() {
+    let (model, reference) = fixture();
+    let cache = model
+        .run_with_cache_stop_at("blocks.0.**", |m| m.forward(&ids(&reference)))
+        .unwrap();
+    assert!(cache.contains("blocks.0.hook_resid_post"));
+    assert!(cache.names().all(|n| !n.starts_with("blocks.1")));
+}
+
+#[test]
+fn tied_embeddings_load_without_lm_head_and_unembed_with_the_embeddings() {
+    let mut tensors =
+        candle_core::safetensors::load(folder().join("model.safetensors"), &Device::Cpu).unwrap();
+    tensors.remove("lm_head.weight");
+    let text = std::fs::read_to_string(folder().join("config.json")).unwrap();
+    let mut cfg = MambaConfig::from_json(&text).unwrap();
+    let untied = mamba_from_var_builder(
+        cfg.clone(),
+        VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu),
+    );
+    assert!(untied.unwrap_err().to_string().contains("lm_head.weight"));
+    cfg.tie_embeddings = true;
+    let embed = tensors["backbone.embeddings.weight"].clone();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let model = mamba_from_var_builder(cfg, vb).unwrap();
+    let (_, reference) = fixture();
+    let (logits, cache) = model
+        .run_with_cache("ln_final.hook_point", |m| m.forward(&ids(&reference)))
+        .unwrap();
+    let normed = cache.get("ln_final.hook_point").unwrap();
+    let expected = normed.broadcast_matmul(&embed.t().unwrap()).unwrap();
+    assert!(max_diff(&logits, &expected) < 1e-5);
+}
+
+#[test]
+fn bad_mamba_configs_and_checkpoints_are_refused_with_the_problem_named() {
+    let base = r#""model_type":"mamba","vocab_size":10,"hidden_size":8,"num_hidden_layers":1"#;
+    let act = MambaConfig::from_json(&format!("{{{base},\"hidden_act\":\"gelu\"}}"));
+    assert!(act.unwrap_err().to_string().contains("gelu"));
+    let rank = MambaConfig::from_json(&format!("{{{base},\"time_step_rank\":\"big\"}}"));
+    assert!(rank.unwrap_err().to_string().contains("time_step_rank"));
+    let zero = MambaConfig::from_json(&format!("{{{base},\"state_size\":0}}"));
+    assert!(zero.unwrap_err().to_string().contains("state_size"));
+    let err = load(folder(), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("load_mamba"), "{err}");
+    let text = std::fs::read_to_string(folder().join("config.json")).unwrap();
+    let cfg = MambaConfig::from_json(&text).unwrap();
+    let saved =
+        candle_core::safetensors::load(folder().join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut missing = saved.clone();
+    missing.remove("backbone.layers.1.mixer.A_log");
+    let vb = VarBuilder::from_tensors(missing, DType::F32, &Device::Cpu);
+    let err = mamba_from_var_builder(cfg.clone(), vb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("A_log"), "{err}");
+    let mut wrong = saved;
+    let conv = "backbone.layers.0.mixer.conv1d.weight";
+    wrong.insert(
+        conv.into(),
+        Tensor::zeros((64, 1, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let vb = VarBuilder::from_tensors(wrong, DType::F32, &Device::Cpu);
+    let err = mamba_from_var_builder(cfg, vb).unwrap_err().to_string();
+    assert!(
+        err.contains("conv1d.weight") && err.contains("shape"),
+        "{err}"
+    );
+}
