@@ -240,6 +240,9 @@ fn data_structs_stay_data_and_literals_compile_anywhere() -> TestResult {
         ["hook_point", "up.hook_point", "act_fn.hook_point"]
     );
     let block = Block::new(&cfg, vb)?;
+    // The type's listing (compile time) sees through the probed field `mlp` too.
+    assert_eq!(Block::hook_names(), block.hook_point_names());
+    assert_eq!(hook_name!(Block, "mlp.up.hook_point"), "mlp.up.hook_point");
     assert_eq!(
         block.hook_point_names(),
         [

@@ -99,6 +99,34 @@ fn derives_data(item: &ItemStruct) -> bool {
     found
 }
 
+/// Records which of `items` (and of their inline modules) are hooked structs, before any
+/// is expanded, so a literal that comes before its struct's definition is rewritten too.
+/// The build helper calls it on a whole file; the attribute sees one item at a time.
+pub fn register_structs(items: &[Item]) {
+    for item in items {
+        match item {
+            Item::Struct(s) if is_hooked_struct(s) => crate::registry::register_hooked(&s.ident),
+            Item::Mod(m) => {
+                if let Some((_, inner)) = &m.content {
+                    register_structs(inner);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `#[auto_hook]` would hook this struct (rather than leave it as data).
+fn is_hooked_struct(item: &ItemStruct) -> bool {
+    if derives_data(item) || named_config(item) || !matches!(item.fields, syn::Fields::Named(_)) {
+        return false;
+    }
+    let mut errors = darling::Error::accumulator();
+    let fields = parse_fields(&mut item.clone(), Mode::Annotate, &mut errors);
+    let _ = errors.finish();
+    fields.iter().any(|f| f.shape.is_hooked())
+}
+
 /// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`).
 fn named_config(item: &ItemStruct) -> bool {
     let name = item.ident.to_string();
@@ -114,6 +142,7 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
     if data || !fields.iter().any(|f| f.shape.is_hooked()) {
         return expand_data_struct(&item, &fields);
     }
+    // Kept in step with `is_hooked_struct`, which `register_structs` uses.
     crate::registry::register_hooked(&item.ident);
     if let syn::Fields::Named(named) = &mut item.fields {
         for (field, info) in named

@@ -14,4 +14,4 @@ mod mentions;
 mod registry;
 mod rewrite;
 
-pub use expand_struct::{attribute, derive_root};
+pub use expand_struct::{attribute, derive_root, register_structs};
