@@ -5,7 +5,7 @@
 //! model's dtype; the output is `Σ_k p_k · w_out(act(w_gate x) ⊙ w_in x)`.
 //!
 //! The routing stays on the device: softmax, top-k (a sort), renormalisation, the
-//! combine weights (a scatter) and each expert's token list (a sort of a mask) are tensor
+//! combine weights (a one-hot product) and each expert's token list (a sort of a mask) are tensor
 //! ops, and the experts' outputs go back with `index_add`. The host reads only the
 //! number of tokens each expert receives (`n_experts` integers per layer): a tensor's
 //! shape lives on the host, and each expert's hooks see `[tokens routed to e, d_mlp]`.
@@ -239,15 +239,16 @@ impl Routes {
         }
         let device = indices.device();
         let indices = indices.to_dtype(DType::U32)?;
-        let combine = Tensor::zeros((t, n_experts), weights.dtype(), device)?
-            .scatter_add(&indices, weights, 1)?;
         let experts = Tensor::arange(0u32, n_experts as u32, device)?.reshape((1, 1, n_experts))?;
-        // chosen[t, e] = 1 when token t uses expert e (in any of its k slots).
-        let chosen = indices
-            .unsqueeze(2)?
-            .broadcast_eq(&experts)?
-            .to_dtype(DType::F32)?
-            .max(1)?;
+        // one_hot[t, k, e] = 1 when slot k of token t is expert e. The combine weights
+        // are a product and a sum (differentiable; candle's scatter_add backward is not
+        // usable here), and chosen[t, e] = 1 when token t uses expert e in any slot.
+        let one_hot = indices.unsqueeze(2)?.broadcast_eq(&experts)?;
+        let combine = one_hot
+            .to_dtype(weights.dtype())?
+            .broadcast_mul(&weights.unsqueeze(2)?)?
+            .sum(1)?;
+        let chosen = one_hot.to_dtype(DType::F32)?.max(1)?;
         let counts = chosen.sum(0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         // Sort key per (expert, token): chosen tokens first, each group by position.
         let position = Tensor::arange(0u32, t as u32, device)?.to_dtype(DType::F32)?;

@@ -303,3 +303,56 @@ fn bad_mamba_configs_and_checkpoints_are_refused_with_the_problem_named() {
         "{err}"
     );
 }
+
+#[test]
+fn bf16_mamba_runs_and_stays_close_to_f32() {
+    let (model, reference) = fixture();
+    let half = load_mamba(folder(), DType::BF16, &Device::Cpu).unwrap();
+    let ids = ids(&reference);
+    let full = model.forward(&ids).unwrap();
+    let logits = half.forward(&ids).unwrap();
+    assert_eq!(logits.dtype(), DType::BF16);
+    let diff = max_diff(&full, &logits.to_dtype(DType::F32).unwrap());
+    assert!(diff < 0.1, "bf16 logits differ from f32 by {diff}");
+}
+
+#[test]
+fn gradients_reach_every_mamba_weight_kind() {
+    let text = std::fs::read_to_string(folder().join("config.json")).unwrap();
+    let cfg = MambaConfig::from_json(&text).unwrap();
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = mamba_from_var_builder(cfg, vb).unwrap();
+    let (_, reference) = fixture();
+    let logits = model.forward(&ids(&reference)).unwrap();
+    let grads = logits
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let vars = varmap.data().lock().unwrap();
+    let p = "backbone.layers.0.mixer";
+    for name in [
+        "A_log",
+        "D",
+        "conv1d.weight",
+        "conv1d.bias",
+        "dt_proj.bias",
+        "in_proj.weight",
+    ] {
+        let name = format!("{p}.{name}");
+        let g = grads
+            .get(vars[&name].as_tensor())
+            .unwrap_or_else(|| panic!("no grad: {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "{name}: zero gradient");
+    }
+}

@@ -364,3 +364,56 @@ fn a_checkpoint_with_a_missing_expert_or_a_wrong_shape_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn bf16_mixtral_routes_in_f32_and_stays_close_to_f32() {
+    let (model, reference) = fixture();
+    let half = load(folder(), DType::BF16, &Device::Cpu).unwrap();
+    let ids = ids(&reference);
+    let (logits, cache) = half
+        .run_with_cache("blocks.0.mlp.hook_expert_weights", |m| {
+            m.forward(&ids, None)
+        })
+        .unwrap();
+    assert_eq!(logits.dtype(), DType::BF16);
+    let weights = cache.get("blocks.0.mlp.hook_expert_weights").unwrap();
+    assert_eq!(weights.dtype(), DType::F32);
+    let full = model.forward(&ids, None).unwrap();
+    let diff = max_diff(&full, &logits.to_dtype(DType::F32).unwrap());
+    assert!(diff < 0.2, "bf16 logits differ from f32 by {diff}");
+}
+
+#[test]
+fn gradients_flow_through_routing_experts_and_the_aux_loss() {
+    let text = std::fs::read_to_string(folder().join("config.json")).unwrap();
+    let cfg = ArchConfig::from_json(&text).unwrap();
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = from_var_builder(cfg, vb).unwrap();
+    let (_, reference) = fixture();
+    let (logits, cache) = model
+        .run_with_cache("blocks.*.mlp.router.hook_point", |m| {
+            m.forward(&ids(&reference), None)
+        })
+        .unwrap();
+    let aux = model.router_aux_loss(&cache, None).unwrap();
+    let loss = (logits.sqr().unwrap().mean_all().unwrap() + (aux * 0.01).unwrap()).unwrap();
+    let grads = loss.backward().unwrap();
+    let vars = varmap.data().lock().unwrap();
+    for name in [
+        "model.layers.0.block_sparse_moe.gate.weight",
+        "model.layers.1.block_sparse_moe.experts.0.w2.weight",
+    ] {
+        let g = grads
+            .get(vars[name].as_tensor())
+            .unwrap_or_else(|| panic!("no grad: {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "{name}: zero gradient");
+    }
+}
