@@ -132,7 +132,8 @@ pub(crate) fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
 ///
 /// Routing is computed *from the hooked values*: a hook that zeroes column `e` of
 /// `hook_expert_weights` removes expert `e` from the top-k; one that rewrites
-/// `hook_expert_indices` sends tokens to other experts (each slot keeps its weight).
+/// `hook_expert_indices` sends tokens to other experts (each slot keeps its weight; an id
+/// outside `0..n_experts` is an error).
 /// An expert that receives no token is skipped, as in Hugging Face and TransformerLens:
 /// its `experts.{e}.*` hooks do not fire in that forward. Every other point fires once
 /// per forward.
@@ -248,8 +249,19 @@ impl Routes {
             .to_dtype(weights.dtype())?
             .broadcast_mul(&weights.unsqueeze(2)?)?
             .sum(1)?;
-        let chosen = one_hot.to_dtype(DType::F32)?.max(1)?;
-        let counts = chosen.sum(0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let one_hot = one_hot.to_dtype(DType::F32)?;
+        let chosen = one_hot.max(1)?;
+        // The one host read: tokens per expert, and the number of slots naming a real
+        // expert (an edited `hook_expert_indices` may hold ids out of range).
+        let matched = one_hot.sum_all()?.reshape(1)?;
+        let mut counts = Tensor::cat(&[&chosen.sum(0)?, &matched], 0)?
+            .to_dtype(DType::U32)?
+            .to_vec1::<u32>()?;
+        if counts.pop() != Some((t * k) as u32) {
+            candle_core::bail!(
+                "hook_expert_indices holds expert ids outside 0..{n_experts} (there are {n_experts} experts)"
+            );
+        }
         // Sort key per (expert, token): chosen tokens first, each group by position.
         let position = Tensor::arange(0u32, t as u32, device)?.to_dtype(DType::F32)?;
         let key = ((1.0 - chosen.t()?)? * t as f64)?.broadcast_add(&position)?;

@@ -417,3 +417,16 @@ fn gradients_flow_through_routing_experts_and_the_aux_loss() {
         assert!(norm > 0.0, "{name}: zero gradient");
     }
 }
+
+#[test]
+fn an_edited_expert_index_out_of_range_is_a_clear_error() {
+    let (model, reference) = fixture();
+    let hooks = Hooks::new().add("blocks.1.mlp.hook_expert_indices", |idx, _| {
+        idx.ones_like()? * 7.0
+    });
+    let err = model
+        .run_with_hooks(hooks, |m| m.forward(&ids(&reference), None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside 0..4"), "{err}");
+}
