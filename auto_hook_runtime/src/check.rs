@@ -1,6 +1,6 @@
 //! `check_auto_hook`: the library's own checks, run on a user's model.
 
-use crate::cache::CacheOptions;
+use crate::cache::{ActivationCache, CacheOptions};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hooks::Hooks;
@@ -17,6 +17,13 @@ pub struct CheckReport {
     pub fire_counts: Vec<(String, usize)>,
     /// Hook points whose `+1` edit changed the output.
     pub editable: Vec<String>,
+    /// Hook points whose `+1` edit left the output unchanged because the output does
+    /// not depend on them in this run (the gradient there is identically zero, e.g.
+    /// upstream of a module with all-zero weights). Not failures.
+    pub no_effect: Vec<String>,
+    /// Hook points whose activation is identically zero in this run (a module with
+    /// zero weights shows up here).
+    pub zero_outputs: Vec<String>,
     /// Everything that went wrong, one sentence each.
     pub failures: Vec<String>,
 }
@@ -45,10 +52,21 @@ impl fmt::Display for CheckReport {
         for (name, fires) in &self.fire_counts {
             let editable = if self.editable.contains(name) {
                 "yes"
+            } else if self.no_effect.contains(name) {
+                "no effect"
             } else {
                 "NO"
             };
             writeln!(f, "{name:<48} {fires:>6} {editable:>9}")?;
+        }
+        if !self.no_effect.is_empty() {
+            writeln!(
+                f,
+                "no effect: the output does not depend on {} point(s) in this run (zero gradient); \
+                 identically zero outputs: {}",
+                self.no_effect.len(),
+                if self.zero_outputs.is_empty() { "none".to_owned() } else { self.zero_outputs.join(", ") }
+            )?;
         }
         if self.is_ok() {
             write!(
@@ -69,59 +87,223 @@ impl fmt::Display for CheckReport {
 /// - names are unique and match the type's listing;
 /// - every hook point fires;
 /// - identity hooks on every point leave the output bit-identical;
-/// - adding 1 at any single point changes the output;
+/// - adding 1 at any single point changes the output, unless the output does not
+///   depend on that point at all (its gradient is identically zero, as upstream of a
+///   module with zero weights): such points are listed in [`CheckReport::no_effect`],
+///   not as failures, and [`CheckReport::zero_outputs`] names the points whose
+///   activation is identically zero;
 /// - with the loss `sum(output²)`, every point's backward hook fires as often as the
 ///   point fired forward, and doubling the gradient at every point changes the gradient
 ///   reaching every point but the last one to fire.
 ///
-/// Costs one forward per hook point plus six, and three backward passes.
+/// Costs one forward per hook point plus six, and three backward passes. `run` must
+/// compute the same output each time it is called.
+///
+/// ```
+/// use auto_hook_runtime::{auto_hook, check_auto_hook};
+/// use candle_core::{DType, Device, Module, Tensor};
+/// let layer = auto_hook(candle_nn::Linear::new(Tensor::ones((2, 2), DType::F32, &Device::Cpu)?, None));
+/// let x = Tensor::ones((1, 2), DType::F32, &Device::Cpu)?;
+/// let report = check_auto_hook(&layer, |m| m.forward(&x))?;
+/// assert!(report.is_ok(), "{report}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn check_auto_hook<M: HookedRoot + ?Sized>(
     model: &M,
     run: impl Fn(&M) -> candle_core::Result<Tensor>,
 ) -> Result<CheckReport> {
-    let names = model.hook_point_names();
-    let mut failures = check_names(&names, &M::SCHEMA);
-    let baseline = run(model)?;
-    let fire_counts = count_fires(model, &run, &names)?;
+    run_checks(&mut Shared { model, run })
+}
+
+/// [`check_auto_hook`] for a forward that takes `&mut self`. `run` must give the same
+/// output every call: reset the state the forward keeps (a KV cache) inside `run`.
+///
+/// ```
+/// # use auto_hook_runtime::{check_auto_hook_mut, HookPoint, HookedModule, Schema, Walker, WalkerMut};
+/// # use candle_core::{Device, Tensor};
+/// struct Scaled { hook_in: HookPoint, hook_out: HookPoint, calls: usize }
+/// # impl HookedModule for Scaled {
+/// #     const SCHEMA: Schema = Schema::Struct(&[("hook_in", &Schema::Point), ("hook_out", &Schema::Point)]);
+/// #     fn visit_hooks<'s>(&'s self, w: &mut Walker<'_, 's>) { w.child("hook_in", &self.hook_in); w.child("hook_out", &self.hook_out) }
+/// #     fn visit_hooks_mut(&mut self, w: &mut WalkerMut<'_>) { w.child("hook_in", &mut self.hook_in); w.child("hook_out", &mut self.hook_out) }
+/// # }
+/// impl Scaled {
+///     fn forward(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+///         self.calls += 1;
+///         self.hook_out.fire((self.hook_in.fire(x.clone())? * 3.0)?)
+///     }
+/// }
+/// let mut model = Scaled { hook_in: HookPoint::new(), hook_out: HookPoint::new(), calls: 0 };
+/// let x = Tensor::new(&[1f32, 2.0], &Device::Cpu)?;
+/// let report = check_auto_hook_mut(&mut model, |m| m.forward(&x))?;
+/// assert!(report.is_ok(), "{report}");
+/// assert!(model.calls > 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_auto_hook_mut<M: HookedRoot + ?Sized>(
+    model: &mut M,
+    run: impl FnMut(&mut M) -> candle_core::Result<Tensor>,
+) -> Result<CheckReport> {
+    run_checks(&mut Exclusive { model, run })
+}
+
+/// [`check_auto_hook`] in strict mode: any failure is an error.
+pub fn check_auto_hook_strict<M: HookedRoot + ?Sized>(
+    model: &M,
+    run: impl Fn(&M) -> candle_core::Result<Tensor>,
+) -> Result<CheckReport> {
+    check_auto_hook(model, run)?.into_result()
+}
+
+/// [`check_auto_hook_mut`] in strict mode: any failure is an error.
+pub fn check_auto_hook_mut_strict<M: HookedRoot + ?Sized>(
+    model: &mut M,
+    run: impl FnMut(&mut M) -> candle_core::Result<Tensor>,
+) -> Result<CheckReport> {
+    check_auto_hook_mut(model, run)?.into_result()
+}
+
+/// The forward under check, run plain, with hooks, or with a cache around hooks.
+trait Target {
+    type Model: HookedRoot + ?Sized;
+    fn model(&self) -> &Self::Model;
+    fn plain(&mut self) -> Result<Tensor>;
+    fn hooked(&mut self, hooks: Hooks<'_>) -> Result<Tensor>;
+    fn cached(
+        &mut self,
+        options: CacheOptions,
+        hooks: Hooks<'_>,
+    ) -> Result<(Tensor, ActivationCache)>;
+}
+
+struct Shared<'m, M: ?Sized, F> {
+    model: &'m M,
+    run: F,
+}
+
+impl<M, F> Target for Shared<'_, M, F>
+where
+    M: HookedRoot + ?Sized,
+    F: Fn(&M) -> candle_core::Result<Tensor>,
+{
+    type Model = M;
+    fn model(&self) -> &M {
+        self.model
+    }
+    fn plain(&mut self) -> Result<Tensor> {
+        Ok((self.run)(self.model)?)
+    }
+    fn hooked(&mut self, hooks: Hooks<'_>) -> Result<Tensor> {
+        self.model.run_with_hooks(hooks, &self.run)
+    }
+    fn cached(
+        &mut self,
+        options: CacheOptions,
+        hooks: Hooks<'_>,
+    ) -> Result<(Tensor, ActivationCache)> {
+        let run = &self.run;
+        self.model
+            .run_with_cache(options, |m| m.run_with_hooks(hooks, run))
+    }
+}
+
+struct Exclusive<'m, M: ?Sized, F> {
+    model: &'m mut M,
+    run: F,
+}
+
+impl<M, F> Target for Exclusive<'_, M, F>
+where
+    M: HookedRoot + ?Sized,
+    F: FnMut(&mut M) -> candle_core::Result<Tensor>,
+{
+    type Model = M;
+    fn model(&self) -> &M {
+        self.model
+    }
+    fn plain(&mut self) -> Result<Tensor> {
+        Ok((self.run)(self.model)?)
+    }
+    fn hooked(&mut self, hooks: Hooks<'_>) -> Result<Tensor> {
+        self.model.run_with_hooks_mut(hooks, &mut self.run)
+    }
+    fn cached(
+        &mut self,
+        options: CacheOptions,
+        hooks: Hooks<'_>,
+    ) -> Result<(Tensor, ActivationCache)> {
+        let run = &mut self.run;
+        self.model
+            .run_with_cache_mut(options, |m| m.run_with_hooks_mut(hooks, run))
+    }
+}
+
+fn run_checks<T: Target>(target: &mut T) -> Result<CheckReport> {
+    let names = target.model().hook_point_names();
+    let mut failures = check_names(&names, &<T::Model as crate::HookedModule>::SCHEMA);
+    let baseline = target.plain()?;
+    let fire_counts = count_fires(target, &names)?;
     failures.extend(
         fire_counts
             .iter()
             .filter(|(_, c)| *c == 0)
             .map(|(n, _)| format!("hook point `{n}` never fired")),
     );
-    let identity = model.run_with_hooks(Hooks::new().add(Filter::All, |x, _| x.clone()), &run)?;
+    let identity = target.hooked(Hooks::new().add(Filter::All, |x, _| x.clone()))?;
     if !bit_identical(&baseline, &identity)? {
         failures.push("identity hooks on every point changed the output".to_owned());
     }
     let mut editable = Vec::new();
+    let mut not_editable = Vec::new();
     for (name, _) in fire_counts.iter().filter(|(_, c)| *c > 0) {
-        let edited = model.run_with_hooks(Hooks::new().add(name.as_str(), |x, _| x + 1.0), &run)?;
+        let edited = target.hooked(Hooks::new().add(name.as_str(), |x, _| x + 1.0))?;
         if bit_identical(&baseline, &edited)? {
-            failures.push(format!("adding 1 at `{name}` does not change the output"));
+            not_editable.push(name.clone());
         } else {
             editable.push(name.clone());
         }
     }
-    if let Err(e) = check_backward(model, &run, &fire_counts, &mut failures) {
-        failures.push(format!("backward failed: {e}"));
+    let mut zero_outputs = Vec::new();
+    let mut no_effect = Vec::new();
+    match check_backward(target, &fire_counts, &mut failures) {
+        Ok(clean) => {
+            zero_outputs = identically_zero(&clean, clean.names())?;
+            for name in not_editable {
+                let independent = match clean.grad(&name) {
+                    Ok(grad) => is_all_zero(&grad)?,
+                    Err(_) => false, // no gradient reaches it: reported by the backward check
+                };
+                if independent {
+                    no_effect.push(name);
+                } else {
+                    failures.push(format!("adding 1 at `{name}` does not change the output"));
+                }
+            }
+        }
+        Err(e) => {
+            failures.push(format!("backward failed: {e}"));
+            failures.extend(
+                not_editable
+                    .iter()
+                    .map(|n| format!("adding 1 at `{n}` does not change the output")),
+            );
+        }
     }
     Ok(CheckReport {
         fire_counts,
         editable,
+        no_effect,
+        zero_outputs,
         failures,
     })
 }
 
-fn count_fires<M: HookedRoot + ?Sized>(
-    model: &M,
-    run: &impl Fn(&M) -> candle_core::Result<Tensor>,
-    names: &[String],
-) -> Result<Vec<(String, usize)>> {
+fn count_fires<T: Target>(target: &mut T, names: &[String]) -> Result<Vec<(String, usize)>> {
     let mut counts: HashMap<String, usize> = HashMap::new();
     let counting = Hooks::new().add(Filter::All, |_, h| {
         *counts.entry(h.name().to_owned()).or_default() += 1
     });
-    model.run_with_hooks(counting, run)?;
+    target.hooked(counting)?;
     Ok(names
         .iter()
         .map(|n| (n.clone(), counts.get(n).copied().unwrap_or(0)))
@@ -136,12 +318,12 @@ fn loss(out: &Tensor) -> candle_core::Result<Tensor> {
     out.to_dtype(DType::F32)?.sqr()?.sum_all()
 }
 
-fn check_backward<M: HookedRoot + ?Sized>(
-    model: &M,
-    run: &impl Fn(&M) -> candle_core::Result<Tensor>,
+/// The backward checks; returns the clean run's cache with its gradients.
+fn check_backward<T: Target>(
+    target: &mut T,
     fire_counts: &[(String, usize)],
     failures: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<ActivationCache> {
     let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
     let sink = counts.clone();
     let counting = Hooks::new().backward(Filter::All, move |_, h| {
@@ -151,7 +333,7 @@ fn check_backward<M: HookedRoot + ?Sized>(
             .entry(h.name().to_owned())
             .or_default() += 1;
     });
-    loss(&model.run_with_hooks(counting, run)?)?.backward()?;
+    loss(&target.hooked(counting)?)?.backward()?;
     let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
     for (name, forward) in fire_counts.iter().filter(|(_, c)| *c > 0) {
         match counts.get(name).copied().unwrap_or(0) {
@@ -166,33 +348,46 @@ fn check_backward<M: HookedRoot + ?Sized>(
     }
     drop(counts);
 
-    let (out, clean) = model.run_with_cache(CacheOptions::all().with_grads(), run)?;
+    let (out, clean) = target.cached(CacheOptions::all().with_grads(), Hooks::new())?;
     loss(&out)?.backward()?;
-    let doubling = || Hooks::new().backward(Filter::All, |g, _| g * 2.0);
-    let (out, doubled) = model.run_with_cache(CacheOptions::all().with_grads(), |m| {
-        m.run_with_hooks(doubling(), run)
-    })?;
+    let doubling = Hooks::new().backward(Filter::All, |g, _| g * 2.0);
+    let (out, doubled) = target.cached(CacheOptions::all().with_grads(), doubling)?;
     loss(&out)?.backward()?;
     let fired: Vec<&str> = clean.names().collect();
     for name in fired.iter().take(fired.len().saturating_sub(1)) {
         let (Ok(clean), Ok(doubled)) = (clean.grad(name), doubled.grad(name)) else {
             continue; // no gradient reaches this point: reported above
         };
-        if bit_identical(&clean, &doubled)? {
+        if bit_identical(&clean, &doubled)? && !is_all_zero(&clean)? {
             failures.push(format!(
                 "doubling every gradient did not change the gradient at `{name}`"
             ));
         }
     }
-    Ok(())
+    Ok(clean)
 }
 
-/// [`check_auto_hook`] in strict mode: any failure is an error.
-pub fn check_auto_hook_strict<M: HookedRoot + ?Sized>(
-    model: &M,
-    run: impl Fn(&M) -> candle_core::Result<Tensor>,
-) -> Result<CheckReport> {
-    check_auto_hook(model, run)?.into_result()
+/// The cached points whose activation is all zeros.
+fn identically_zero<'n>(
+    cache: &ActivationCache,
+    names: impl Iterator<Item = &'n str>,
+) -> Result<Vec<String>> {
+    let mut zero = Vec::new();
+    for name in names {
+        if is_all_zero(cache.get(name)?)? {
+            zero.push(name.to_owned());
+        }
+    }
+    Ok(zero)
+}
+
+fn is_all_zero(t: &Tensor) -> candle_core::Result<bool> {
+    let abs = t
+        .to_dtype(DType::F64)?
+        .abs()?
+        .sum_all()?
+        .to_scalar::<f64>()?;
+    Ok(abs == 0.0)
 }
 
 fn check_names(names: &[String], schema: &crate::Schema) -> Vec<String> {

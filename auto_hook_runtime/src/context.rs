@@ -11,7 +11,7 @@ use crate::hook::{check_replacement, CallHook, HookInfo, SharedHook};
 use crate::hook_point::HookId;
 use candle_core::Tensor;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -86,6 +86,17 @@ impl Hasher for IdHasher {
 }
 
 pub(crate) type IdMap<V> = HashMap<HookId, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet = HashSet<HookId, BuildHasherDefault<IdHasher>>;
+
+/// What a run must see for its hooks to have had a chance: one of the model's points
+/// firing. Without it, the hooks given to the call were never reachable (the forward
+/// ran on a clone, another model or thread, or outside the run closure).
+pub(crate) struct FireWatch {
+    /// Every hook point of the model the call was made on.
+    pub(crate) points: IdSet,
+    /// The filters of the hooks given, for the error message.
+    pub(crate) hooks: Vec<String>,
+}
 
 /// The hooks selected for one hook point in one run.
 pub(crate) struct Slot {
@@ -117,10 +128,17 @@ pub(crate) struct Context<'a> {
     stopped: Cell<bool>,
     error: RefCell<Option<Error>>,
     parent: Cell<*const Context<'static>>,
+    watch: Option<FireWatch>,
+    model_fired: Cell<bool>,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(slots: IdMap<Slot>, hooks: Vec<CallHook<'a>>, stop_enabled: bool) -> Self {
+    pub(crate) fn new(
+        slots: IdMap<Slot>,
+        hooks: Vec<CallHook<'a>>,
+        stop_enabled: bool,
+        watch: Option<FireWatch>,
+    ) -> Self {
         let stop_targets = slots.values().filter(|s| s.stop_target).count();
         Self {
             slots,
@@ -130,6 +148,8 @@ impl<'a> Context<'a> {
             stopped: Cell::new(false),
             error: RefCell::new(None),
             parent: Cell::new(std::ptr::null()),
+            watch,
+            model_fired: Cell::new(false),
         }
     }
 
@@ -161,6 +181,10 @@ impl<'a> Context<'a> {
         }
         match result {
             Err(e) => Err(self.error.take().unwrap_or_else(|| e.into())),
+            Ok(_) if !self.model_fired.get() && self.watch.is_some() => {
+                let hooks = self.watch.as_ref().map_or(Vec::new(), |w| w.hooks.clone());
+                Err(Error::NoHookFired { hooks })
+            }
             Ok(v) if self.stop_enabled => {
                 let names = self
                     .slots
@@ -192,8 +216,13 @@ impl<'a> Context<'a> {
             return Err(candle_core::Error::Msg(STOP_MESSAGE.into()));
         }
         let Some(slot) = self.slots.get(&id) else {
+            if !self.model_fired.get() {
+                let ours = self.watch.as_ref().is_some_and(|w| w.points.contains(&id));
+                self.model_fired.set(ours);
+            }
             return Ok(x);
         };
+        self.model_fired.set(true);
         for &index in &slot.hooks {
             // A hook that re-runs the model from inside itself does not re-enter itself.
             let Ok(mut hook) = self.hooks[index].try_borrow_mut() else {

@@ -34,6 +34,10 @@ pub enum Error {
     },
     /// `stop_at` was asked but these requested hook points never fired.
     StopAtNeverFired { names: Vec<String> },
+    /// Hooks were given to a run, but not one hook point of the model fired during it, so
+    /// the hooks never had a chance. The forward ran on a clone of the model (a clone
+    /// has new hook points), on another model or thread, or outside the run closure.
+    NoHookFired { hooks: Vec<String> },
     /// A hook (or a check) failed with its own error.
     HookFailed {
         hook: String,
@@ -66,6 +70,14 @@ impl fmt::Display for Error {
                 f,
                 "stop_at: the forward finished but these requested hook points never fired: {}",
                 names.join(", ")
+            ),
+            Error::NoHookFired { hooks } => write!(
+                f,
+                "no hook point of the model fired during the run, so its hooks ({}) never ran: \
+                 the forward ran on a clone of the model (`m.clone().forward(..)`: a clone has \
+                 new hook points), on another model or thread, or outside the run closure; \
+                 call the forward on the closure's argument",
+                hooks.join(", ")
             ),
             Error::HookFailed { hook, source } => write!(f, "hook at `{hook}` failed: {source}"),
             Error::CheckFailed { failures } => {

@@ -63,6 +63,35 @@ impl HookReturn for Option<Tensor> {
     }
 }
 
+/// `!`, the type of `panic!()` / `todo!()`, named on stable Rust through a function
+/// pointer's output.
+mod never {
+    pub trait FnOutput {
+        type Output;
+    }
+    impl<T> FnOutput for fn() -> T {
+        type Output = T;
+    }
+    pub type Never = <fn() -> ! as FnOutput>::Output;
+}
+
+/// A hook whose body only diverges (`|_, _| todo!()`, `|_, _| panic!("..")`) needs no
+/// `-> ()` annotation.
+///
+/// ```should_panic
+/// use auto_hook_runtime::{auto_hook, HookedRoot, Hooks};
+/// use candle_core::{Device, Module, Tensor};
+/// let relu = auto_hook(candle_nn::Activation::Relu);
+/// let x = Tensor::new(&[1f32], &Device::Cpu).unwrap();
+/// let hooks = Hooks::new().add("hook_point", |_, _| todo!());
+/// let _ = relu.run_with_hooks(hooks, |m| m.forward(&x)); // panics in the hook
+/// ```
+impl HookReturn for never::Never {
+    fn into_replacement(self) -> Result<Option<Tensor>> {
+        self
+    }
+}
+
 impl<T: HookReturn> HookReturn for Result<T> {
     fn into_replacement(self) -> Result<Option<Tensor>> {
         self?.into_replacement()

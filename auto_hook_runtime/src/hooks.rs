@@ -1,6 +1,6 @@
 //! `Hooks`: the per-call hooks of one run, and their resolution against a model.
 
-use crate::context::{Context, IdMap, Slot};
+use crate::context::{Context, FireWatch, IdMap, IdSet, Slot};
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::hook::{boxed_call_hook, CallHook, HookInfo, HookReturn, SharedHook};
@@ -58,6 +58,31 @@ impl<'a> Hooks<'a> {
     /// tensor of the same shape). It lives in that run's graph: nothing to keep alive,
     /// nothing leaking into later runs. Runs with no backward hook add no op to the graph.
     ///
+    /// Why `'static + Send + Sync`, when forward hooks may borrow: a backward hook runs
+    /// during `loss.backward()`, after `run_with_hooks` has returned. It is stored in the
+    /// autograd graph of the output tensor, which may outlive the call's locals and be
+    /// backpropagated on any thread (candle tensors are `Send + Sync`). So it owns what
+    /// it uses; to get values out, share them through an `Arc<Mutex<_>>`:
+    ///
+    /// ```
+    /// use auto_hook_runtime::{auto_hook, HookedRoot, Hooks};
+    /// use candle_core::{Device, Module, Tensor, Var};
+    /// use std::sync::{Arc, Mutex};
+    /// let layer = auto_hook(candle_nn::Activation::Relu);
+    /// let x = Var::new(&[1f32, -2.0, 3.0], &Device::Cpu)?;
+    /// let seen: Arc<Mutex<Vec<Vec<f32>>>> = Arc::default();
+    /// let sink = seen.clone(); // the hook owns this handle
+    /// let hooks = Hooks::new().backward("hook_point", move |grad, _| {
+    ///     sink.lock().unwrap().push(grad.to_vec1::<f32>().unwrap());
+    /// });
+    /// let y = layer.run_with_hooks(hooks, |m| m.forward(x.as_tensor()))?;
+    /// y.sum_all()?.backward()?; // the hook runs here, after the call returned
+    /// assert_eq!(*seen.lock().unwrap(), [vec![1.0, 1.0, 1.0]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// A hook that replaces the gradient returns a tensor:
+    ///
     /// ```
     /// use auto_hook_runtime::Hooks;
     /// let hooks = Hooks::new().backward("**", |grad, _| grad * 2.0);
@@ -93,7 +118,9 @@ impl<'a> Hooks<'a> {
 }
 
 /// Resolves per-call hooks (and an optional stop set) against the model's hook points,
-/// checking every filter, and builds the context of the call.
+/// checking every filter, and builds the context of the call. When hooks are given, the
+/// context also knows every point of the model, so a run in which none of them fires
+/// is an error ([`crate::Error::NoHookFired`]).
 pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
     model: &M,
     entries: Vec<(Filter, HookFn<'a>)>,
@@ -107,7 +134,12 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         flatten(stop, &mut |leaf| leaves.push((usize::MAX, leaf, false)));
     }
     let mut slots: IdMap<Slot> = IdMap::default();
+    let mut points = IdSet::default();
+    let watch = !entries.is_empty();
     walk(model, &mut |name, point| {
+        if watch {
+            points.insert(point.id());
+        }
         let mut slot: Option<Slot> = None;
         let mut last = None;
         for (index, leaf, matched) in leaves.iter_mut() {
@@ -134,6 +166,10 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         let names = hook_name_list(model);
         leaf.validate(names.iter().map(String::as_str))?;
     }
+    let watch = watch.then(|| FireWatch {
+        points,
+        hooks: entries.iter().map(|(f, _)| f.to_string()).collect(),
+    });
     // Backward hooks were copied into their slots; their places keep indices stable.
     let hooks = entries
         .into_iter()
@@ -142,7 +178,7 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
             HookFn::Backward(_) => Box::new(|_: &Tensor, _: &HookInfo| Ok(None)) as CallHook<'a>,
         })
         .collect();
-    Ok(Context::new(slots, hooks, stop_at.is_some()))
+    Ok(Context::new(slots, hooks, stop_at.is_some(), watch))
 }
 
 fn flatten<'f>(filter: &'f Filter, out: &mut dyn FnMut(&'f Filter)) {

@@ -27,6 +27,7 @@ pub mod ops;
 mod output;
 mod param_ops;
 mod root;
+mod run;
 mod schema;
 mod scope;
 mod wrappers;
@@ -36,13 +37,16 @@ pub mod __private;
 
 pub use cache::{ActivationCache, CacheOptions};
 pub use cache_io::ORDER_KEY;
-pub use check::{check_auto_hook, check_auto_hook_strict, CheckReport};
+pub use check::{
+    check_auto_hook, check_auto_hook_mut, check_auto_hook_mut_strict, check_auto_hook_strict,
+    CheckReport,
+};
 pub use error::{Error, Result};
 pub use filter::{nearest_names, Filter};
 pub use hook::{HookInfo, HookReturn};
 pub use hook_point::{HookId, HookPoint};
 pub use hooks::Hooks;
-pub use instance::{auto_hook, AutoHooked};
+pub use instance::{auto_hook, AutoHook, AutoHooked, InnerPoints, RootOnly};
 pub use module::{walk, walk_mut, HookedModule, Walker, WalkerMut};
 pub use output::HookOutput;
 pub use root::{HookDict, HookedRoot};

@@ -1,33 +1,43 @@
 //! `HookedRoot`: the TransformerLens `HookedRootModule` API, for every hooked model.
 
-use crate::backward::GradSink;
 use crate::cache::{ActivationCache, CacheOptions};
 use crate::error::{Error, Result};
 use crate::filter::{nearest_names, Filter};
 use crate::hook::{HookInfo, HookReturn};
 use crate::hook_point::{HookPoint, PersistentHook};
-use crate::hooks::{build_context, hook_name_list, Hooks};
+use crate::hooks::{hook_name_list, Hooks};
 use crate::module::{walk, walk_modules, walk_mut, HookedModule};
+use crate::run;
 use crate::scope::HookScope;
 use candle_core::Tensor;
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 /// The hook points of a model instance, by name, in declaration order.
+///
+/// Names do not borrow the dictionary (each distinct name is stored once for the life
+/// of the process), so one expression lists them:
+///
+/// ```
+/// use auto_hook_runtime::{auto_hook, HookedRoot};
+/// let model = auto_hook(candle_nn::Activation::Relu);
+/// let names = model.hook_dict().names().collect::<Vec<_>>();
+/// assert_eq!(names, ["hook_point"]);
+/// ```
 #[derive(Debug)]
 pub struct HookDict<'s> {
-    entries: Vec<(String, &'s HookPoint)>,
+    entries: Vec<(&'static str, &'s HookPoint)>,
 }
 
 impl<'s> HookDict<'s> {
     /// The names, in declaration order.
-    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
-        self.entries.iter().map(|(n, _)| n.as_str())
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + Clone + '_ {
+        self.entries.iter().map(|(n, _)| *n)
     }
 
     /// The hook point called `name`; the error lists the nearest names.
     pub fn get(&self, name: &str) -> Result<&'s HookPoint> {
-        match self.entries.iter().find(|(n, _)| n == name) {
+        match self.entries.iter().find(|(n, _)| *n == name) {
             Some((_, point)) => Ok(point),
             None => Err(Error::UnknownHook {
                 name: name.to_owned(),
@@ -37,8 +47,8 @@ impl<'s> HookDict<'s> {
     }
 
     /// `(name, hook point)` pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &'s HookPoint)> {
-        self.entries.iter().map(|(n, p)| (n.as_str(), *p))
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'s HookPoint)> + '_ {
+        self.entries.iter().copied()
     }
 
     /// Number of hook points.
@@ -52,19 +62,33 @@ impl<'s> HookDict<'s> {
     }
 }
 
+/// Hook names, stored once each: a model's names are few and the same every time its
+/// `hook_dict` is asked for, so they are kept rather than rebuilt.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 /// The hooked-root API. Every `#[auto_hook]` struct, `#[derive(HookedRoot)]` struct and
 /// `auto_hook(instance)` wrapper has it (it is implemented for every [`HookedModule`]).
 ///
 /// Per-call hooks (`run_with_hooks`, `run_with_cache`) take `&self`: one model shared
-/// between threads runs each call with only that call's hooks. Persistent hooks
+/// between threads runs each call with only that call's hooks. Models whose forward
+/// takes `&mut self` (a KV cache kept in the model) use the `_mut` forms
+/// (`run_with_hooks_mut`, `run_with_cache_mut`, `run_with_cache_stop_at_mut`), which
+/// take the same hooks, closures borrowing locals included. Persistent hooks
 /// (`add_hook`, `add_perma_hook`, `hook_scope`) live in the model and take `&mut self`.
 pub trait HookedRoot: HookedModule {
     /// Every hook point of this instance, by full name.
     fn hook_dict(&self) -> HookDict<'_> {
         let mut entries = Vec::new();
-        walk(self, &mut |name, point| {
-            entries.push((name.to_owned(), point))
-        });
+        walk(self, &mut |name, point| entries.push((intern(name), point)));
         HookDict { entries }
     }
 
@@ -87,15 +111,55 @@ pub trait HookedRoot: HookedModule {
     /// Runs `run` with `hooks` attached for this call only. Any forward signature works:
     /// `model.run_with_hooks(hooks, |m| m.forward(&x, &mask))`. Hooks are gone when the
     /// call returns, also when it fails or panics.
+    ///
+    /// When hooks are given and not one of the model's hook points fires during `run`,
+    /// the call fails with [`Error::NoHookFired`]: the forward ran on a clone (a clone
+    /// has new hook points), another model or thread, or outside the closure. A run in
+    /// which other points fired but not the hooked one (a branch not taken this time)
+    /// is not an error.
     fn run_with_hooks<'a, T, E: Into<Error>>(
         &self,
         hooks: Hooks<'a>,
         run: impl FnOnce(&Self) -> std::result::Result<T, E>,
     ) -> Result<T> {
-        let context = build_context(self, hooks.into_entries(), None)?;
-        context
-            .run(|| run(self))?
-            .ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))
+        run::hooks_run(self, hooks, run)
+    }
+
+    /// [`run_with_hooks`](HookedRoot::run_with_hooks) for a forward that takes
+    /// `&mut self` (a model that keeps its KV cache or other state in itself). Hooks
+    /// may borrow locals exactly as in the `&self` form.
+    ///
+    /// ```
+    /// # use auto_hook_runtime::{HookPoint, HookedModule, HookedRoot, Hooks, Schema, Walker, WalkerMut};
+    /// # use candle_core::{Device, Tensor};
+    /// # struct Counter { hook_out: HookPoint, calls: usize }
+    /// # impl HookedModule for Counter {
+    /// #     const SCHEMA: Schema = Schema::Struct(&[("hook_out", &Schema::Point)]);
+    /// #     fn visit_hooks<'s>(&'s self, w: &mut Walker<'_, 's>) { w.child("hook_out", &self.hook_out) }
+    /// #     fn visit_hooks_mut(&mut self, w: &mut WalkerMut<'_>) { w.child("hook_out", &mut self.hook_out) }
+    /// # }
+    /// impl Counter {
+    ///     fn forward(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+    ///         self.calls += 1; // state lives in the model
+    ///         self.hook_out.fire((x * self.calls as f64)?)
+    ///     }
+    /// }
+    /// let mut model = Counter { hook_out: HookPoint::new(), calls: 0 };
+    /// let x = Tensor::new(&[1f32, 2.0], &Device::Cpu)?;
+    /// let mut seen = Vec::new();
+    /// let hooks = Hooks::new().add("hook_out", |a, _| seen.push(a.to_vec1::<f32>()));
+    /// let y = model.run_with_hooks_mut(hooks, |m| m.forward(&x))?;
+    /// assert_eq!(y.to_vec1::<f32>()?, [1.0, 2.0]);
+    /// assert_eq!(seen.len(), 1);
+    /// assert_eq!(model.calls, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn run_with_hooks_mut<'a, T, E: Into<Error>>(
+        &mut self,
+        hooks: Hooks<'a>,
+        run: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> Result<T> {
+        run::hooks_run(self, hooks, run)
     }
 
     /// Runs `run` and captures the activations that `options` selects (all by default:
@@ -105,11 +169,39 @@ pub trait HookedRoot: HookedModule {
         options: impl Into<CacheOptions>,
         run: impl FnOnce(&Self) -> std::result::Result<T, E>,
     ) -> Result<(T, ActivationCache)> {
-        let (out, cache) = cache_run(self, options.into(), false, run)?;
-        Ok((
-            out.ok_or_else(|| Error::Cache("internal: run stopped without stop_at".into()))?,
-            cache,
-        ))
+        run::full(run::cache_run(self, options.into(), false, run)?)
+    }
+
+    /// [`run_with_cache`](HookedRoot::run_with_cache) for a forward that takes `&mut self`.
+    ///
+    /// ```
+    /// # use auto_hook_runtime::{HookPoint, HookedModule, HookedRoot, Hooks, Schema, Walker, WalkerMut};
+    /// # use candle_core::{Device, Tensor};
+    /// # struct Counter { hook_out: HookPoint, calls: usize }
+    /// # impl HookedModule for Counter {
+    /// #     const SCHEMA: Schema = Schema::Struct(&[("hook_out", &Schema::Point)]);
+    /// #     fn visit_hooks<'s>(&'s self, w: &mut Walker<'_, 's>) { w.child("hook_out", &self.hook_out) }
+    /// #     fn visit_hooks_mut(&mut self, w: &mut WalkerMut<'_>) { w.child("hook_out", &mut self.hook_out) }
+    /// # }
+    /// # impl Counter {
+    /// #     fn forward(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// #         self.calls += 1;
+    /// #         self.hook_out.fire((x * self.calls as f64)?)
+    /// #     }
+    /// # }
+    /// let mut model = Counter { hook_out: HookPoint::new(), calls: 0 };
+    /// let x = Tensor::new(&[1f32, 2.0], &Device::Cpu)?;
+    /// model.forward(&x)?;
+    /// let (_, cache) = model.run_with_cache_mut("hook_out", |m| m.forward(&x))?;
+    /// assert_eq!(cache.get("hook_out")?.to_vec1::<f32>()?, [2.0, 4.0]); // second call
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn run_with_cache_mut<T, E: Into<Error>>(
+        &mut self,
+        options: impl Into<CacheOptions>,
+        run: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> Result<(T, ActivationCache)> {
+        run::full(run::cache_run(self, options.into(), false, run)?)
     }
 
     /// Like `run_with_cache`, but stops the forward as soon as every selected point has
@@ -120,7 +212,39 @@ pub trait HookedRoot: HookedModule {
         options: impl Into<CacheOptions>,
         run: impl FnOnce(&Self) -> std::result::Result<T, E>,
     ) -> Result<ActivationCache> {
-        Ok(cache_run(self, options.into(), true, run)?.1)
+        Ok(run::cache_run(self, options.into(), true, run)?.1)
+    }
+
+    /// [`run_with_cache_stop_at`](HookedRoot::run_with_cache_stop_at) for a forward that
+    /// takes `&mut self`. State the forward changed before the stop stays changed.
+    ///
+    /// ```
+    /// # use auto_hook_runtime::{HookPoint, HookedModule, HookedRoot, Hooks, Schema, Walker, WalkerMut};
+    /// # use candle_core::{Device, Tensor};
+    /// # struct Counter { hook_out: HookPoint, calls: usize }
+    /// # impl HookedModule for Counter {
+    /// #     const SCHEMA: Schema = Schema::Struct(&[("hook_out", &Schema::Point)]);
+    /// #     fn visit_hooks<'s>(&'s self, w: &mut Walker<'_, 's>) { w.child("hook_out", &self.hook_out) }
+    /// #     fn visit_hooks_mut(&mut self, w: &mut WalkerMut<'_>) { w.child("hook_out", &mut self.hook_out) }
+    /// # }
+    /// # impl Counter {
+    /// #     fn forward(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// #         self.calls += 1;
+    /// #         self.hook_out.fire((x * self.calls as f64)?)
+    /// #     }
+    /// # }
+    /// let mut model = Counter { hook_out: HookPoint::new(), calls: 0 };
+    /// let x = Tensor::new(&[1f32, 2.0], &Device::Cpu)?;
+    /// let cache = model.run_with_cache_stop_at_mut("hook_out", |m| m.forward(&x))?;
+    /// assert_eq!(cache.get("hook_out")?.to_vec1::<f32>()?, [1.0, 2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn run_with_cache_stop_at_mut<T, E: Into<Error>>(
+        &mut self,
+        options: impl Into<CacheOptions>,
+        run: impl FnOnce(&mut Self) -> std::result::Result<T, E>,
+    ) -> Result<ActivationCache> {
+        Ok(run::cache_run(self, options.into(), true, run)?.1)
     }
 
     /// Attaches a hook that stays until `reset_hooks` (or the end of the enclosing
@@ -228,31 +352,4 @@ pub(crate) fn add_persistent<M: HookedModule + ?Sized>(
         }
     });
     Ok(())
-}
-
-fn cache_run<M: HookedRoot + ?Sized, T, E: Into<Error>>(
-    model: &M,
-    options: CacheOptions,
-    stop: bool,
-    run: impl FnOnce(&M) -> std::result::Result<T, E>,
-) -> Result<(Option<T>, ActivationCache)> {
-    let filter = options.filter();
-    let cache = RefCell::new(ActivationCache::new());
-    let mut hooks = Hooks::new().add(
-        filter.clone(),
-        |x: &Tensor, info: &HookInfo| -> candle_core::Result<()> {
-            let stored = options.store(x, info.name())?;
-            cache.borrow_mut().insert(info.name(), stored);
-            Ok(())
-        },
-    );
-    if options.grads {
-        let sink = Arc::new(GradSink::default());
-        hooks.push_backward(filter.clone(), sink.recorder());
-        cache.borrow_mut().set_grads(sink);
-    }
-    let context = build_context(model, hooks.into_entries(), stop.then_some(&filter))?;
-    let out = context.run(|| run(model))?;
-    drop(context);
-    Ok((out, cache.into_inner()))
 }

@@ -1,0 +1,139 @@
+//! `auto_hook(instance)`: a plain module gets one root point; an annotated model keeps
+//! every point it has; an annotated model that is also a `Module` must name the kind
+//! (a compile error otherwise, see `tests/instance_ui`).
+
+use auto_hook::prelude::*;
+use auto_hook::{InnerPoints, RootOnly};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+
+#[auto_hook]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[auto_hook]
+impl Mlp {
+    fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: candle_nn::linear(4, 8, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(8, 4, vb.pp("fc2"))?,
+        })
+    }
+}
+
+#[auto_hook]
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.relu()?)
+    }
+}
+
+/// Annotated, with a two-argument forward: not a candle `Module`.
+#[auto_hook]
+struct Gated {
+    up: Linear,
+    gate: Linear,
+}
+
+#[auto_hook]
+impl Gated {
+    fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            up: candle_nn::linear(4, 4, vb.pp("up"))?,
+            gate: candle_nn::linear(4, 4, vb.pp("gate"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
+        (self.up.forward(x)? * self.gate.forward(x)?)? * scale
+    }
+}
+
+fn vb() -> (VarMap, VarBuilder<'static>) {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    (map, vb)
+}
+
+fn input() -> Tensor {
+    Tensor::new(&[[0.5f32, -1.0, 2.0, 0.25]], &Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_plain_candle_module_gets_one_root_point() {
+    let (_map, vb) = vb();
+    let linear = candle_nn::linear(4, 4, vb).unwrap();
+    let wrapped: auto_hook::AutoHooked<Linear, RootOnly> = auto_hook(linear.clone());
+    assert_eq!(wrapped.hook_point_names(), ["hook_point"]);
+    let doubled = wrapped
+        .run_with_hooks(Hooks::new().add("hook_point", |a, _| a * 2.0), |m| {
+            m.forward(&input())
+        })
+        .unwrap();
+    let plain = (linear.forward(&input()).unwrap() * 2.0).unwrap();
+    assert_eq!(
+        doubled.to_vec2::<f32>().unwrap(),
+        plain.to_vec2::<f32>().unwrap()
+    );
+}
+
+#[test]
+fn an_annotated_module_keeps_its_inner_points_when_the_kind_is_named() {
+    let (_map, vb) = vb();
+    let model = Mlp::new(vb).unwrap();
+    let clean = model.forward(&input()).unwrap();
+    let wrapped = auto_hook::<_, InnerPoints>(model);
+    assert_eq!(
+        wrapped.hook_point_names(),
+        ["hook_point", "fc1.hook_point", "fc2.hook_point"]
+    );
+    assert_eq!(
+        <auto_hook::AutoHooked<Mlp, InnerPoints>>::hook_names(),
+        Mlp::hook_names()
+    );
+    let mut fired = Vec::new();
+    let zeroed = wrapped
+        .run_with_hooks(
+            Hooks::new()
+                .add("fc2.hook_point", |a, _| a.zeros_like())
+                .add("**", |_, h| fired.push(h.name().to_owned())),
+            |m| m.forward(&input()),
+        )
+        .unwrap();
+    assert_eq!(zeroed.to_vec2::<f32>().unwrap(), [[0.0; 4]]);
+    assert_eq!(fired, ["fc1.hook_point", "fc2.hook_point", "hook_point"]);
+    let (out, cache) = wrapped
+        .run_with_cache(CacheOptions::all(), |m| m.forward(&input()))
+        .unwrap();
+    assert_eq!(cache.len(), 3);
+    assert_eq!(
+        out.to_vec2::<f32>().unwrap(),
+        clean.to_vec2::<f32>().unwrap()
+    );
+    let back: Mlp = wrapped.unwrap();
+    assert_eq!(back.hook_point_names().len(), 3);
+}
+
+#[test]
+fn an_annotated_model_that_is_not_a_module_keeps_its_points_without_naming_the_kind() {
+    let (_map, vb) = vb();
+    let wrapped = auto_hook(Gated::new(vb).unwrap());
+    assert_eq!(
+        wrapped.hook_point_names(),
+        ["hook_point", "up.hook_point", "gate.hook_point"]
+    );
+    let (_, cache) = wrapped
+        .run_with_cache("*.hook_point", |m| m.forward(&input(), 0.5))
+        .unwrap();
+    assert_eq!(
+        cache.names().collect::<Vec<_>>(),
+        ["up.hook_point", "gate.hook_point"]
+    );
+}
+
+#[test]
+fn ambiguous_or_unhookable_instances_are_compile_errors_with_a_message() {
+    trybuild::TestCases::new().compile_fail("tests/instance_ui/*.rs");
+}
