@@ -413,3 +413,42 @@ fn tensor_state_assigned_after_construction_compiles_and_updates() -> TestResult
     assert_eq!(state.pos, 2);
     Ok(())
 }
+
+// Parameters passed to tensor functions, and selected from.
+#[auto_hook]
+pub struct Norm {
+    weight: Tensor,
+    prefix: Tensor,
+    table: Tensor,
+}
+
+#[auto_hook]
+impl Norm {
+    fn forward(&self, x: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let x = candle_nn::ops::rms_norm(x, &self.weight, 1e-5)?;
+        let x = Tensor::cat(&[&self.prefix, &x], 0)?;
+        x.broadcast_add(&self.table.index_select(ids, 0)?)
+    }
+}
+
+#[test]
+fn parameters_passed_to_tensor_functions_fire_on_the_result() -> TestResult {
+    let norm = norm()?;
+    let (x, ids) = (randn(&[2, 4], 3)?, Tensor::new(&[0u32], &Device::Cpu)?);
+    let counts = Default::default();
+    norm.run_with_hooks(counting(&counts), |m| m.forward(&x, &ids))?;
+    let counts = counts.into_inner();
+    for name in norm.hook_point_names() {
+        assert_eq!(counts.get(&name), Some(&1), "{name} fires once");
+    }
+    Ok(())
+}
+
+#[auto_hook]
+fn norm() -> Result<Norm> {
+    Ok(Norm {
+        weight: randn(&[4], 1)?,
+        prefix: randn(&[1, 4], 2)?,
+        table: randn(&[3, 4], 3)?,
+    })
+}

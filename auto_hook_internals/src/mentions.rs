@@ -47,6 +47,40 @@ pub const ARITHMETIC: &[&str] = &[
     "mean",
     "sum_all",
     "mean_all",
+    "index_select",
+    "gather",
+    "embedding",
+    "where_cond",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "pad_with_zeros",
+    "pad_with_same",
+    "repeat",
+    "cumsum",
+    "pow",
+    "broadcast_pow",
+];
+
+/// Functions (by last path segment) that compute a tensor from tensor arguments:
+/// a parameter passed to one (`rms_norm(x, &self.weight, eps)`, `Tensor::cat(&[&self.a,
+/// &b], 0)`) fires on its result, which must be a `Result` of a tensor.
+pub const FUNCTIONS: &[&str] = &[
+    "layer_norm",
+    "rms_norm",
+    "rope",
+    "rope_i",
+    "rope_thd",
+    "softmax",
+    "softmax_last_dim",
+    "log_softmax",
+    "masked_fill",
+    "cat",
+    "stack",
+    "silu",
+    "sigmoid",
+    "leaky_relu",
 ];
 
 /// Methods that view a parameter before its use (`self.w.t()?`); all return a `Result`.

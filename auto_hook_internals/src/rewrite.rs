@@ -20,7 +20,7 @@ use quote::{format_ident, quote};
 use syn::visit_mut::{self, VisitMut};
 use syn::{BinOp, Expr, ExprMethodCall, ExprStruct, Ident, Member};
 
-use crate::mentions::ARITHMETIC;
+use crate::mentions::{ARITHMETIC, FUNCTIONS};
 
 pub struct Rewriter<'a> {
     /// The annotated type's name, to recognise `Name { .. }` beside `Self { .. }`.
@@ -95,6 +95,21 @@ impl Rewriter<'_> {
                 let mut fields = Vec::new();
                 self.operand(&mut call.receiver, &mut fields);
                 for arg in call.args.iter_mut() {
+                    self.operand(arg, &mut fields);
+                }
+                fire_uses(expr, &fields)
+            }
+            Expr::Call(call) if is_tensor_function(&call.func) => {
+                let mut fields = Vec::new();
+                for arg in call.args.iter_mut() {
+                    if let Expr::Reference(r) = arg {
+                        if let Expr::Array(array) = &mut *r.expr {
+                            for elem in array.elems.iter_mut() {
+                                self.operand(elem, &mut fields);
+                            }
+                            continue;
+                        }
+                    }
                     self.operand(arg, &mut fields);
                 }
                 fire_uses(expr, &fields)
@@ -335,6 +350,15 @@ fn loop_bindings(pat: &syn::Pat, iter: &Expr) -> Vec<(Ident, Expr)> {
         .map(|ident| (ident.clone(), syn::parse_quote!((*#ident))))
         .into_iter()
         .collect()
+}
+
+/// A call of one of [`FUNCTIONS`].
+fn is_tensor_function(func: &Expr) -> bool {
+    let Expr::Path(path) = func else { return false };
+    path.path
+        .segments
+        .last()
+        .is_some_and(|s| FUNCTIONS.contains(&s.ident.to_string().as_str()))
 }
 
 /// `self.field.clone()` with no arguments.
