@@ -128,7 +128,7 @@ fn their_steps(ct: &Model, config: &Config, ids: &[u32]) -> Result<(Tensor, Stat
 
 fn prefill(model: &HookedMamba, ids: &Tensor) -> Result<(Tensor, MambaCache)> {
     let mut cache = MambaCache::new(LAYERS);
-    let logits = model.forward_with_cache(ids, &mut cache)?;
+    let logits = model.forward_with_cache(ids, None, &mut cache)?;
     Ok((logits, cache))
 }
 
@@ -157,7 +157,7 @@ fn mamba(c: &mut Criterion) {
     let (ours, mut cache) = prefill(&model, &ids).expect("prefill");
     let (theirs, mut state) = their_steps(&ct, &config, &raw_ids[..SEQ]).expect("steps");
     let mut worst = max_abs_diff(&ours.squeeze(0).unwrap(), &theirs).unwrap();
-    let our_step = model.forward_with_cache(&next, &mut cache).unwrap();
+    let our_step = model.forward_with_cache(&next, None, &mut cache).unwrap();
     let their_step = ct.forward(&next.squeeze(0).unwrap(), &mut state).unwrap();
     worst = worst.max(max_abs_diff(&our_step.i((.., 0)).unwrap(), &their_step).unwrap());
     assert!(worst <= TOLERANCE, "logits differ by {worst}");
@@ -182,7 +182,7 @@ fn mamba(c: &mut Criterion) {
         (
             "auto_hook_step",
             Box::new(|| {
-                let out = model.forward_with_cache(&next, &mut cache.borrow_mut());
+                let out = model.forward_with_cache(&next, None, &mut cache.borrow_mut());
                 drop(black_box(out.unwrap()))
             }),
         ),

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         norms.push(h.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?);
         Ok::<(), candle_core::Error>(())
     });
-    let clean = model.run_with_hooks(read, |m| m.forward(&ids))?;
+    let clean = model.run_with_hooks(read, |m| m.forward(&ids, None))?;
     let shown: Vec<String> = norms.iter().map(|n| format!("{n:.2}")).collect();
     println!(
         "{point}: |h_t| at positions 0..{}: {}",
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Zero the state h_3: positions 0..=2 are unchanged; y_3 reads the zeroed state and
     // positions 4.. continue from it.
     let edit = Hooks::new().add(&point, at_position(3, |h| h.zeros_like()));
-    let edited = model.run_with_hooks(edit, |m| m.forward(&ids))?;
+    let edited = model.run_with_hooks(edit, |m| m.forward(&ids, None))?;
     let shift = (edited - &clean)?
         .abs()?
         .max(D::Minus1)?
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eos_token_id: Some(u32::MAX),
         ..Default::default()
     };
-    let out = model.run_with_hooks(count, |m| m.generate(&ids, &opts))?;
+    let out = model.run_with_hooks(count, |m| m.generate(&ids, None, &opts))?;
     println!(
         "generated {:?}; {point} fired {steps} times ({} prompt positions + 5 cached steps)",
         &out.i(0)?.to_vec1::<u32>()?[prompt.len()..],

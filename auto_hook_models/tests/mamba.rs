@@ -108,7 +108,7 @@ fn mambalens_hook_points_fire_once_with_documented_shapes_and_hook_h_once_per_po
     let (model, reference) = fixture();
     let mut seen = Seen::new();
     model
-        .run_with_hooks(record(&mut seen), |m| m.forward(&ids(&reference)))
+        .run_with_hooks(record(&mut seen), |m| m.forward(&ids(&reference), None))
         .unwrap();
     for i in 0..2 {
         for (point, shape) in POINTS {
@@ -128,10 +128,10 @@ fn mambalens_hook_points_fire_once_with_documented_shapes_and_hook_h_once_per_po
 fn identity_hooks_on_every_point_are_bit_identical() {
     let (model, reference) = fixture();
     let ids = ids(&reference);
-    let plain = model.forward(&ids).unwrap();
+    let plain = model.forward(&ids, None).unwrap();
     let hooked = model
         .run_with_hooks(Hooks::new().add("**", |x, _| x.clone()), |m| {
-            m.forward(&ids)
+            m.forward(&ids, None)
         })
         .unwrap();
     let bits = |t: &Tensor| -> Vec<u32> {
@@ -145,9 +145,11 @@ fn identity_hooks_on_every_point_are_bit_identical() {
 fn editing_the_ssm_state_at_one_position_changes_only_later_positions() {
     let (model, reference) = fixture();
     let ids = ids(&reference);
-    let clean = model.forward(&ids).unwrap();
+    let clean = model.forward(&ids, None).unwrap();
     let hooks = Hooks::new().add("blocks.0.hook_h", at_position(3, |h| h.zeros_like()));
-    let edited = model.run_with_hooks(hooks, |m| m.forward(&ids)).unwrap();
+    let edited = model
+        .run_with_hooks(hooks, |m| m.forward(&ids, None))
+        .unwrap();
     assert_eq!(
         max_diff(
             &clean.i((.., 0..3)).unwrap(),
@@ -169,7 +171,7 @@ fn every_position_state_is_readable_and_the_last_is_the_cached_state() {
     let hooks = Hooks::new().add("blocks.1.hook_h", |h, _| states.push(h.clone()));
     let mut cache = MambaCache::new(2);
     model
-        .run_with_hooks(hooks, |m| m.forward_with_cache(&ids, &mut cache))
+        .run_with_hooks(hooks, |m| m.forward_with_cache(&ids, None, &mut cache))
         .unwrap();
     assert_eq!(states.len(), 7);
     assert!(max_diff(&states[0], &states[6]) > 1e-4);
@@ -182,16 +184,16 @@ fn every_position_state_is_readable_and_the_last_is_the_cached_state() {
 fn cached_steps_equal_the_full_forward_and_hooks_fire_each_step() {
     let (model, reference) = fixture();
     let ids = ids(&reference);
-    let full = model.forward(&ids).unwrap();
+    let full = model.forward(&ids, None).unwrap();
     let mut cache = MambaCache::new(2);
     let mut parts = vec![model
-        .forward_with_cache(&ids.narrow(1, 0, 3).unwrap(), &mut cache)
+        .forward_with_cache(&ids.narrow(1, 0, 3).unwrap(), None, &mut cache)
         .unwrap()];
     for pos in 3..7 {
         let mut seen = Seen::new();
         let step = model
             .run_with_hooks(record(&mut seen), |m| {
-                m.forward_with_cache(&ids.narrow(1, pos, 1).unwrap(), &mut cache)
+                m.forward_with_cache(&ids.narrow(1, pos, 1).unwrap(), None, &mut cache)
             })
             .unwrap();
         assert_eq!(seen["blocks.1.hook_conv"], (1, vec![2, 1, 64]));
@@ -218,12 +220,14 @@ fn greedy_generation_follows_the_full_forward_argmax() {
     let mut steps = 0;
     let hooks = Hooks::new().add("blocks.0.hook_A", |_, _| steps += 1);
     let out = model
-        .run_with_hooks(hooks, |m| m.generate(&prompt, &opts))
+        .run_with_hooks(hooks, |m| m.generate(&prompt, None, &opts))
         .unwrap();
     assert_eq!(out.dims(), [2, 9]);
     assert_eq!(steps, 5, "hooks fire at every step");
     for len in 4..9 {
-        let logits = model.forward(&out.narrow(1, 0, len).unwrap()).unwrap();
+        let logits = model
+            .forward(&out.narrow(1, 0, len).unwrap(), None)
+            .unwrap();
         let next = logits.i((.., len - 1)).unwrap().argmax(1).unwrap();
         let got = out.i((.., len)).unwrap();
         assert_eq!(
@@ -237,7 +241,7 @@ fn greedy_generation_follows_the_full_forward_argmax() {
 fn stop_at_ends_the_forward_after_block_0() {
     let (model, reference) = fixture();
     let cache = model
-        .run_with_cache_stop_at("blocks.0.**", |m| m.forward(&ids(&reference)))
+        .run_with_cache_stop_at("blocks.0.**", |m| m.forward(&ids(&reference), None))
         .unwrap();
     assert!(cache.contains("blocks.0.hook_resid_post"));
     assert!(cache.names().all(|n| !n.starts_with("blocks.1")));
@@ -261,7 +265,7 @@ fn tied_embeddings_load_without_lm_head_and_unembed_with_the_embeddings() {
     let model = mamba_from_var_builder(cfg, vb).unwrap();
     let (_, reference) = fixture();
     let (logits, cache) = model
-        .run_with_cache("ln_final.hook_point", |m| m.forward(&ids(&reference)))
+        .run_with_cache("ln_final.hook_point", |m| m.forward(&ids(&reference), None))
         .unwrap();
     let normed = cache.get("ln_final.hook_point").unwrap();
     let expected = normed.broadcast_matmul(&embed.t().unwrap()).unwrap();
@@ -309,8 +313,8 @@ fn bf16_mamba_runs_and_stays_close_to_f32() {
     let (model, reference) = fixture();
     let half = load_mamba(folder(), DType::BF16, &Device::Cpu).unwrap();
     let ids = ids(&reference);
-    let full = model.forward(&ids).unwrap();
-    let logits = half.forward(&ids).unwrap();
+    let full = model.forward(&ids, None).unwrap();
+    let logits = half.forward(&ids, None).unwrap();
     assert_eq!(logits.dtype(), DType::BF16);
     let diff = max_diff(&full, &logits.to_dtype(DType::F32).unwrap());
     assert!(diff < 0.1, "bf16 logits differ from f32 by {diff}");
@@ -324,7 +328,7 @@ fn gradients_reach_every_mamba_weight_kind() {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = mamba_from_var_builder(cfg, vb).unwrap();
     let (_, reference) = fixture();
-    let logits = model.forward(&ids(&reference)).unwrap();
+    let logits = model.forward(&ids(&reference), None).unwrap();
     let grads = logits
         .sqr()
         .unwrap()
@@ -355,4 +359,45 @@ fn gradients_reach_every_mamba_weight_kind() {
             .unwrap();
         assert!(norm > 0.0, "{name}: zero gradient");
     }
+}
+
+#[test]
+fn left_padding_with_a_mask_leaves_the_real_tokens_unchanged_also_in_generation() {
+    let (model, reference) = fixture();
+    let ids = ids(&reference);
+    let short = ids.i((1..2, 2..)).unwrap();
+    let alone = model.forward(&short, None).unwrap();
+    let padded_row = Tensor::cat(
+        &[
+            &Tensor::zeros((1, 2), DType::U32, &Device::Cpu).unwrap(),
+            &short,
+        ],
+        1,
+    )
+    .unwrap();
+    let batch = Tensor::cat(&[&ids.i(0..1).unwrap(), &padded_row], 0).unwrap();
+    let mask = Tensor::new(
+        &[[1u32, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let padded = model.forward(&batch, Some(&mask)).unwrap();
+    let diff = max_diff(&padded.i((1..2, 2..)).unwrap(), &alone);
+    assert!(diff < 1e-5, "padding changed the real tokens by {diff}");
+    let unmasked = model.forward(&batch, None).unwrap();
+    assert!(max_diff(&unmasked.i((1..2, 2..)).unwrap(), &alone) > 1e-4);
+    let opts = GenerateOptions {
+        max_new_tokens: 3,
+        eos_token_id: Some(u32::MAX),
+        ..GenerateOptions::default()
+    };
+    let together = model.generate(&batch, Some(&mask), &opts).unwrap();
+    let single = model.generate(&short, None, &opts).unwrap();
+    assert_eq!(
+        together.i((1, 7..)).unwrap().to_vec1::<u32>().unwrap(),
+        single.i((0, 5..)).unwrap().to_vec1::<u32>().unwrap()
+    );
+    let bad = Tensor::ones((2, 5), DType::U32, &Device::Cpu).unwrap();
+    let err = model.forward(&batch, Some(&bad)).unwrap_err().to_string();
+    assert!(err.contains("attention_mask has shape [2, 5]"), "{err}");
 }

@@ -125,15 +125,26 @@ impl MambaBlock {
         }
     }
 
-    /// `resid` `[B,L,D]` through the block; `slot` (generation) supplies the conv and SSM
-    /// states before these positions and receives those after them.
-    pub fn forward(&self, resid: &Tensor, slot: Option<&mut MambaSlot>) -> Result<Tensor> {
+    /// `resid` `[B,L,D]` through the block; `mask` `[B,L,1]` (1 = token, 0 = padding, in
+    /// the model's dtype) zeroes padding before `in_proj` and after the conv, as Hugging
+    /// Face does, so left padding leaves the states of the real tokens unchanged; `slot`
+    /// (generation) supplies the conv and SSM states before these positions and receives
+    /// those after them.
+    pub fn forward(
+        &self,
+        resid: &Tensor,
+        mask: Option<&Tensor>,
+        slot: Option<&mut MambaSlot>,
+    ) -> Result<Tensor> {
         let (d_inner, d_state, dt_rank) = self.dims;
         let resid = self.hook_resid_pre.forward(resid)?;
         let normed = self
             .hook_normalized_input
             .forward(&self.norm.forward(&resid)?)?;
-        let xz = self.in_proj.forward(&normed)?;
+        let xz = match mask {
+            Some(m) => self.in_proj.forward(&normed.broadcast_mul(m)?)?,
+            None => self.in_proj.forward(&normed)?,
+        };
         let x = self
             .hook_in_proj
             .forward(&xz.narrow(D::Minus1, 0, d_inner)?)?;
@@ -146,9 +157,11 @@ impl MambaBlock {
         };
         let (conv, conv_state) = self.conv(&x, past_conv.as_ref())?;
         let conv = self.hook_conv.forward(&conv)?;
-        let u = self
-            .hook_ssm_input
-            .forward(&conv.silu()?.to_dtype(DType::F32)?)?;
+        let u = match mask {
+            Some(m) => conv.silu()?.broadcast_mul(m)?,
+            None => conv.silu()?,
+        };
+        let u = self.hook_ssm_input.forward(&u.to_dtype(DType::F32)?)?;
         let dbc = self.x_proj.forward(&u.to_dtype(x.dtype())?)?;
         let delta_1 = self
             .hook_delta_1

@@ -62,9 +62,6 @@ impl ReferenceModel for HookedMamba {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        if attention_mask.is_some() {
-            candle_core::bail!("HookedMamba takes no attention_mask (no padding support)");
-        }
-        self.forward(input_ids)
+        self.forward(input_ids, attention_mask)
     }
 }

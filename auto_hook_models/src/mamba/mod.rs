@@ -107,22 +107,37 @@ impl HookedMamba {
     }
 
     /// Full-sequence logits `[batch, pos, vocab]` for `input_ids` `[batch, pos]` (u32).
-    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.run(input_ids, None)
+    /// `attention_mask` `[batch, pos]` (1 = token, 0 = padding) allows left padding, as in
+    /// Hugging Face: padding is zeroed before `in_proj` and after the conv, so it leaves
+    /// the SSM and conv states at zero and the real tokens' outputs unchanged.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, None)
     }
 
     /// Logits of `input_ids` after the positions already in `cache`, which gets the conv
-    /// and SSM states after them. Any number of new positions per call.
+    /// and SSM states after them. Any number of new positions per call; `attention_mask`
+    /// covers cached and new positions.
     #[auto_hook(forward)]
-    pub fn forward_with_cache(&self, input_ids: &Tensor, cache: &mut MambaCache) -> Result<Tensor> {
-        self.run(input_ids, Some(cache))
+    pub fn forward_with_cache(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: &mut MambaCache,
+    ) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, Some(cache))
     }
 
-    fn run(&self, input_ids: &Tensor, mut cache: Option<&mut MambaCache>) -> Result<Tensor> {
-        let (_, t) = input_ids.dims2()?;
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut MambaCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
         if t == 0 {
             candle_core::bail!("input_ids has no positions");
         }
+        let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = &cache {
             if c.slots.len() != self.blocks.len() {
                 candle_core::bail!(
@@ -133,9 +148,20 @@ impl HookedMamba {
             }
         }
         let mut resid = self.hook_embed.forward(&self.embed.forward(input_ids)?)?;
+        let mask = match attention_mask {
+            Some(m) if m.dims() == [b, past + t] => {
+                Some(m.narrow(1, past, t)?.to_dtype(resid.dtype())?.unsqueeze(2)?)
+            }
+            Some(m) => candle_core::bail!(
+                "attention_mask has shape {:?}; expected [batch, cached + new positions] = [{b}, {}]",
+                m.dims(),
+                past + t
+            ),
+            None => None,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.slots[i]);
-            resid = block.forward(&resid, slot)?;
+            resid = block.forward(&resid, mask.as_ref(), slot)?;
         }
         if let Some(c) = cache {
             c.len += t;
@@ -154,7 +180,7 @@ impl HookedMamba {
 /// # let ids = candle_core::Tensor::zeros((1, 8), candle_core::DType::U32, &candle_core::Device::Cpu)?;
 /// // Zero layer 1's SSM state after position 3: positions 4.. start from nothing.
 /// let hooks = Hooks::new().add("blocks.1.hook_h", auto_hook_models::at_position(3, |h| h.zeros_like()));
-/// let logits = model.run_with_hooks(hooks, |m| m.forward(&ids))?;
+/// let logits = model.run_with_hooks(hooks, |m| m.forward(&ids, None))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn at_position<F>(
