@@ -1,0 +1,106 @@
+//! What a user does to a copied candle-transformers file, done mechanically: fix the paths
+//! that pointed into candle-transformers, then put `#[auto_hook]` on every struct and impl.
+//! Shared by `build.rs` and the sweep test (`#[path]`), so it is plain text processing.
+
+/// `crate::x` → `{lib}::x` and `super::x` → `{lib}::{parent}::x` (the file's parent
+/// module, `models` for `src/models/qwen2.rs`): the edits any copy outside its crate needs.
+pub fn fix_paths(src: &str, lib: &str, parent: &str) -> String {
+    let src = replace_path_head(src, "crate::", &format!("{lib}::"));
+    replace_path_head(&src, "super::", &format!("{lib}::{parent}::"))
+}
+
+/// Replaces `head` where it starts a path (not `$crate::`, not `a_crate::`).
+fn replace_path_head(src: &str, head: &str, with: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(at) = rest.find(head) {
+        let before = rest[..at].chars().next_back();
+        let starts_path = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$');
+        out.push_str(&rest[..at]);
+        out.push_str(if starts_path { with } else { head });
+        rest = &rest[at + head.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Drops the file's inner attributes and `//!` docs (`include!` accepts neither), keeping
+/// the line count so compiler messages point at the same lines as the original.
+pub fn strip_inner(src: &str) -> String {
+    src.lines()
+        .map(|l| {
+            if l.starts_with("//!") || l.starts_with("#![") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Puts `attr` (`#[auto_hook::auto_hook]`) on its own line before every top-level struct
+/// and impl, above the item's doc comments and other attributes.
+pub fn annotate(src: &str, attr: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in src.lines() {
+        if is_struct_or_impl(line) {
+            let mut at = out.len();
+            while at > 0 && is_attached(&out[..at]) {
+                at -= 1;
+            }
+            out.insert(at, attr);
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+fn is_struct_or_impl(line: &str) -> bool {
+    let rest = match line.strip_prefix("pub") {
+        Some(r) if r.starts_with(' ') => r.trim_start(),
+        Some(r) if r.starts_with('(') => r.split_once(')').map_or("", |(_, r)| r.trim_start()),
+        Some(_) => return false,
+        None => line,
+    };
+    let word = |w: &str| {
+        rest.strip_prefix(w)
+            .is_some_and(|r| r.starts_with([' ', '<']))
+    };
+    word("struct") || word("impl")
+}
+
+/// Whether the last line of `lines` belongs to the item below it (an attribute or a doc
+/// comment; candle-transformers has no multi-line attributes on top-level items).
+fn is_attached(lines: &[&str]) -> bool {
+    let last = lines[lines.len() - 1];
+    last.starts_with("#[") || last.starts_with("///")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_goes_above_docs_and_derives() {
+        let src = "use x;\n/// A config\n#[derive(Debug)]\npub struct Config {\n}\nimpl Config {}\npub(crate) struct A;\nfn impl_x() {}";
+        let out = annotate(src, "#[a]");
+        assert_eq!(
+            out,
+            "use x;\n#[a]\n/// A config\n#[derive(Debug)]\npub struct Config {\n}\n#[a]\nimpl Config {}\n#[a]\npub(crate) struct A;\nfn impl_x() {}"
+        );
+    }
+
+    #[test]
+    fn paths_into_the_crate_are_made_absolute() {
+        let out = fix_paths(
+            "use crate::utils; use super::with_tracing::Linear; $crate::x; my_crate::y",
+            "ct",
+            "models",
+        );
+        assert_eq!(
+            out,
+            "use ct::utils; use ct::models::with_tracing::Linear; $crate::x; my_crate::y"
+        );
+    }
+}
