@@ -27,6 +27,7 @@ mod attention;
 mod compare;
 pub mod config;
 mod error;
+mod feed_forward;
 mod generate;
 pub mod induction;
 mod load;
