@@ -206,17 +206,23 @@ impl MambaBlock {
             None => Tensor::zeros((b, e, k - 1), x.dtype(), x.device())?,
         };
         let padded = Tensor::cat(&[&past, &xt.contiguous()?], 2)?;
-        let mut out = match &self.weights.conv_b {
-            Some(bias) => bias
-                .reshape((1, e, 1))?
-                .broadcast_as((b, e, l))?
-                .contiguous()?,
-            None => Tensor::zeros((b, e, l), x.dtype(), x.device())?,
+        let out = if l == 1 {
+            // One new position (a generation step): the window times the kernel.
+            padded
+                .broadcast_mul(&self.weights.conv_w.unsqueeze(0)?)?
+                .sum_keepdim(2)?
+        } else {
+            let tap = |j: usize| self.weights.conv_w.narrow(1, j, 1)?.reshape((1, e, 1));
+            let mut out = padded.narrow(2, 0, l)?.broadcast_mul(&tap(0)?)?;
+            for j in 1..k {
+                out = (out + padded.narrow(2, j, l)?.broadcast_mul(&tap(j)?)?)?;
+            }
+            out
         };
-        for j in 0..k {
-            let tap = self.weights.conv_w.narrow(1, j, 1)?.reshape((1, e, 1))?;
-            out = (out + padded.narrow(2, j, l)?.broadcast_mul(&tap)?)?;
-        }
+        let out = match &self.weights.conv_b {
+            Some(bias) => out.broadcast_add(&bias.reshape((1, e, 1))?)?,
+            None => out,
+        };
         let state = padded.narrow(2, l, k - 1)?.contiguous()?;
         Ok((out.transpose(1, 2)?.contiguous()?, state))
     }
@@ -249,7 +255,10 @@ impl MambaBlock {
             h = self.hook_h.forward(&h)?;
             states.push(h.clone());
         }
-        let states = Tensor::stack(&states, 1)?;
+        let states = match states.as_slice() {
+            [only] => only.unsqueeze(1)?,
+            _ => Tensor::stack(&states, 1)?,
+        };
         let y = states.broadcast_mul(&c.unsqueeze(2)?)?.sum(3)?;
         Ok((y, h))
     }
