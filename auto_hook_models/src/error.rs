@@ -1,11 +1,26 @@
-//! The models crate's error type.
+//! The models crate's error type, and the checks of a forward's token ids.
+//!
+//! Forwards and `generate` return `candle_core::Result`, as candle models do. Errors of
+//! this crate travel inside it unchanged: [`Error::find`] gets them back from a
+//! `candle_core::Error`, [`Error::find_hooked`] from the `auto_hook::Error` that
+//! `run_with_hooks` / `run_with_cache` return, so bad input can be told apart from an
+//! internal failure by matching a variant.
 
+use candle_core::{DType, Tensor};
 use std::fmt;
 
 /// `Result` with the models crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What can go wrong when loading or running a hooked port.
+///
+/// ```
+/// use auto_hook_models::Error;
+/// // A forward returns candle's error; this crate's error is inside it, matchable.
+/// let candle: candle_core::Error = Error::EmptyInput { what: "input_ids".into() }.into();
+/// assert!(matches!(Error::find(&candle), Some(Error::EmptyInput { .. })));
+/// assert_eq!(candle.to_string(), "bad input: input_ids has no tokens");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,8 +31,20 @@ pub enum Error {
     Unsupported(String),
     /// Weights or tokenizer that cannot be read.
     Io(String),
-    /// Bad input to a forward or to `generate`.
+    /// Bad input to a forward or to `generate` (shape, dtype, mask, sampling options).
     Input(String),
+    /// An empty token sequence (`input_ids` of shape `[batch, 0]` or `[0, pos]`), or an
+    /// empty prompt to `generate`.
+    EmptyInput { what: String },
+    /// A token id that is not in the vocabulary (`0..vocab_size`).
+    TokenOutOfVocabulary {
+        id: i64,
+        /// Row of the batch.
+        batch: usize,
+        /// Position in the sequence.
+        position: usize,
+        vocab_size: usize,
+    },
     /// An error from candle.
     Candle(candle_core::Error),
 }
@@ -29,6 +56,18 @@ impl fmt::Display for Error {
             Error::Unsupported(m) => write!(f, "unsupported checkpoint: {m}"),
             Error::Io(m) => write!(f, "{m}"),
             Error::Input(m) => write!(f, "bad input: {m}"),
+            Error::EmptyInput { what } => write!(f, "bad input: {what} has no tokens"),
+            Error::TokenOutOfVocabulary {
+                id,
+                batch,
+                position,
+                vocab_size,
+            } => write!(
+                f,
+                "bad input: token id {id} at [batch {batch}, position {position}] is not in \
+                 the vocabulary of {vocab_size} tokens (ids 0..={})",
+                vocab_size.saturating_sub(1)
+            ),
             Error::Candle(e) => write!(f, "{e}"),
         }
     }
@@ -43,17 +82,71 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
-        Error::Candle(e)
+impl Error {
+    /// This crate's error inside a candle error (looking through candle's context,
+    /// path and backtrace wrappers), or `None` for an error from candle itself.
+    ///
+    /// ```
+    /// use auto_hook_models::Error;
+    /// let plain = candle_core::Error::Msg("from candle".into());
+    /// assert!(Error::find(&plain).is_none());
+    /// let ours: candle_core::Error = Error::Input("a 1-D input".into()).into();
+    /// let wrapped = ours.context("while running the model");
+    /// assert!(matches!(Error::find(&wrapped), Some(Error::Input(_))));
+    /// ```
+    pub fn find(err: &candle_core::Error) -> Option<&Error> {
+        use candle_core::Error as E;
+        match err {
+            // Candle's transparent boxed-error variant (named for its first user, CUDA)
+            // is the one that keeps a foreign error downcastable with its own message.
+            E::Cuda(boxed) => boxed.downcast_ref::<Error>(),
+            E::WrappedContext { wrapped, .. } => wrapped.downcast_ref::<Error>(),
+            E::Context { inner, .. }
+            | E::WithPath { inner, .. }
+            | E::WithBacktrace { inner, .. } => Error::find(inner),
+            _ => None,
+        }
+    }
+
+    /// This crate's error inside the error of a hooked run (`run_with_hooks`,
+    /// `run_with_cache`, ...), or `None`.
+    ///
+    /// ```
+    /// use auto_hook_models::Error;
+    /// let run: auto_hook::Error = candle_core::Error::from(Error::EmptyInput { what: "the prompt".into() }).into();
+    /// assert!(matches!(Error::find_hooked(&run), Some(Error::EmptyInput { .. })));
+    /// ```
+    pub fn find_hooked(err: &auto_hook::Error) -> Option<&Error> {
+        match err {
+            auto_hook::Error::Candle(e) | auto_hook::Error::HookFailed { source: e, .. } => {
+                Error::find(e)
+            }
+            _ => None,
+        }
     }
 }
 
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        match Error::find(&e) {
+            Some(_) => match e {
+                candle_core::Error::Cuda(boxed) => match boxed.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::Candle(candle_core::Error::Cuda(other)),
+                },
+                other => Error::Candle(other),
+            },
+            None => Error::Candle(e),
+        }
+    }
+}
+
+/// Keeps the error matchable: see [`Error::find`].
 impl From<Error> for candle_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Candle(e) => e,
-            other => candle_core::Error::Msg(other.to_string()),
+            other => candle_core::Error::Cuda(Box::new(other)),
         }
     }
 }
@@ -61,5 +154,84 @@ impl From<Error> for candle_core::Error {
 impl From<Error> for auto_hook::Error {
     fn from(e: Error) -> Self {
         auto_hook::Error::Candle(e.into())
+    }
+}
+
+/// Checks `input_ids` before a forward: `[batch, pos]`, integer, not empty, every id
+/// in `0..vocab_size`. Reads the ids once (they are small next to the activations).
+pub(crate) fn check_token_ids(input_ids: &Tensor, vocab_size: usize) -> Result<()> {
+    let (b, t) = match input_ids.dims() {
+        &[b, t] => (b, t),
+        dims => {
+            return Err(Error::Input(format!(
+                "input_ids must be [batch, pos] token ids, got shape {dims:?}"
+            )))
+        }
+    };
+    if b == 0 || t == 0 {
+        return Err(Error::EmptyInput {
+            what: format!("input_ids (shape [{b}, {t}])"),
+        });
+    }
+    if !matches!(input_ids.dtype(), DType::U8 | DType::U32 | DType::I64) {
+        return Err(Error::Input(format!(
+            "input_ids must be integer token ids (u32, i64 or u8), got {:?}",
+            input_ids.dtype()
+        )));
+    }
+    let ids = input_ids.to_dtype(DType::I64)?.to_vec2::<i64>()?;
+    for (batch, row) in ids.iter().enumerate() {
+        if let Some(position) = row
+            .iter()
+            .position(|&id| id < 0 || id as u64 >= vocab_size as u64)
+        {
+            return Err(Error::TokenOutOfVocabulary {
+                id: row[position],
+                batch,
+                position,
+                vocab_size,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn token_checks_name_the_id_its_place_and_the_vocabulary() {
+        let ids = Tensor::new(&[[1u32, 2, 3], [4, 64, 5]], &Device::Cpu).unwrap();
+        let err = check_token_ids(&ids, 64).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::TokenOutOfVocabulary {
+                id: 64,
+                batch: 1,
+                position: 1,
+                vocab_size: 64
+            }
+        ));
+        assert!(err.to_string().contains("ids 0..=63"), "{err}");
+        assert!(check_token_ids(&ids, 65).is_ok());
+        let empty = Tensor::zeros((1, 0), DType::U32, &Device::Cpu).unwrap();
+        assert!(matches!(
+            check_token_ids(&empty, 64),
+            Err(Error::EmptyInput { .. })
+        ));
+        let flat = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+        assert!(matches!(check_token_ids(&flat, 64), Err(Error::Input(_))));
+        let float = Tensor::new(&[[1f32]], &Device::Cpu).unwrap();
+        assert!(matches!(check_token_ids(&float, 64), Err(Error::Input(_))));
+    }
+
+    #[test]
+    fn a_converted_error_round_trips_through_candle() {
+        let candle: candle_core::Error = Error::Unsupported("x".into()).into();
+        assert!(matches!(Error::from(candle), Error::Unsupported(_)));
+        let plain = candle_core::Error::Msg("m".into());
+        assert!(matches!(Error::from(plain), Error::Candle(_)));
     }
 }

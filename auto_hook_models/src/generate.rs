@@ -5,6 +5,7 @@
 //! runs one new token per sequence (`[batch, 1, ...]`), and its attention hooks see the
 //! cached keys: `hook_attn_scores` / `hook_pattern` are `[batch, head, 1, seen_so_far]`.
 
+use crate::error::Error;
 use crate::transformer::{HookedTransformer, KvCache};
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -124,6 +125,7 @@ impl HookedTransformer {
         attention_mask: Option<&Tensor>,
         opts: &GenerateOptions,
     ) -> Result<Tensor> {
+        check_prompt(input_ids, self.config().vocab_size)?;
         let (b, prompt) = input_ids.dims2()?;
         let device = input_ids.device().clone();
         let eos = opts.eos_token_id.or(self.config().eos_token_id);
@@ -162,6 +164,21 @@ impl HookedTransformer {
         }
         let width = tokens[0].len();
         Tensor::from_vec(tokens.concat(), (b, width), &device)
+    }
+}
+
+/// The checks of a forward's `input_ids`, with an empty prompt named as such: the
+/// prompt is checked before the first step (also when no step runs).
+pub(crate) fn check_prompt(input_ids: &Tensor, vocab_size: usize) -> Result<()> {
+    match crate::error::check_token_ids(input_ids, vocab_size) {
+        Err(Error::EmptyInput { .. }) => Err(Error::EmptyInput {
+            what: format!(
+                "the prompt given to generate (input_ids of shape {:?})",
+                input_ids.dims()
+            ),
+        }
+        .into()),
+        other => Ok(other?),
     }
 }
 

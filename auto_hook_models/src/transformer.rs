@@ -142,6 +142,19 @@ impl HookedTransformer {
     /// Full-sequence logits `[batch, pos, vocab]` for `input_ids` `[batch, pos]` (u32).
     /// `attention_mask` `[batch, pos]` (1 = token, 0 = padding) allows left padding:
     /// positions count real tokens only, and padding is never attended to.
+    ///
+    /// Bad input (no tokens, an id outside the vocabulary, a wrong shape or dtype) is a
+    /// [`crate::Error`] inside the candle error: match it with [`crate::Error::find`].
+    ///
+    /// ```
+    /// # let model = auto_hook_models::load("../models/induction-2l", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    /// use auto_hook_models::Error;
+    /// let ids = candle_core::Tensor::new(&[[0u32, 5, 64]], &candle_core::Device::Cpu)?;
+    /// let err = model.forward(&ids, None).unwrap_err();
+    /// assert!(matches!(Error::find(&err),
+    ///     Some(Error::TokenOutOfVocabulary { id: 64, batch: 0, position: 2, vocab_size: 64 })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         self.run(input_ids, attention_mask, None)
     }
@@ -164,6 +177,7 @@ impl HookedTransformer {
         attention_mask: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
+        crate::error::check_token_ids(input_ids, self.cfg.vocab_size)?;
         let (b, t) = input_ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let device = input_ids.device();
@@ -174,10 +188,11 @@ impl HookedTransformer {
                 .map(|row| row.iter().filter(|&&k| k > 0.0).count());
             let longest = longest.max().unwrap_or(0);
             if longest > n_ctx {
-                candle_core::bail!(
+                return Err(crate::Error::Input(format!(
                     "a sequence of {longest} tokens (cached and new) is longer than the model's \
                      {n_ctx} learned positions (n_positions)"
-                );
+                ))
+                .into());
             }
         }
         let positions = positions(&keys, t, device)?;
@@ -208,10 +223,11 @@ fn key_mask(attention_mask: Option<&Tensor>, b: usize, k_len: usize) -> Result<V
         return Ok(vec![vec![1.0; k_len]; b]);
     };
     if mask.dims() != [b, k_len] {
-        candle_core::bail!(
+        return Err(crate::Error::Input(format!(
             "attention_mask has shape {:?}; expected [batch, cached + new positions] = [{b}, {k_len}]",
             mask.dims()
-        );
+        ))
+        .into());
     }
     mask.to_dtype(DType::F32)?.to_vec2::<f32>()
 }
