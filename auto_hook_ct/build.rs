@@ -3,9 +3,9 @@
 //! `auto_hook_build`'s output (`built::<model>`). Nothing of candle-transformers is
 //! committed: both come from the registry source that `cargo metadata` points at.
 
-#[path = "verbatim.rs"]
+#[path = "src/user_edits.rs"]
 #[allow(dead_code)]
-mod verbatim;
+mod user_edits;
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
     let dep = auto_hook_build::Dependency::locate(&manifest, "candle-transformers")?;
-    println!("cargo:rerun-if-changed=verbatim.rs");
+    println!("cargo:rerun-if-changed=src/user_edits.rs");
     let mut builder = auto_hook_build::Builder::new("candle-transformers");
     let mut index = String::from(
         "/// Verbatim copies with `#[auto_hook]` on every struct and impl.\n\
@@ -32,8 +32,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         let src_path = dep.src_dir.join(&file);
         println!("cargo:rerun-if-changed={}", src_path.display());
         let src = std::fs::read_to_string(&src_path)?;
-        let copy = verbatim::fix_paths(&src, "candle_transformers", "models");
-        let copy = verbatim::annotate(&verbatim::strip_inner(&copy), "#[auto_hook::auto_hook]");
+        let copy = user_edits::fix_paths(&src, "candle_transformers", "models");
+        let copy = user_edits::annotate(&user_edits::strip_inner(&copy), "#[auto_hook::auto_hook]");
         std::fs::create_dir_all(out.join("verbatim"))?;
         std::fs::write(out.join("verbatim").join(format!("{model}.rs")), copy)?;
         writeln!(

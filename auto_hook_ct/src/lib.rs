@@ -6,7 +6,8 @@
 //!
 //! `build.rs` makes both from the registry source (nothing of candle-transformers is
 //! committed) and lists the models. [`check`] holds the checks each model's test runs
-//! against candle-transformers' own model on the same weights.
+//! against candle-transformers' own model on the same weights; [`sweep`] compiles every
+//! model file of candle-transformers plain, with the attribute, and through the helper.
 //!
 //! ```
 //! use auto_hook::prelude::*;
@@ -17,4 +18,6 @@
 include!(concat!(env!("OUT_DIR"), "/models.rs"));
 
 pub mod check;
+pub mod sweep;
+pub mod user_edits;
 pub mod weights;

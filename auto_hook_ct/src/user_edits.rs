@@ -1,9 +1,15 @@
 //! What a user does to a copied candle-transformers file, done mechanically: fix the paths
 //! that pointed into candle-transformers, then put `#[auto_hook]` on every struct and impl.
-//! Shared by `build.rs` and the sweep test (`#[path]`), so it is plain text processing.
+//! Shared by `build.rs` (through `#[path]`) and the [`sweep`](crate::sweep): plain text
+//! processing, no parser, like a user's search-and-replace.
 
 /// `crate::x` → `{lib}::x` and `super::x` → `{lib}::{parent}::x` (the file's parent
 /// module, `models` for `src/models/qwen2.rs`): the edits any copy outside its crate needs.
+///
+/// ```
+/// let out = auto_hook_ct::user_edits::fix_paths("use super::with_tracing::Linear;", "ct", "models");
+/// assert_eq!(out, "use ct::models::with_tracing::Linear;");
+/// ```
 pub fn fix_paths(src: &str, lib: &str, parent: &str) -> String {
     let src = replace_path_head(src, "crate::", &format!("{lib}::"));
     replace_path_head(&src, "super::", &format!("{lib}::{parent}::"))
@@ -26,6 +32,10 @@ fn replace_path_head(src: &str, head: &str, with: &str) -> String {
 
 /// Drops the file's inner attributes and `//!` docs (`include!` accepts neither), keeping
 /// the line count so compiler messages point at the same lines as the original.
+///
+/// ```
+/// assert_eq!(auto_hook_ct::user_edits::strip_inner("//! Docs\nfn f() {}"), "\nfn f() {}");
+/// ```
 pub fn strip_inner(src: &str) -> String {
     src.lines()
         .map(|l| {
@@ -41,6 +51,11 @@ pub fn strip_inner(src: &str) -> String {
 
 /// Puts `attr` (`#[auto_hook::auto_hook]`) on its own line before every top-level struct
 /// and impl, above the item's doc comments and other attributes.
+///
+/// ```
+/// let out = auto_hook_ct::user_edits::annotate("#[derive(Debug)]\nstruct A;", "#[x]");
+/// assert_eq!(out, "#[x]\n#[derive(Debug)]\nstruct A;");
+/// ```
 pub fn annotate(src: &str, attr: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for line in src.lines() {
