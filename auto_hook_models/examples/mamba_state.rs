@@ -7,7 +7,7 @@
 //! is the mechanism.
 
 use auto_hook::prelude::*;
-use auto_hook_models::{at_position, load_mamba, GenerateOptions};
+use auto_hook_models::{at_position, load_mamba, Eos, GenerateOptions};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use std::path::PathBuf;
 
@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count = Hooks::new().add(&point, |_, _| steps += 1);
     let opts = GenerateOptions {
         max_new_tokens: 6,
-        eos_token_id: Some(u32::MAX),
+        eos: Eos::Never,
         ..Default::default()
     };
     let out = model.run_with_hooks(count, |m| m.generate(&ids, None, &opts))?;

@@ -8,7 +8,7 @@
 //! mechanism (the hook runs at every generation step and moves the output).
 
 use auto_hook::prelude::*;
-use auto_hook_models::{load, GenerateOptions};
+use auto_hook_models::{load, Eos, GenerateOptions};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A fixed number of tokens: no end token.
     let opts = GenerateOptions {
         max_new_tokens: 8,
-        eos_token_id: Some(u32::MAX),
+        eos: Eos::Never,
         ..GenerateOptions::default()
     };
     let plain = model.generate(&ids, None, &opts)?;

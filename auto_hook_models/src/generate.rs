@@ -30,8 +30,8 @@ pub struct GenerateOptions {
     pub sampling: Sampling,
     /// Seed of the sampler: the same seed gives the same tokens.
     pub seed: u64,
-    /// Stop a sequence at this token (default: the config's `eos_token_id`).
-    pub eos_token_id: Option<u32>,
+    /// When a sequence stops early (default: at the config's `eos_token_id`).
+    pub eos: Eos,
 }
 
 impl Default for GenerateOptions {
@@ -40,8 +40,74 @@ impl Default for GenerateOptions {
             max_new_tokens: 16,
             sampling: Sampling::Greedy,
             seed: 0,
-            eos_token_id: None,
+            eos: Eos::FromConfig,
         }
+    }
+}
+
+/// When a sequence stops before `max_new_tokens`. A sequence that stopped is padded
+/// with the token it stopped at.
+///
+/// ```
+/// use auto_hook_models::{Eos, GenerateOptions};
+/// // The demo model's config says eos = 0, which is also its BOS token: never stop early.
+/// let opts = GenerateOptions { max_new_tokens: 8, eos: Eos::Never, ..GenerateOptions::default() };
+/// assert!(opts.eos.tokens(Some(0)).is_empty());
+/// assert_eq!(Eos::FromConfig.tokens(Some(0)), [0]);
+/// assert_eq!(Eos::Tokens(vec![2, 7]).tokens(Some(0)), [2, 7]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Eos {
+    /// At the config's `eos_token_id`; never, if the config has none.
+    #[default]
+    FromConfig,
+    /// Never: every sequence gets `max_new_tokens` new tokens.
+    Never,
+    /// At any of these tokens (the config's are ignored).
+    Tokens(Vec<u32>),
+}
+
+impl Eos {
+    /// The tokens that end a sequence, given the config's `eos_token_id`.
+    pub fn tokens(&self, config_eos: Option<u32>) -> Vec<u32> {
+        match self {
+            Eos::FromConfig => config_eos.into_iter().collect(),
+            Eos::Never => Vec::new(),
+            Eos::Tokens(tokens) => tokens.clone(),
+        }
+    }
+}
+
+/// Which sequences of a batch have stopped, and at which token.
+pub(crate) struct Stops {
+    tokens: Vec<u32>,
+    stopped: Vec<Option<u32>>,
+}
+
+impl Stops {
+    pub(crate) fn new(eos: &Eos, config_eos: Option<u32>, batch: usize) -> Self {
+        Self {
+            tokens: eos.tokens(config_eos),
+            stopped: vec![None; batch],
+        }
+    }
+
+    /// The next token of sequence `i`: the one it stopped at, once it stopped;
+    /// otherwise `choose()`'s.
+    pub(crate) fn next(&mut self, i: usize, choose: impl FnOnce() -> Result<u32>) -> Result<u32> {
+        if let Some(token) = self.stopped[i] {
+            return Ok(token);
+        }
+        let token = choose()?;
+        if self.tokens.contains(&token) {
+            self.stopped[i] = Some(token);
+        }
+        Ok(token)
+    }
+
+    /// Whether every sequence stopped.
+    pub(crate) fn all_stopped(&self) -> bool {
+        self.stopped.iter().all(Option::is_some)
     }
 }
 
@@ -128,13 +194,12 @@ impl HookedTransformer {
         check_prompt(input_ids, self.config().vocab_size)?;
         let (b, prompt) = input_ids.dims2()?;
         let device = input_ids.device().clone();
-        let eos = opts.eos_token_id.or(self.config().eos_token_id);
+        let mut stops = Stops::new(&opts.eos, self.config().eos_token_id, b);
         let mut mask: Vec<Vec<u32>> = match attention_mask {
             Some(m) => m.to_dtype(DType::U32)?.to_vec2::<u32>()?,
             None => vec![vec![1; prompt]; b],
         };
         let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let mut done = vec![false; b];
         let mut rng = Rng::new(opts.seed);
         let mut cache = KvCache::new(self.config().n_layers);
         let mut step_ids = input_ids.to_dtype(DType::U32)?;
@@ -148,17 +213,13 @@ impl HookedTransformer {
             let rows = last.to_vec2::<f32>()?;
             let mut next = Vec::with_capacity(b);
             for (i, row) in rows.iter().enumerate() {
-                let token = match (done[i], eos) {
-                    (true, Some(e)) => e,
-                    _ => choose(row, opts.sampling, &mut rng)?,
-                };
-                done[i] |= Some(token) == eos;
+                let token = stops.next(i, || choose(row, opts.sampling, &mut rng))?;
                 tokens[i].push(token);
                 mask[i].push(1);
                 next.push(token);
             }
             step_ids = Tensor::from_vec(next, (b, 1), &device)?;
-            if done.iter().all(|&d| d) {
+            if stops.all_stopped() {
                 break;
             }
         }

@@ -43,7 +43,7 @@ pub use attention::{Attention, KvSlot, Rotary, StepInputs};
 pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
-pub use generate::{next_token_log_probs, GenerateOptions, Sampling};
+pub use generate::{next_token_log_probs, Eos, GenerateOptions, Sampling};
 pub use load::{from_var_builder, load, load_tokenizer, weight_files};
 pub use mamba::{
     at_position, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock, MambaCache,

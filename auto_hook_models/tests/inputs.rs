@@ -3,7 +3,7 @@
 //! are zero by design: the check tells those points apart instead of failing them.
 
 use auto_hook::prelude::*;
-use auto_hook_models::{Error, GenerateOptions, HookedTransformer};
+use auto_hook_models::{Eos, Error, GenerateOptions, HookedTransformer};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
@@ -150,4 +150,51 @@ fn strict_check_passes_on_the_demo_model_and_names_its_zero_mlps() {
         report.fire_counts.len()
     );
     assert!(report.to_string().contains("no effect"), "{report}");
+}
+
+#[test]
+fn eos_is_explicit_config_default_never_or_given_tokens() {
+    let model = demo();
+    let prompt = ids(&[&[0, 5, 9, 13, 5, 9]]);
+    let run = |eos: Eos| {
+        let opts = GenerateOptions {
+            max_new_tokens: 6,
+            eos,
+            ..GenerateOptions::default()
+        };
+        let out = model.generate(&prompt, None, &opts).unwrap();
+        out.to_vec2::<u32>().unwrap().remove(0)
+    };
+    let never = run(Eos::Never);
+    assert_eq!(never.len(), 6 + 6, "never stops early");
+    let first = never[6];
+    // Stopping at the first generated token ends the sequence right there.
+    assert_eq!(run(Eos::Tokens(vec![first])), never[..7]);
+    // The default is the config's eos (0 for the demo model).
+    assert_eq!(model.config().eos_token_id, Some(0));
+    assert_eq!(run(Eos::FromConfig), run(Eos::Tokens(vec![0])));
+}
+
+#[test]
+fn a_stopped_sequence_is_padded_with_its_own_stop_token() {
+    let model = demo();
+    let prompt = ids(&[&[0, 5, 9, 13, 5, 9], &[0, 21, 22, 23, 21, 22]]);
+    let never = GenerateOptions {
+        max_new_tokens: 4,
+        eos: Eos::Never,
+        ..GenerateOptions::default()
+    };
+    let free = model.generate(&prompt, None, &never).unwrap();
+    let free = free.to_vec2::<u32>().unwrap();
+    let stop_first = free[0][6];
+    let opts = GenerateOptions {
+        eos: Eos::Tokens(vec![stop_first]),
+        ..never
+    };
+    let out = model.generate(&prompt, None, &opts).unwrap();
+    let out = out.to_vec2::<u32>().unwrap();
+    assert_eq!(out[0][6..], [stop_first; 4], "padded with its stop token");
+    if !free[1][6..].contains(&stop_first) {
+        assert_eq!(out[1], free[1], "the other sequence runs on");
+    }
 }

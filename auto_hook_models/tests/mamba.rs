@@ -4,8 +4,8 @@
 
 use auto_hook::prelude::*;
 use auto_hook_models::{
-    at_position, compare_with_reference, load, load_mamba, mamba_from_var_builder, GenerateOptions,
-    HookedMamba, MambaCache, MambaConfig,
+    at_position, compare_with_reference, load, load_mamba, mamba_from_var_builder, Eos,
+    GenerateOptions, HookedMamba, MambaCache, MambaConfig,
 };
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
@@ -214,7 +214,7 @@ fn greedy_generation_follows_the_full_forward_argmax() {
     let prompt = ids(&reference).narrow(1, 0, 4).unwrap();
     let opts = GenerateOptions {
         max_new_tokens: 5,
-        eos_token_id: Some(u32::MAX),
+        eos: Eos::Never,
         ..GenerateOptions::default()
     };
     let mut steps = 0;
@@ -388,7 +388,7 @@ fn left_padding_with_a_mask_leaves_the_real_tokens_unchanged_also_in_generation(
     assert!(max_diff(&unmasked.i((1..2, 2..)).unwrap(), &alone) > 1e-4);
     let opts = GenerateOptions {
         max_new_tokens: 3,
-        eos_token_id: Some(u32::MAX),
+        eos: Eos::Never,
         ..GenerateOptions::default()
     };
     let together = model.generate(&batch, Some(&mask), &opts).unwrap();

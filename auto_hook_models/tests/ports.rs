@@ -3,7 +3,7 @@
 mod common;
 
 use auto_hook::prelude::*;
-use auto_hook_models::{load, GenerateOptions, HookedTransformer, KvCache, Sampling};
+use auto_hook_models::{load, Eos, GenerateOptions, HookedTransformer, KvCache, Sampling};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::*;
 use std::collections::HashMap;
@@ -245,7 +245,7 @@ fn inputs_longer_than_learned_positions_are_refused_with_the_limit() {
     // Generation stops at the limit with the same error, not an index error.
     let opts = GenerateOptions {
         max_new_tokens: 40,
-        eos_token_id: Some(u32::MAX),
+        eos: Eos::Never,
         ..Default::default()
     };
     let err = model
@@ -287,7 +287,7 @@ fn generation_is_greedy_or_seeded_and_hooks_fire_every_step() {
     let ids = tokens(1, 3);
     let opts = GenerateOptions {
         max_new_tokens: 5,
-        eos_token_id: Some(999),
+        eos: Eos::Tokens(vec![999]),
         ..GenerateOptions::default()
     };
     let greedy = model.generate(&ids, None, &opts).unwrap();

@@ -6,7 +6,7 @@
 //! `hook_h` once). `hook_A` `[d_inner, d_state]` fires once per step.
 
 use super::{HookedMamba, MambaCache};
-use crate::generate::{choose, GenerateOptions, Rng};
+use crate::generate::{choose, GenerateOptions, Rng, Stops};
 use candle_core::{DType, Result, Tensor};
 
 impl HookedMamba {
@@ -29,7 +29,7 @@ impl HookedMamba {
     ) -> Result<Tensor> {
         let (b, prompt) = input_ids.dims2()?;
         let device = input_ids.device().clone();
-        let eos = opts.eos_token_id.or(self.config().eos_token_id);
+        let mut stops = Stops::new(&opts.eos, self.config().eos_token_id, b);
         let mut mask: Option<Vec<Vec<u32>>> = match attention_mask {
             Some(m) => Some(m.to_dtype(DType::U32)?.to_vec2::<u32>()?),
             None => None,
@@ -42,7 +42,6 @@ impl HookedMamba {
             }
         }
         let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let mut done = vec![false; b];
         let mut rng = Rng::new(opts.seed);
         let mut cache = MambaCache::new(self.config().n_layers);
         let mut step_ids = input_ids.to_dtype(DType::U32)?;
@@ -58,11 +57,7 @@ impl HookedMamba {
                 .to_dtype(DType::F32)?;
             let mut next = Vec::with_capacity(b);
             for (i, row) in last.to_vec2::<f32>()?.iter().enumerate() {
-                let token = match (done[i], eos) {
-                    (true, Some(e)) => e,
-                    _ => choose(row, opts.sampling, &mut rng)?,
-                };
-                done[i] |= Some(token) == eos;
+                let token = stops.next(i, || choose(row, opts.sampling, &mut rng))?;
                 tokens[i].push(token);
                 if let Some(m) = &mut mask {
                     m[i].push(1);
@@ -70,7 +65,7 @@ impl HookedMamba {
                 next.push(token);
             }
             step_ids = Tensor::from_vec(next, (b, 1), &device)?;
-            if done.iter().all(|&d| d) {
+            if stops.all_stopped() {
                 break;
             }
         }
