@@ -49,8 +49,8 @@ pub mod prelude {
     pub use crate::hook_name;
     pub use auto_hook_macros::{auto_hook, HookedRoot};
     pub use auto_hook_runtime::{
-        auto_hook, check_auto_hook, check_auto_hook_strict, ActivationCache, CacheOptions, Filter,
-        HookInfo, HookPoint, HookedModule, HookedRoot, Hooks,
+        auto_hook, check_auto_hook, check_auto_hook_mut, check_auto_hook_strict, ActivationCache,
+        CacheOptions, Filter, HookInfo, HookPoint, HookedModule, HookedRoot, Hooks, InnerPoints,
     };
 }
 

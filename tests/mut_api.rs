@@ -281,3 +281,60 @@ fn a_failing_forward_keeps_its_own_error_even_when_nothing_fired() {
         "{err}"
     );
 }
+
+/// An annotated model whose `forward` takes `&mut self` (a cache kept in the model):
+/// the struct's own point fires, and every `_mut` form sees it.
+#[auto_hook]
+struct CachedMlp {
+    fc: Linear,
+    calls: usize,
+}
+
+#[auto_hook]
+impl CachedMlp {
+    fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc: candle_nn::linear(4, 4, vb.pp("fc"))?,
+            calls: 0,
+        })
+    }
+
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.calls += 1;
+        self.fc.forward(x)?.relu()
+    }
+}
+
+#[test]
+fn an_annotated_mut_forward_fires_its_own_point_in_every_mut_form() {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let mut model = CachedMlp::new(vb).unwrap();
+    let x = Tensor::new(&[[0.5f32, -1.0, 2.0, 0.25]], &Device::Cpu).unwrap();
+    let (_, cache) = model
+        .run_with_cache_mut(CacheOptions::all(), |m| m.forward(&x))
+        .unwrap();
+    assert_eq!(
+        cache.names().collect::<Vec<_>>(),
+        ["fc.hook_point", "hook_point"]
+    );
+    let out = model
+        .run_with_hooks_mut(Hooks::new().add("hook_point", |a, _| a.ones_like()), |m| {
+            m.forward(&x)
+        })
+        .unwrap();
+    assert_eq!(out.to_vec2::<f32>().unwrap(), [[1.0; 4]]);
+    let early = model
+        .run_with_cache_stop_at_mut("fc.hook_point", |m| m.forward(&x))
+        .unwrap();
+    assert_eq!(early.len(), 1);
+    let report = check_auto_hook_mut(&mut model, |m| m.forward(&x)).unwrap();
+    assert_eq!(report.fire_counts.len(), 2);
+    assert!(report.fire_counts.iter().all(|(_, n)| *n == 1), "{report}");
+    assert_eq!(model.calls, 3 + report_runs(&report));
+}
+
+/// `check_auto_hook` runs the forward once per point plus six times (see its docs).
+fn report_runs(report: &auto_hook::CheckReport) -> usize {
+    report.fire_counts.len() + 6
+}
