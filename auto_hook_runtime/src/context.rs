@@ -11,7 +11,7 @@ use crate::hook::{check_replacement, CallHook, HookInfo, SharedHook};
 use crate::hook_point::HookId;
 use candle_core::Tensor;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -86,16 +86,24 @@ impl Hasher for IdHasher {
 }
 
 pub(crate) type IdMap<V> = HashMap<HookId, V, BuildHasherDefault<IdHasher>>;
-pub(crate) type IdSet = HashSet<HookId, BuildHasherDefault<IdHasher>>;
-
 /// What a run must see for its hooks to have had a chance: one of the model's points
 /// firing. Without it, the hooks given to the call were never reachable (the forward
 /// ran on a clone, another model or thread, or outside the run closure).
+///
+/// The model's points are known by the range of their ids: no allocation per call. A
+/// clone's points are newer than every point of the model, so they fall outside it; a
+/// point of another model inside the range can only hide the error, never raise it.
 pub(crate) struct FireWatch {
-    /// Every hook point of the model the call was made on.
-    pub(crate) points: IdSet,
+    pub(crate) first: HookId,
+    pub(crate) last: HookId,
     /// The filters of the hooks given, for the error message.
     pub(crate) hooks: Vec<String>,
+}
+
+impl FireWatch {
+    fn covers(&self, id: HookId) -> bool {
+        (self.first..=self.last).contains(&id)
+    }
 }
 
 /// The hooks selected for one hook point in one run.
@@ -217,7 +225,7 @@ impl<'a> Context<'a> {
         }
         let Some(slot) = self.slots.get(&id) else {
             if !self.model_fired.get() {
-                let ours = self.watch.as_ref().is_some_and(|w| w.points.contains(&id));
+                let ours = self.watch.as_ref().is_some_and(|w| w.covers(id));
                 self.model_fired.set(ours);
             }
             return Ok(x);

@@ -1,9 +1,10 @@
 //! `Hooks`: the per-call hooks of one run, and their resolution against a model.
 
-use crate::context::{Context, FireWatch, IdMap, IdSet, Slot};
+use crate::context::{Context, FireWatch, IdMap, Slot};
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::hook::{boxed_call_hook, CallHook, HookInfo, HookReturn, SharedHook};
+use crate::hook_point::HookId;
 use crate::module::{walk, HookedModule};
 use crate::root::shared;
 use candle_core::Tensor;
@@ -119,8 +120,8 @@ impl<'a> Hooks<'a> {
 
 /// Resolves per-call hooks (and an optional stop set) against the model's hook points,
 /// checking every filter, and builds the context of the call. When hooks are given, the
-/// context also knows every point of the model, so a run in which none of them fires
-/// is an error ([`crate::Error::NoHookFired`]).
+/// context also knows the model's points (by their id range), so a run in which none
+/// of them fires is an error ([`crate::Error::NoHookFired`]).
 pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
     model: &M,
     entries: Vec<(Filter, HookFn<'a>)>,
@@ -134,12 +135,10 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         flatten(stop, &mut |leaf| leaves.push((usize::MAX, leaf, false)));
     }
     let mut slots: IdMap<Slot> = IdMap::default();
-    let mut points = IdSet::default();
-    let watch = !entries.is_empty();
+    let mut ids: Option<(HookId, HookId)> = None;
     walk(model, &mut |name, point| {
-        if watch {
-            points.insert(point.id());
-        }
+        let id = point.id();
+        ids = Some(ids.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
         let mut slot: Option<Slot> = None;
         let mut last = None;
         for (index, leaf, matched) in leaves.iter_mut() {
@@ -166,10 +165,13 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         let names = hook_name_list(model);
         leaf.validate(names.iter().map(String::as_str))?;
     }
-    let watch = watch.then(|| FireWatch {
-        points,
-        hooks: entries.iter().map(|(f, _)| f.to_string()).collect(),
-    });
+    let watch = ids
+        .filter(|_| !entries.is_empty())
+        .map(|(first, last)| FireWatch {
+            first,
+            last,
+            hooks: entries.iter().map(|(f, _)| f.to_string()).collect(),
+        });
     // Backward hooks were copied into their slots; their places keep indices stable.
     let hooks = entries
         .into_iter()
