@@ -14,6 +14,7 @@ mod backward;
 mod cache;
 mod cache_io;
 mod check;
+mod check_report;
 mod context;
 mod error;
 mod filter;
@@ -39,8 +40,8 @@ pub use cache::{ActivationCache, CacheOptions};
 pub use cache_io::ORDER_KEY;
 pub use check::{
     check_auto_hook, check_auto_hook_mut, check_auto_hook_mut_strict, check_auto_hook_strict,
-    CheckReport,
 };
+pub use check_report::CheckReport;
 pub use error::{Error, Result};
 pub use filter::{nearest_names, Filter};
 pub use hook::{HookInfo, HookReturn};
