@@ -1,0 +1,80 @@
+//! The helper on a real dependency: candle-transformers 0.11 (a dev-dependency here).
+
+use auto_hook_build::{fixed_module_as, hook_module_as, Dependency, Error};
+
+fn dependency() -> Dependency {
+    Dependency::locate(env!("CARGO_MANIFEST_DIR"), "candle-transformers").unwrap()
+}
+
+/// This crate does not depend on candle-core, serde, ...: pretend it does under
+/// candle-transformers' own names, as a crate that uses the output would.
+fn with_all_names(mut dep: Dependency) -> Dependency {
+    for (name, (ours, _)) in dep.renames.iter_mut() {
+        *ours = Some(name.clone());
+    }
+    dep
+}
+
+#[test]
+fn finds_candle_transformers_through_cargo_metadata() {
+    let dep = dependency();
+    assert_eq!(dep.package, "candle-transformers");
+    assert!(dep.version.starts_with("0.11"), "{}", dep.version);
+    assert_eq!(dep.lib_name, "candle_transformers");
+    assert!(dep.src_dir.join("models/qwen2.rs").is_file());
+    assert_eq!(dep.renames["candle"].1, "candle-core");
+}
+
+#[test]
+fn hooked_qwen2_is_a_module_with_absolute_paths_and_hooked_structs() {
+    let source = hook_module_as(&with_all_names(dependency()), "models/qwen2.rs", "qwen2").unwrap();
+    let file = syn::parse_file(&source).expect("the output parses");
+    assert_eq!(file.items.len(), 1, "one `pub mod qwen2`");
+    assert!(source.contains("pub mod qwen2"));
+    assert!(source.contains("::candle_transformers::models::with_tracing"));
+    assert!(source.contains("::candle_transformers::utils::repeat_kv"));
+    assert!(!source.contains("crate::"), "no crate:: path left");
+    assert!(
+        source.contains("::auto_hook::"),
+        "the structs are rewritten"
+    );
+    let fixed = fixed_module_as(&with_all_names(dependency()), "models/qwen2.rs", "qwen2").unwrap();
+    assert!(!fixed.contains("::auto_hook::"));
+    assert!(fixed.contains("::candle_transformers::models::with_tracing"));
+}
+
+#[test]
+fn a_crate_the_caller_lacks_is_named_in_the_error() {
+    let err = hook_module_as(&dependency(), "models/qwen2.rs", "qwen2").unwrap_err();
+    assert!(matches!(err, Error::MissingDependency { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("qwen2.rs") && msg.contains("candle-core"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_file_and_a_missing_crate_are_clear_errors() {
+    let err = hook_module_as(&dependency(), "models/qwen9.rs", "qwen9").unwrap_err();
+    assert!(matches!(err, Error::FileNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("models/qwen9.rs"), "{err}");
+    let err = Dependency::locate(env!("CARGO_MANIFEST_DIR"), "not-a-dependency").unwrap_err();
+    assert!(err.to_string().contains("not-a-dependency"), "{err}");
+}
+
+#[test]
+fn a_parse_error_names_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("auto_hook_build_parse_{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join("models/bad.rs"), "pub struct A {}\n\nfn f( {\n").unwrap();
+    let mut dep = dependency();
+    dep.src_dir = dir.clone();
+    let err = hook_module_as(&dep, "models/bad.rs", "bad").unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    match &err {
+        Error::Parse { line, .. } => assert_eq!(*line, 3, "{err}"),
+        other => panic!("expected a parse error, got {other}"),
+    }
+    assert!(err.to_string().contains("bad.rs:3:"), "{err}");
+}
