@@ -128,15 +128,12 @@ impl Error {
 
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        match Error::find(&e) {
-            Some(_) => match e {
-                candle_core::Error::Cuda(boxed) => match boxed.downcast::<Error>() {
-                    Ok(ours) => *ours,
-                    Err(other) => Error::Candle(candle_core::Error::Cuda(other)),
-                },
-                other => Error::Candle(other),
+        match e {
+            candle_core::Error::Cuda(boxed) => match boxed.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Candle(candle_core::Error::Cuda(other)),
             },
-            None => Error::Candle(e),
+            other => Error::Candle(other),
         }
     }
 }

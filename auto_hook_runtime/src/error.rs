@@ -37,6 +37,7 @@ pub enum Error {
     /// Hooks were given to a run, but not one hook point of the model fired during it, so
     /// the hooks never had a chance. The forward ran on a clone of the model (a clone
     /// has new hook points), on another model or thread, or outside the run closure.
+    /// A run that legitimately runs no forward says so with `Hooks::may_not_fire`.
     NoHookFired { hooks: Vec<String> },
     /// A hook (or a check) failed with its own error.
     HookFailed {
@@ -76,7 +77,8 @@ impl fmt::Display for Error {
                 "no hook point of the model fired during the run, so its hooks ({}) never ran: \
                  the forward ran on a clone of the model (`m.clone().forward(..)`: a clone has \
                  new hook points), on another model or thread, or outside the run closure; \
-                 call the forward on the closure's argument",
+                 call the forward on the closure's argument (a run that may legitimately \
+                 run no forward says so with `Hooks::may_not_fire()`)",
                 hooks.join(", ")
             ),
             Error::HookFailed { hook, source } => write!(f, "hook at `{hook}` failed: {source}"),

@@ -25,6 +25,7 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct Hooks<'a> {
     entries: Vec<(Filter, HookFn<'a>)>,
+    may_not_fire: bool,
 }
 
 /// A forward hook of one call, or a backward hook bound to the graph of that call.
@@ -38,7 +39,26 @@ impl<'a> Hooks<'a> {
     pub fn new() -> Self {
         Self {
             entries: Vec::new(),
+            may_not_fire: false,
         }
+    }
+
+    /// Says that this run may legitimately run no forward of the model (a `generate`
+    /// asked for zero new tokens, a closure that sometimes skips the model), so a run in
+    /// which no hook point fired is not [`crate::Error::NoHookFired`].
+    ///
+    /// ```
+    /// use auto_hook_runtime::{auto_hook, HookedRoot, Hooks};
+    /// let relu = auto_hook(candle_nn::Activation::Relu);
+    /// let skipped = |_: &_| Ok::<_, candle_core::Error>("no forward this time");
+    /// assert!(relu.run_with_hooks(Hooks::new().add("hook_point", |_, _| ()), skipped).is_err());
+    /// let hooks = Hooks::new().add("hook_point", |_, _| ()).may_not_fire();
+    /// assert_eq!(relu.run_with_hooks(hooks, skipped)?, "no forward this time");
+    /// # Ok::<(), auto_hook_runtime::Error>(())
+    /// ```
+    pub fn may_not_fire(mut self) -> Self {
+        self.may_not_fire = true;
+        self
     }
 
     /// Adds a hook on every point selected by `filter` (a name, a glob, a list of them,
@@ -113,8 +133,10 @@ impl<'a> Hooks<'a> {
         self.entries.is_empty()
     }
 
-    pub(crate) fn into_entries(self) -> Vec<(Filter, HookFn<'a>)> {
-        self.entries
+    /// The hooks, and whether the run must see a point of the model fire.
+    pub(crate) fn into_parts(self) -> (Vec<(Filter, HookFn<'a>)>, bool) {
+        let watch = !self.entries.is_empty() && !self.may_not_fire;
+        (self.entries, watch)
     }
 }
 
@@ -124,9 +146,10 @@ impl<'a> Hooks<'a> {
 /// of them fires is an error ([`crate::Error::NoHookFired`]).
 pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
     model: &M,
-    entries: Vec<(Filter, HookFn<'a>)>,
+    hooks: Hooks<'a>,
     stop_at: Option<&Filter>,
 ) -> Result<Context<'a>> {
+    let (entries, watch) = hooks.into_parts();
     let mut leaves: Vec<(usize, &Filter, bool)> = Vec::new();
     for (index, (filter, _)) in entries.iter().enumerate() {
         flatten(filter, &mut |leaf| leaves.push((index, leaf, false)));
@@ -165,13 +188,11 @@ pub(crate) fn build_context<'a, M: HookedModule + ?Sized>(
         let names = hook_name_list(model);
         leaf.validate(names.iter().map(String::as_str))?;
     }
-    let watch = ids
-        .filter(|_| !entries.is_empty())
-        .map(|(first, last)| FireWatch {
-            first,
-            last,
-            hooks: entries.iter().map(|(f, _)| f.to_string()).collect(),
-        });
+    let watch = ids.filter(|_| watch).map(|(first, last)| FireWatch {
+        first,
+        last,
+        hooks: entries.iter().map(|(f, _)| f.to_string()).collect(),
+    });
     // Backward hooks were copied into their slots; their places keep indices stable.
     let hooks = entries
         .into_iter()

@@ -46,7 +46,7 @@ where
     B: Borrowed<M>,
     E: Into<Error>,
 {
-    let context = build_context(model.model(), hooks.into_entries(), None)?;
+    let context = build_context(model.model(), hooks, None)?;
     context
         .run(|| run(model))?
         .ok_or_else(|| Error::Cache(NO_STOP.into()))
@@ -80,7 +80,7 @@ where
         hooks.push_backward(filter.clone(), sink.recorder());
         cache.borrow_mut().set_grads(sink);
     }
-    let context = build_context(model.model(), hooks.into_entries(), stop.then_some(&filter))?;
+    let context = build_context(model.model(), hooks, stop.then_some(&filter))?;
     let out = context.run(|| run(model))?;
     drop(context);
     Ok((out, cache.into_inner()))
