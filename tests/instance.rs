@@ -137,3 +137,39 @@ fn an_annotated_model_that_is_not_a_module_keeps_its_points_without_naming_the_k
 fn ambiguous_or_unhookable_instances_are_compile_errors_with_a_message() {
     trybuild::TestCases::new().compile_fail("tests/instance_ui/*.rs");
 }
+
+/// Annotated, with a `&mut self` forward (state kept in the model).
+#[auto_hook]
+struct Counting {
+    fc: Linear,
+    calls: usize,
+}
+
+#[auto_hook]
+impl Counting {
+    fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc: candle_nn::linear(4, 4, vb.pp("fc"))?,
+            calls: 0,
+        })
+    }
+
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.calls += 1;
+        self.fc.forward(x)
+    }
+}
+
+#[test]
+fn a_wrapped_annotated_model_with_a_mut_forward_runs_through_the_mut_forms() {
+    let (_map, vb) = vb();
+    let mut wrapped = auto_hook(Counting::new(vb).unwrap());
+    let (_, cache) = wrapped
+        .run_with_cache_mut(CacheOptions::all(), |m| m.forward(&input()))
+        .unwrap();
+    assert_eq!(
+        cache.names().collect::<Vec<_>>(),
+        ["fc.hook_point", "hook_point"]
+    );
+    assert_eq!(wrapped.unwrap().calls, 1);
+}

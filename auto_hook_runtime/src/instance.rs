@@ -15,7 +15,7 @@ use crate::module::{HookedModule, Walker, WalkerMut};
 use crate::schema::Schema;
 use candle_core::{Module, Result, Tensor};
 use std::marker::PhantomData;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 /// The kind of an [`AutoHooked`] wrapper: a plain module seen from outside, one point.
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,6 +108,15 @@ impl<M, K> Deref for AutoHooked<M, K> {
     type Target = M;
     fn deref(&self) -> &M {
         &self.inner
+    }
+}
+
+/// An annotated model keeps firing its own points through `&mut`, so a `&mut self`
+/// forward runs as `wrapped.run_with_hooks_mut(hooks, |m| m.forward(..))`. (A plain
+/// module's `&mut` methods would bypass the wrapper's one point, so `RootOnly` has none.)
+impl<M> DerefMut for AutoHooked<M, InnerPoints> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.inner
     }
 }
 
