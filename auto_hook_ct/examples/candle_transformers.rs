@@ -58,7 +58,11 @@ fn qwen2_demo(ids: &Tensor) -> Res<()> {
     let mut unhooked = ct_qwen2::ModelForCausalLM::new(&ct_cfg, vb(&varmap))?;
 
     let names = model.hook_point_names();
-    println!("Qwen2: {} hook points: {}, ...", names.len(), names[..6].join(", "));
+    println!(
+        "Qwen2: {} hook points: {}, ...",
+        names.len(),
+        names[..6].join(", ")
+    );
     let want = unhooked.forward(ids, 0)?;
     let got = model.forward(ids, 0)?;
     same_bits("qwen2 logits", &got, &want)?;
@@ -68,7 +72,11 @@ fn qwen2_demo(ids: &Tensor) -> Res<()> {
     let (logits, cache) = model.run_with_cache_mut(CacheOptions::all(), |m| m.forward(ids, 0))?;
     same_bits("qwen2 logits with a full cache", &logits, &want)?;
     let q = cache.get("base_model.layers.0.self_attn.q_proj.hook_point")?;
-    println!("  run_with_cache_mut: {} activations, q_proj of layer 0 {:?}", cache.len(), q.dims());
+    println!(
+        "  run_with_cache_mut: {} activations, q_proj of layer 0 {:?}",
+        cache.len(),
+        q.dims()
+    );
 
     // a persistent hook counts what layer 1 computes during the stopped run
     let layer1 = Arc::new(AtomicUsize::new(0));
@@ -105,11 +113,18 @@ fn phi3_demo(ids: &Tensor) -> Res<()> {
     model.clear_kv_cache();
     let (_, cache) = model.run_with_cache_mut(CacheOptions::all(), |m| m.forward(ids, 0))?;
     let qkv = cache.get("layers.1.self_attn.qkv_proj.hook_point")?;
-    println!("  run_with_cache_mut: {} activations, fused qkv of layer 1 {:?}", cache.len(), qkv.dims());
+    println!(
+        "  run_with_cache_mut: {} activations, fused qkv of layer 1 {:?}",
+        cache.len(),
+        qkv.dims()
+    );
 
     model.clear_kv_cache();
     let early = model.run_with_cache_stop_at_mut("layers.0.**", |m| m.forward(ids, 0))?;
-    println!("  stop_at layers.0.**: {} activations, the forward ended in layer 0", early.len());
+    println!(
+        "  stop_at layers.0.**: {} activations, the forward ended in layer 0",
+        early.len()
+    );
     // a zeroed MLP output in layer 0 changes the logits
     model.clear_kv_cache();
     let ablate = Hooks::new().add("layers.0.mlp.hook_point", |x, _| x.zeros_like());

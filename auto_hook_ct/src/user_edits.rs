@@ -5,14 +5,40 @@
 
 /// `crate::x` → `{lib}::x` and `super::x` → `{lib}::{parent}::x` (the file's parent
 /// module, `models` for `src/models/qwen2.rs`): the edits any copy outside its crate needs.
+/// `super::` inside an inline `mod name { .. }` of the file names the file and stays.
 ///
 /// ```
-/// let out = auto_hook_ct::user_edits::fix_paths("use super::with_tracing::Linear;", "ct", "models");
-/// assert_eq!(out, "use ct::models::with_tracing::Linear;");
+/// let src = "use super::with_tracing::Linear;\nmod inner {\n    use super::*;\n}";
+/// let out = auto_hook_ct::user_edits::fix_paths(src, "ct", "models");
+/// assert_eq!(out, "use ct::models::with_tracing::Linear;\nmod inner {\n    use super::*;\n}");
 /// ```
 pub fn fix_paths(src: &str, lib: &str, parent: &str) -> String {
     let src = replace_path_head(src, "crate::", &format!("{lib}::"));
-    replace_path_head(&src, "super::", &format!("{lib}::{parent}::"))
+    let up = format!("{lib}::{parent}::");
+    let mut inline = false;
+    let lines: Vec<String> = src
+        .lines()
+        .map(|line| {
+            inline = inline_mod_state(inline, line);
+            if inline {
+                line.to_owned()
+            } else {
+                replace_path_head(line, "super::", &up)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Whether the line after `line` is inside a top-level inline `mod name {` block
+/// (opened by a column-0 `mod`/`pub mod` line ending in `{`, closed by a column-0 `}`).
+fn inline_mod_state(inside: bool, line: &str) -> bool {
+    if inside {
+        return line != "}";
+    }
+    let rest = line.strip_prefix("pub ").unwrap_or(line);
+    let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
+    rest.starts_with("mod ") && line.trim_end().ends_with('{')
 }
 
 /// Replaces `head` where it starts a path (not `$crate::`, not `a_crate::`).
@@ -49,24 +75,28 @@ pub fn strip_inner(src: &str) -> String {
         .join("\n")
 }
 
-/// Puts `attr` (`#[auto_hook::auto_hook]`) on its own line before every top-level struct
-/// and impl, above the item's doc comments and other attributes.
+/// Puts `attr` (`#[auto_hook::auto_hook]`) on its own line before every struct and impl
+/// at the top level or in a top-level inline `mod` (indented by four spaces there), above
+/// the item's doc comments and other attributes.
 ///
 /// ```
 /// let out = auto_hook_ct::user_edits::annotate("#[derive(Debug)]\nstruct A;", "#[x]");
 /// assert_eq!(out, "#[x]\n#[derive(Debug)]\nstruct A;");
 /// ```
 pub fn annotate(src: &str, attr: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut inline = false;
     for line in src.lines() {
-        if is_struct_or_impl(line) {
+        let indent = if inline { "    " } else { "" };
+        if line.strip_prefix(indent).is_some_and(is_struct_or_impl) {
             let mut at = out.len();
-            while at > 0 && is_attached(&out[..at]) {
+            while at > 0 && is_attached(&out[at - 1], indent) {
                 at -= 1;
             }
-            out.insert(at, attr);
+            out.insert(at, format!("{indent}{attr}"));
         }
-        out.push(line);
+        inline = inline_mod_state(inline, line);
+        out.push(line.to_owned());
     }
     out.join("\n")
 }
@@ -85,11 +115,11 @@ fn is_struct_or_impl(line: &str) -> bool {
     word("struct") || word("impl")
 }
 
-/// Whether the last line of `lines` belongs to the item below it (an attribute or a doc
-/// comment; candle-transformers has no multi-line attributes on top-level items).
-fn is_attached(lines: &[&str]) -> bool {
-    let last = lines[lines.len() - 1];
-    last.starts_with("#[") || last.starts_with("///")
+/// Whether `line` belongs to the item below it (an attribute or a doc comment at the
+/// item's indentation; candle-transformers has no multi-line attributes on items).
+fn is_attached(line: &str, indent: &str) -> bool {
+    line.strip_prefix(indent)
+        .is_some_and(|l| l.starts_with("#[") || l.starts_with("///"))
 }
 
 #[cfg(test)]
@@ -103,6 +133,14 @@ mod tests {
         assert_eq!(
             out,
             "use x;\n#[a]\n/// A config\n#[derive(Debug)]\npub struct Config {\n}\n#[a]\nimpl Config {}\n#[a]\npub(crate) struct A;\nfn impl_x() {}"
+        );
+        let inline = annotate(
+            "mod m {\n    #[derive(Debug)]\n    struct B;\n    fn f() { struct C; }\n}",
+            "#[a]",
+        );
+        assert_eq!(
+            inline,
+            "mod m {\n    #[a]\n    #[derive(Debug)]\n    struct B;\n    fn f() { struct C; }\n}"
         );
     }
 
