@@ -22,6 +22,7 @@ mod activation;
 mod compare;
 mod config;
 mod error;
+mod eval;
 mod io;
 mod rng;
 mod sae;
@@ -34,6 +35,9 @@ pub use activation::{jumprelu_ste, step_l0};
 pub use compare::{compare_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
 pub use error::{Error, Result};
+pub use eval::{
+    downstream_scores, reconstruction_metrics, DownstreamScores, ReconstructionMetrics,
+};
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use rng::Rng;
 pub use sae::{Sae, SAE_HOOK_NAMES};
@@ -41,5 +45,6 @@ pub use splice::Spliced;
 pub use store::{ActivationStore, HookSpec, Layout, StoreConfig};
 pub use tokens::TokenSource;
 pub use train::{
-    Adam, LrSchedule, SparsityLoss, StepMetrics, TrainConfig, TrainedSae, Trainer, TrainerConfig,
+    Adam, LrSchedule, SaeTrainer, SparsityLoss, StepMetrics, TrainConfig, TrainedSae, Trainer,
+    TrainerConfig,
 };

@@ -2,6 +2,8 @@
 
 mod checkpoint;
 mod config;
+#[cfg(test)]
+mod gradcheck;
 mod optim;
 mod progress;
 mod sae;
@@ -9,8 +11,7 @@ mod trainer;
 
 pub use config::{LrSchedule, SparsityLoss, TrainConfig};
 pub use optim::Adam;
-pub use sae::StepMetrics;
+pub use sae::{SaeTrainer, StepMetrics};
 pub use trainer::{TrainedSae, Trainer, TrainerConfig};
 
-#[allow(unused_imports)] // used by the evaluation module
 pub(crate) use sae::explained_variance;

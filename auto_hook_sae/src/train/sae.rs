@@ -27,9 +27,22 @@ pub struct StepMetrics {
     pub lr: f64,
 }
 
-/// An SAE being trained: variables shared with an [`Sae`] view, Adam, dead-feature
-/// counters and firing frequencies.
-pub(crate) struct TrainingSae {
+/// One SAE being trained on batches you provide (the [`Trainer`](crate::Trainer) feeds
+/// it from an activation store): variables shared with an [`Sae`] view, Adam,
+/// dead-feature counters and firing frequencies.
+///
+/// ```
+/// use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, TrainConfig};
+/// use candle_core::{Device, Tensor};
+/// let cfg = TrainConfig::new(SaeConfig::new(8, 32, Architecture::TopK { k: 2 }).with_hook("x"));
+/// let mut trainer = SaeTrainer::new(cfg, &Device::Cpu)?;
+/// let x = Tensor::randn(0f32, 1.0, (64, 8), &Device::Cpu)?;
+/// let first = trainer.step(&x, 0, 10)?;
+/// for step in 1..10 { trainer.step(&x, step, 10)?; }
+/// assert!(trainer.step(&x, 9, 10)?.mse < first.mse);
+/// # Ok::<(), auto_hook_sae::Error>(())
+/// ```
+pub struct SaeTrainer {
     pub(crate) cfg: TrainConfig,
     pub(crate) sae: Sae,
     vars: Vec<Var>,
@@ -45,8 +58,9 @@ pub(crate) struct TrainingSae {
     pub(crate) scale: Option<f64>,
 }
 
-impl TrainingSae {
-    pub(crate) fn new(cfg: TrainConfig, device: &Device) -> Result<Self> {
+impl SaeTrainer {
+    /// A freshly initialised SAE (SAELens's init, seeded by `cfg.seed`) on `device`.
+    pub fn new(cfg: TrainConfig, device: &Device) -> Result<Self> {
         let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?;
         if let (Architecture::JumpRelu, Some(_)) = (cfg.sae.architecture, &init.threshold) {
             let d = cfg.sae.d_sae;
@@ -100,8 +114,25 @@ impl TrainingSae {
         self.since_fired.iter().map(|&n| n > window).collect()
     }
 
+    /// One optimisation step on `x` `[n, d_in]` as step `step` of `total` (for the
+    /// schedules). A width other than `d_in` is an error naming the hook.
+    pub fn step(&mut self, x: &Tensor, step: usize, total: usize) -> Result<StepMetrics> {
+        let hook = self.cfg.sae.metadata.hook_name.clone().unwrap_or_default();
+        self.step_on(x, &hook, step, total)
+    }
+
+    /// The SAE as it is now (training form).
+    pub fn sae(&self) -> &Sae {
+        &self.sae
+    }
+
+    /// The training settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
     /// Checks a batch against the SAE, then takes one optimisation step on it.
-    pub(crate) fn step(
+    pub(crate) fn step_on(
         &mut self,
         x: &Tensor,
         hook: &str,
@@ -225,11 +256,22 @@ impl TrainingSae {
         hs: &Tensor,
         dead: &[bool],
     ) -> Result<Tensor> {
+        let residual = (x - recon)?.detach();
+        self.aux_k_loss(&residual, hs, dead)
+    }
+
+    /// The aux-k loss against a given (detached) residual.
+    pub(crate) fn aux_k_loss(
+        &self,
+        residual: &Tensor,
+        hs: &Tensor,
+        dead: &[bool],
+    ) -> Result<Tensor> {
+        let x = residual;
         let n_dead = dead.iter().filter(|d| **d).count();
         if n_dead == 0 {
             return Ok(Tensor::zeros((), x.dtype(), x.device())?);
         }
-        let residual = (x - recon)?.detach();
         let k_aux = self.cfg.sae.d_in / 2;
         let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
         let k_aux = k_aux.min(n_dead).max(1);
@@ -247,7 +289,7 @@ impl TrainingSae {
         let mask = activation::topk_mask(&candidates, k_aux)?.broadcast_mul(&dead_t)?;
         let aux_acts = (hs * mask)?;
         let aux_recon = self.sae.latents_times_w_dec(&aux_acts)?;
-        let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
+        let loss = (aux_recon - x)?.sqr()?.sum(1)?.mean_all()?;
         Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
     }
 
@@ -285,7 +327,7 @@ impl TrainingSae {
     }
 
     /// Log10 firing frequency per latent over the current window (SAELens's sparsity).
-    pub(crate) fn log_sparsity(&self) -> Result<Tensor> {
+    pub fn log_sparsity(&self) -> Result<Tensor> {
         let rows = self.freq_rows.max(1) as f64;
         let v: Vec<f32> = self
             .act_freq
@@ -297,7 +339,7 @@ impl TrainingSae {
 
     /// The trained SAE as it is saved: the input scale folded into the weights,
     /// batchtopk's threshold attached (decoder norms are folded by `Sae::save`).
-    pub(crate) fn export(&self) -> Result<Sae> {
+    pub fn export(&self) -> Result<Sae> {
         let sae = &self.sae;
         let copy = |t: &Tensor| t.copy();
         let (mut w_enc, mut w_dec, mut b_dec) =

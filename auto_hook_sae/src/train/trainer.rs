@@ -1,7 +1,7 @@
 //! The training loop: one activation stream, several SAEs, progress, checkpoints.
 
 use super::config::TrainConfig;
-use super::sae::{StepMetrics, TrainingSae};
+use super::sae::{SaeTrainer, StepMetrics};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
 use crate::store::{ActivationStore, HookSpec, StoreConfig};
@@ -86,7 +86,7 @@ impl TrainedSae {
 /// ```
 pub struct Trainer<'m, M> {
     pub(crate) store: ActivationStore<'m, M>,
-    pub(crate) saes: Vec<TrainingSae>,
+    pub(crate) saes: Vec<SaeTrainer>,
     /// For each SAE, the index of its hook in the store.
     hook_of: Vec<usize>,
     pub(crate) cfg: TrainerConfig,
@@ -124,7 +124,7 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         let store = ActivationStore::new(model, forward, tokens, hooks, store)?;
         let saes = saes
             .into_iter()
-            .map(|c| TrainingSae::new(c, &device))
+            .map(|c| SaeTrainer::new(c, &device))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             store,
@@ -155,7 +155,7 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         let mut metrics = Vec::with_capacity(self.saes.len());
         for (sae, &h) in self.saes.iter_mut().zip(&self.hook_of) {
             let hook = &self.store.hooks()[h].name;
-            metrics.push(sae.step(&batch[h], hook, self.step, total)?);
+            metrics.push(sae.step_on(&batch[h], hook, self.step, total)?);
         }
         self.step += 1;
         Ok(metrics)
