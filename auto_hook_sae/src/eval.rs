@@ -100,7 +100,7 @@ pub fn downstream_scores<M: HookedRoot, E: Into<auto_hook::Error>>(
     let spliced = model.run_with_hooks(sae.splice_hooks(hook, false), |m| logits_of(m, tokens))?;
     let zero = Hooks::new().add(hook.to_owned(), |x: &Tensor, _: &HookInfo| x.zeros_like());
     let zeroed = model.run_with_hooks(zero, |m| logits_of(m, tokens))?;
-    let targets = tokens.narrow(1, 1, tokens.dim(1)? - 1)?;
+    let targets = tokens.narrow(1, 1, tokens.dim(1)? - 1)?.contiguous()?;
     let clean_lp = log_probs(&clean)?;
     let (ce_clean, ce_sae, ce_zero) = (
         cross_entropy(&clean_lp, &targets)?,
@@ -129,12 +129,18 @@ fn log_probs(logits: &Tensor) -> Result<Tensor> {
         });
     }
     let t = logits.dim(1)?;
-    let logits = logits.narrow(1, 0, t - 1)?.to_dtype(DType::F32)?;
+    let logits = logits
+        .narrow(1, 0, t - 1)?
+        .to_dtype(DType::F32)?
+        .contiguous()?;
     Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
 }
 
 fn cross_entropy(log_probs: &Tensor, targets: &Tensor) -> Result<f64> {
-    let picked = log_probs.gather(&targets.to_dtype(DType::U32)?.unsqueeze(2)?, 2)?;
+    let picked = log_probs.gather(
+        &targets.to_dtype(DType::U32)?.unsqueeze(2)?.contiguous()?,
+        2,
+    )?;
     Ok(-(picked.mean_all()?.to_scalar::<f32>()? as f64))
 }
 

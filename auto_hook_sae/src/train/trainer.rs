@@ -145,7 +145,8 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         self.saes.iter().map(|s| &s.sae)
     }
 
-    /// One step of every SAE on the next batch of activations.
+    /// One step of every SAE on the next batch of activations (and a checkpoint, when
+    /// one is due).
     pub fn step(&mut self) -> Result<Vec<StepMetrics>> {
         if self.step == 0 {
             self.estimate_scales()?;
@@ -158,6 +159,11 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
             metrics.push(sae.step_on(&batch[h], hook, self.step, total)?);
         }
         self.step += 1;
+        if let (Some(every), Some(dir)) = (self.cfg.checkpoint_every, &self.cfg.checkpoint_dir) {
+            if self.step.is_multiple_of(every) && self.step < total {
+                self.save_checkpoint(dir.join(format!("step_{}", self.step)))?;
+            }
+        }
         Ok(metrics)
     }
 
@@ -200,12 +206,6 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         while self.step < total {
             last = self.step()?;
             bar.update(self.step, self.store.tokens_seen() - start_tokens, &last);
-            if let (Some(every), Some(dir)) = (self.cfg.checkpoint_every, &self.cfg.checkpoint_dir)
-            {
-                if self.step.is_multiple_of(every) && self.step < total {
-                    self.save_checkpoint(dir.join(format!("step_{}", self.step)))?;
-                }
-            }
         }
         bar.finish();
         self.trained(&last)

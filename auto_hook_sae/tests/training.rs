@@ -1,0 +1,244 @@
+//! The training loop on a real model: several SAEs from one stream, deterministic,
+//! resumable, with clear errors; evaluation with the SAE spliced in.
+
+use auto_hook_models::induction::repeated_tokens;
+use auto_hook_models::HookedTransformer;
+use auto_hook_sae::*;
+use candle_core::{DType, Device, Tensor};
+use std::path::Path;
+
+fn model() -> HookedTransformer {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/induction-2l");
+    auto_hook_models::load(dir, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn forward(m: &HookedTransformer, ids: &Tensor) -> candle_core::Result<Tensor> {
+    m.forward(ids, None)
+}
+
+fn tokens() -> TokenSource {
+    TokenSource::from_tensor(&repeated_tokens(64, 10, 64, 1).unwrap(), 21, None).unwrap()
+}
+
+fn store() -> StoreConfig {
+    StoreConfig {
+        store_batch_size_prompts: 8,
+        n_batches_in_buffer: 2,
+        train_batch_size_tokens: 84,
+        ..Default::default()
+    }
+}
+
+fn configs() -> Vec<TrainConfig> {
+    let topk = TrainConfig::new(
+        SaeConfig::new(64, 128, Architecture::TopK { k: 4 }).with_hook("blocks.0.hook_resid_post"),
+    );
+    let mut standard = TrainConfig::new(
+        SaeConfig::new(64, 96, Architecture::Standard).with_hook("blocks.0.hook_resid_post"),
+    );
+    standard.l1_warm_up_steps = 3;
+    let mut z = SaeConfig::new(64, 64, Architecture::JumpRelu).with_hook("blocks.0.attn.hook_z");
+    z.reshape_hook_z = true;
+    z.normalize_activations = Normalization::ExpectedAverageOnlyIn;
+    vec![topk, standard, TrainConfig::new(z)]
+}
+
+fn run(steps: usize) -> TrainerConfig {
+    TrainerConfig {
+        total_training_steps: steps,
+        n_batches_for_norm_estimate: 2,
+        ..Default::default()
+    }
+}
+
+fn weights(saes: &[TrainedSae]) -> Vec<Vec<f32>> {
+    saes.iter()
+        .map(|t| {
+            t.sae
+                .w_dec()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn several_saes_train_from_one_stream_deterministically() {
+    let model = model();
+    let train = || {
+        let mut t = Trainer::new(&model, forward, tokens(), store(), configs(), run(6)).unwrap();
+        t.train().unwrap()
+    };
+    let (a, b) = (train(), train());
+    assert_eq!(a.len(), 3);
+    assert_eq!(weights(&a), weights(&b), "same seeds, same weights");
+    assert!(a.iter().all(|t| t.last.loss.is_finite() && t.last.l0 > 0.0));
+    // The scale was folded in when exporting: the z SAE reads raw activations.
+    assert_eq!(a[2].sae.cfg().normalize_activations, Normalization::None);
+    let dir = std::env::temp_dir().join(format!("auto_hook_sae_trained_{}", std::process::id()));
+    a[0].save(&dir).unwrap();
+    let back = Sae::load(&dir, &Device::Cpu).unwrap();
+    assert_eq!(
+        back.cfg().metadata.hook_name.as_deref(),
+        Some("blocks.0.hook_resid_post")
+    );
+    assert!(dir.join("sparsity.safetensors").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let model = model();
+    let dir = std::env::temp_dir().join(format!("auto_hook_sae_ckpt_{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let straight = Trainer::new(&model, forward, tokens(), store(), configs(), run(8))
+        .unwrap()
+        .train()
+        .unwrap();
+    let cfg = TrainerConfig {
+        checkpoint_every: Some(4),
+        checkpoint_dir: Some(dir.clone()),
+        ..run(8)
+    };
+    let mut first = Trainer::new(&model, forward, tokens(), store(), configs(), cfg).unwrap();
+    for _ in 0..5 {
+        first.step().unwrap(); // stops after step 5: the checkpoint is from step 4
+    }
+    drop(first);
+    let mut resumed = Trainer::new(&model, forward, tokens(), store(), configs(), run(8)).unwrap();
+    resumed.resume(dir.join("step_4")).unwrap();
+    assert_eq!(resumed.steps_done(), 4);
+    let resumed = resumed.train().unwrap();
+    assert_eq!(weights(&straight), weights(&resumed));
+    assert!(dir.join("step_4/sae_0/cfg.json").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_checkpoint_of_other_saes_is_refused() {
+    let model = model();
+    let dir = std::env::temp_dir().join(format!("auto_hook_sae_ckpt_other_{}", std::process::id()));
+    let t = Trainer::new(&model, forward, tokens(), store(), configs(), run(2)).unwrap();
+    t.save_checkpoint(&dir).unwrap();
+    let mut other = Trainer::new(
+        &model,
+        forward,
+        tokens(),
+        store(),
+        configs()[..2].to_vec(),
+        run(2),
+    )
+    .unwrap();
+    let err = other.resume(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("the checkpoint has 3 SAEs, this trainer 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_d_in_that_differs_from_the_hook_width_is_named() {
+    let model = model();
+    let bad = vec![TrainConfig::new(
+        SaeConfig::new(32, 64, Architecture::Standard).with_hook("blocks.0.hook_resid_post"),
+    )];
+    let mut t = Trainer::new(&model, forward, tokens(), store(), bad, run(2)).unwrap();
+    let err = t.step().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "hook `blocks.0.hook_resid_post` gives activations of width 64, but the SAE has d_in = 32"
+    );
+}
+
+#[test]
+fn bad_training_settings_are_refused_before_any_work() {
+    let model = model();
+    let no_hook = vec![TrainConfig::new(SaeConfig::new(
+        64,
+        64,
+        Architecture::Standard,
+    ))];
+    let err = Trainer::new(&model, forward, tokens(), store(), no_hook, run(2))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("hook_name is not set"), "{err}");
+    let mut warm = configs();
+    warm[0].lr_warm_up_steps = 10;
+    let err = Trainer::new(&model, forward, tokens(), store(), warm, run(5))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("exceeds the 5 training steps"), "{err}");
+    let big_k = vec![TrainConfig::new(
+        SaeConfig::new(64, 16, Architecture::TopK { k: 17 }).with_hook("blocks.0.hook_resid_post"),
+    )];
+    let err = Trainer::new(&model, forward, tokens(), store(), big_k, run(2))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("k = 17 must be between 1 and d_sae = 16"),
+        "{err}"
+    );
+}
+
+/// relu(x) - relu(-x) = x: a standard SAE with W_enc = [I, -I], W_dec = [I; -I]
+/// reconstructs exactly.
+fn exact_sae(d: usize) -> Sae {
+    let eye = Tensor::eye(d, DType::F32, &Device::Cpu).unwrap();
+    let w_enc = Tensor::cat(&[&eye, &eye.neg().unwrap()], 1).unwrap();
+    let w_dec = w_enc.t().unwrap().contiguous().unwrap();
+    let z = |n| Tensor::zeros(n, DType::F32, &Device::Cpu).unwrap();
+    Sae::new(
+        SaeConfig::new(d, 2 * d, Architecture::Standard),
+        w_enc,
+        z(2 * d),
+        w_dec,
+        z(d),
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn downstream_scores_are_one_for_an_exact_sae_and_zero_for_a_zero_one() {
+    let model = model();
+    let held_out = repeated_tokens(16, 10, 64, 99).unwrap();
+    let hook = "blocks.0.hook_resid_post";
+    let exact = downstream_scores(&model, &exact_sae(64), hook, &held_out, forward).unwrap();
+    assert!((exact.ce_loss_score - 1.0).abs() < 1e-3, "{exact:?}");
+    assert!((exact.kl_score - 1.0).abs() < 1e-3, "{exact:?}");
+    assert!(
+        exact.ce_zero > exact.ce_clean + 0.5,
+        "zeroing the residual stream hurts: {exact:?}"
+    );
+    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &Device::Cpu).unwrap();
+    let zero = Sae::new(
+        SaeConfig::new(64, 8, Architecture::Standard),
+        z(&[64, 8]),
+        z(&[8]),
+        z(&[8, 64]),
+        z(&[64]),
+        None,
+    )
+    .unwrap();
+    let zeroed = downstream_scores(&model, &zero, hook, &held_out, forward).unwrap();
+    assert!(
+        zeroed.ce_loss_score.abs() < 1e-3 && zeroed.kl_score.abs() < 1e-3,
+        "{zeroed:?}"
+    );
+    let m = reconstruction_metrics(
+        &exact_sae(64),
+        &Tensor::randn(0f32, 1.0, (50, 64), &Device::Cpu).unwrap(),
+        0.1,
+    )
+    .unwrap();
+    assert!(
+        m.mse < 1e-10 && (m.explained_variance - 1.0).abs() < 1e-6 && (m.l0 - 64.0).abs() < 1e-9
+    );
+    assert_eq!((m.dead, m.dense), (0, 128));
+}
