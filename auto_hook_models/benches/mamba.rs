@@ -64,7 +64,8 @@ fn write_checkpoint(dir: &Path) -> Result<PathBuf> {
     let mut rng = Rng(0x5EED_0000_3A3B_A001);
     let std = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
     let mut w: HashMap<String, Tensor> = HashMap::new();
-    let embed = rng.tensor(&[VOCAB, D_MODEL], 1.0, 0.0)?;
+    // Tied unembedding: small rows keep the logits O(1), as an untied head would.
+    let embed = rng.tensor(&[VOCAB, D_MODEL], 0.1, 0.0)?;
     w.insert("backbone.embeddings.weight".into(), embed.clone());
     w.insert("backbone.embedding.weight".into(), embed);
     let a_log = Tensor::arange(1f32, D_STATE as f32 + 1.0, &Device::Cpu)?

@@ -1,7 +1,6 @@
 //! One Mamba block (norm → mixer → residual), with MambaLens's hook names.
 
 use super::config::MambaConfig;
-use crate::norm::Norm;
 use auto_hook::prelude::*;
 use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::Linear;
@@ -47,7 +46,7 @@ pub struct MixerWeights {
 /// `[B,L,N]`, `hook_delta` `[B,L,E]` (after softplus), `hook_A` `[E,N]` (`-exp(A_log)`, f32),
 /// `hook_h` (the SSM state, see below), `hook_y` `[B,L,E]`, `hook_ssm_output` `[B,L,E]`
 /// (`y + D·x`), `hook_after_skip` `[B,L,E]` (`· silu(z)`), `hook_out_proj` `[B,L,D]`,
-/// `hook_resid_post`; plus `norm.*`, `in_proj`/`x_proj`/`dt_proj`/`out_proj.hook_point`
+/// `hook_resid_post`; plus `in_proj`/`x_proj`/`dt_proj`/`out_proj.hook_point`
 /// and `hook_point`. The scan's inputs `hook_delta`, `hook_A`, `hook_B`, `hook_C` and
 /// `hook_ssm_input` are f32 (the reference path's precision).
 ///
@@ -58,7 +57,8 @@ pub struct MixerWeights {
 #[derive(Debug, Clone)]
 pub struct MambaBlock {
     hook_resid_pre: HookPoint,
-    norm: Norm,
+    #[auto_hook(skip)]
+    norm_w: Tensor,
     hook_normalized_input: HookPoint,
     in_proj: Linear,
     hook_in_proj: HookPoint,
@@ -84,22 +84,32 @@ pub struct MambaBlock {
     hook_resid_post: HookPoint,
     #[auto_hook(skip)]
     weights: MixerWeights,
+    /// `-exp(A_log)` computed once when `A_log` tracks no gradient (a loaded checkpoint).
+    #[auto_hook(skip)]
+    a_fixed: Option<Tensor>,
     #[auto_hook(skip)]
     dims: (usize, usize, usize),
+    #[auto_hook(skip)]
+    eps: f64,
 }
 
 #[auto_hook]
 impl MambaBlock {
-    /// A block from its norm, the mixer's projections and its other weights.
+    /// A block from its RMSNorm weight, the mixer's projections and its other weights.
     pub fn new(
-        norm: Norm,
+        norm_w: Tensor,
         (in_proj, x_proj, dt_proj, out_proj): (Linear, Linear, Linear, Linear),
         weights: MixerWeights,
         cfg: &MambaConfig,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let a_fixed = if weights.a_log.track_op() {
+            None
+        } else {
+            Some(weights.a_log.to_dtype(DType::F32)?.exp()?.neg()?)
+        };
+        Ok(Self {
             hook_resid_pre: HookPoint::new(),
-            norm,
+            norm_w,
             hook_normalized_input: HookPoint::new(),
             in_proj,
             hook_in_proj: HookPoint::new(),
@@ -121,8 +131,10 @@ impl MambaBlock {
             hook_out_proj: HookPoint::new(),
             hook_resid_post: HookPoint::new(),
             weights,
+            a_fixed,
             dims: (cfg.d_inner, cfg.d_state, cfg.dt_rank),
-        }
+            eps: cfg.norm_eps,
+        })
     }
 
     /// `resid` `[B,L,D]` through the block; `mask` `[B,L,1]` (1 = token, 0 = padding, in
@@ -140,7 +152,11 @@ impl MambaBlock {
         let resid = self.hook_resid_pre.forward(resid)?;
         let normed = self
             .hook_normalized_input
-            .forward(&self.norm.forward(&resid)?)?;
+            .forward(&auto_hook::ops::rms_norm(
+                &resid,
+                &self.norm_w,
+                self.eps as f32,
+            )?)?;
         let xz = match mask {
             Some(m) => self.in_proj.forward(&normed.broadcast_mul(m)?)?,
             None => self.in_proj.forward(&normed)?,
@@ -176,9 +192,11 @@ impl MambaBlock {
         let delta = self
             .hook_delta
             .forward(&softplus(&f32(self.dt_proj.forward(&delta_1)?)?)?)?;
-        let a = self
-            .hook_a
-            .forward(&f32(self.weights.a_log.clone())?.exp()?.neg()?)?;
+        let a = match &self.a_fixed {
+            Some(a) => a.clone(),
+            None => f32(self.weights.a_log.clone())?.exp()?.neg()?,
+        };
+        let a = self.hook_a.forward(&a)?;
         let (y, h) = self.scan(&u, &delta, &a, &b, &c, past_h.as_ref())?;
         let y = self.hook_y.forward(&y)?;
         let d = f32(self.weights.d.clone())?;

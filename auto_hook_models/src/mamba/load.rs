@@ -78,12 +78,10 @@ pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<Hook
             a_log: m.get_with_hints((e, n), "A_log", Init::Const(0.0))?,
             d: m.get_with_hints(e, "D", Init::Const(1.0))?,
         };
-        blocks.push(MambaBlock::new(
-            rms(layer.pp("norm"))?,
-            projections,
-            weights,
-            &cfg,
-        ));
+        let norm_w = layer
+            .pp("norm")
+            .get_with_hints(d, "weight", Init::Const(1.0))?;
+        blocks.push(MambaBlock::new(norm_w, projections, weights, &cfg)?);
     }
     let wte = vb.get_with_hints((cfg.vocab_size, d), "embeddings.weight", WEIGHT)?;
     let lm_head = if cfg.tie_embeddings {
