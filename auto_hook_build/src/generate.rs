@@ -27,6 +27,8 @@ pub(crate) fn module_path(file: &str) -> Vec<String> {
 /// `pub mod <name> { .. }` with its paths fixed for the calling package.
 pub(crate) fn hook_file(dep: &Dependency, file: &str, name: &str) -> Result<String, Error> {
     let (path, mut ast) = load(dep, file)?;
+    // every hooked struct of the file is known before any literal of one is rewritten
+    auto_hook_internals::register_structs(&ast.items);
     let mut errors = Vec::new();
     hook_items(&mut ast.items, &mut errors);
     if let Some(line) = errors.first().map(|(line, _)| *line) {
