@@ -114,19 +114,7 @@ pub(crate) fn from_metadata(
         })?;
     let dep_node = node_of(str_of(dep, "id"))
         .ok_or_else(|| Error::Metadata(format!("{crate_name} is not in the resolve graph")))?;
-    let caller_names: BTreeMap<&str, &str> = array_of(caller_node, "deps")
-        .iter()
-        .map(|d| (str_of(d, "pkg"), str_of(d, "name")))
-        .collect();
-    let renames = array_of(dep_node, "deps")
-        .iter()
-        .map(|d| {
-            let pkg = str_of(d, "pkg");
-            let package = package_by_id(pkg).map(|p| str_of(p, "name")).unwrap_or(pkg);
-            let ours = caller_names.get(pkg).map(|s| s.to_string());
-            (str_of(d, "name").to_owned(), (ours, package.to_owned()))
-        })
-        .collect();
+    let renames = renames(caller_node, dep_node, packages);
     let lib = array_of(dep, "targets")
         .iter()
         .find(|t| {
@@ -153,6 +141,31 @@ pub(crate) fn from_metadata(
         renames,
         watch: vec![root.join("Cargo.lock"), manifest.to_path_buf()],
     })
+}
+
+/// The dependency's names for its own dependencies → the caller's name for the same
+/// package (if it has one) and the package name.
+fn renames(
+    caller_node: &Value,
+    dep_node: &Value,
+    packages: &[Value],
+) -> BTreeMap<String, (Option<String>, String)> {
+    let caller_names: BTreeMap<&str, &str> = array_of(caller_node, "deps")
+        .iter()
+        .map(|d| (str_of(d, "pkg"), str_of(d, "name")))
+        .collect();
+    array_of(dep_node, "deps")
+        .iter()
+        .map(|d| {
+            let pkg = str_of(d, "pkg");
+            let package = packages
+                .iter()
+                .find(|p| str_of(p, "id") == pkg)
+                .map_or(pkg, |p| str_of(p, "name"));
+            let ours = caller_names.get(pkg).map(|s| s.to_string());
+            (str_of(d, "name").to_owned(), (ours, package.to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
