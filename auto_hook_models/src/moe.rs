@@ -193,16 +193,14 @@ impl Module for SparseMoe {
     }
 }
 
-/// Softmax over the last dimension in f32 (f64 stays f64), from differentiable ops.
+/// Softmax over the last dimension in f32 (f64 stays f64): candle's fused kernel, or
+/// its differentiable form when the logits track gradients (`auto_hook::ops`).
 pub(crate) fn softmax_f32(logits: &Tensor) -> Result<Tensor> {
     let x = match logits.dtype() {
         DType::F64 => logits.clone(),
         _ => logits.to_dtype(DType::F32)?,
     };
-    let x = x
-        .broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?
-        .exp()?;
-    x.broadcast_div(&x.sum_keepdim(D::Minus1)?)
+    auto_hook::ops::softmax_last_dim(&x)
 }
 
 /// The `k` largest probabilities per row (indices best first, u32) and their weights
@@ -262,8 +260,11 @@ impl Routes {
             );
         }
         // Sort key per (expert, token): chosen tokens first, each group by position.
-        let position = Tensor::arange(0u32, t as u32, device)?.to_dtype(DType::F32)?;
-        let key = ((1.0 - chosen.t()?)? * t as f64)?.broadcast_add(&position)?;
+        let position = Tensor::arange(0f32, t as f32, device)?;
+        let key = chosen
+            .t()?
+            .affine(-(t as f64), t as f64)?
+            .broadcast_add(&position)?;
         let order = key.contiguous()?.arg_sort_last_dim(true)?;
         Ok(Self {
             order,

@@ -181,7 +181,7 @@ impl MambaBlock {
         let dbc = self.x_proj.forward(&u.to_dtype(x.dtype())?)?;
         let delta_1 = self
             .hook_delta_1
-            .forward(&dbc.narrow(D::Minus1, 0, dt_rank)?)?;
+            .forward(&dbc.narrow(D::Minus1, 0, dt_rank)?.contiguous()?)?;
         let f32 = |t: Tensor| t.to_dtype(DType::F32);
         let b = self
             .hook_b
