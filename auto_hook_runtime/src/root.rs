@@ -116,7 +116,8 @@ pub trait HookedRoot: HookedModule {
     /// the call fails with [`Error::NoHookFired`]: the forward ran on a clone (a clone
     /// has new hook points), another model or thread, or outside the closure. A run in
     /// which other points fired but not the hooked one (a branch not taken this time)
-    /// is not an error.
+    /// is not an error, and a run that may legitimately skip the model says so with
+    /// [`Hooks::may_not_fire`].
     fn run_with_hooks<'a, T, E: Into<Error>>(
         &self,
         hooks: Hooks<'a>,
