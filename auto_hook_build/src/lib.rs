@@ -145,6 +145,9 @@ fn write(target: &Path, source: &str) -> Result<(), Error> {
         path: target.to_path_buf(),
         source,
     };
+    if std::fs::read_to_string(target).is_ok_and(|old| old == source) {
+        return Ok(()); // unchanged: keep the file's time so the crate is not rebuilt
+    }
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -78,3 +78,19 @@ fn a_parse_error_names_the_file_and_line() {
     }
     assert!(err.to_string().contains("bad.rs:3:"), "{err}");
 }
+
+#[test]
+fn builder_reports_the_first_failing_module_and_writes_nothing_for_it() {
+    let out = std::env::temp_dir().join(format!("auto_hook_build_out_{}", std::process::id()));
+    let result = auto_hook_build::Builder::new("candle-transformers")
+        .manifest_dir(env!("CARGO_MANIFEST_DIR"))
+        .out_dir(&out)
+        .module("models/qwen2.rs")
+        .generate();
+    let written = out.join("candle-transformers/models/qwen2.rs").exists();
+    let _ = std::fs::remove_dir_all(&out);
+    // this crate lacks candle-core, which the generated module would need
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::MissingDependency { .. }), "{err}");
+    assert!(!written);
+}
