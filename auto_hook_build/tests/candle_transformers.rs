@@ -94,3 +94,23 @@ fn builder_reports_the_first_failing_module_and_writes_nothing_for_it() {
     assert!(matches!(err, Error::MissingDependency { .. }), "{err}");
     assert!(!written);
 }
+
+#[test]
+fn a_refused_item_is_an_error_with_its_line_and_the_attribute_message() {
+    let dir = std::env::temp_dir().join(format!("auto_hook_build_refused_{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    let src =
+        "use candle_nn::Linear;\n\npub struct A {\n    #[auto_hook(bogus)]\n    l: Linear,\n}\n";
+    std::fs::write(dir.join("models/refused.rs"), src).unwrap();
+    let mut dep = with_all_names(dependency());
+    dep.src_dir = dir.clone();
+    let err = hook_module_as(&dep, "models/refused.rs", "refused").unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    match &err {
+        Error::Rewrite { line, message, .. } => {
+            assert_eq!(*line, 3, "{err}");
+            assert!(message.contains("bogus"), "{err}");
+        }
+        other => panic!("expected a rewrite error, got {other}"),
+    }
+}
