@@ -5,10 +5,12 @@
 //! model's dtype; the output is `Σ_k p_k · w_out(act(w_gate x) ⊙ w_in x)`.
 //!
 //! The routing stays on the device: softmax, top-k (a sort), renormalisation, the
-//! combine weights (a one-hot product) and each expert's token list (a sort of a mask) are tensor
-//! ops, and the experts' outputs go back with `index_add`. The host reads only the
-//! number of tokens each expert receives (`n_experts` integers per layer): a tensor's
-//! shape lives on the host, and each expert's hooks see `[tokens routed to e, d_mlp]`.
+//! combine weights (a one-hot product) and each expert's token list (a sort of a mask)
+//! are tensor ops, and the experts' outputs go back with `index_add`. The host reads
+//! only the number of tokens each expert receives and a range check of the (possibly
+//! edited) indices, `n_experts + 1` integers per layer: a tensor's shape lives on the
+//! host, and each expert's hooks see `[tokens routed to e, d_mlp]`. (On a GPU this read
+//! is still a sync per layer; candle 0.11 has no device-side nonzero or grouped GEMM.)
 
 use crate::config::Activation;
 use crate::error::{Error, Result as ModelResult};
