@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut builder = auto_hook_build::Builder::new("candle-transformers");
     let mut index = String::from(
         "/// Verbatim copies with `#[auto_hook]` on every struct and impl.\n\
-         #[allow(dead_code, unused, unexpected_cfgs, clippy::all)]\npub mod verbatim {\n",
+         #[allow(dead_code, unused, unexpected_cfgs, clippy::all, rustdoc::all)]\npub mod verbatim {\n",
     );
     for model in MODELS {
         let file = format!("models/{model}.rs");

@@ -211,7 +211,7 @@ fn wrap(dep: &Dependency, file: &str, name: &str, ast: syn::File, what: &str) ->
     let items = ast.items;
     let module: Item = syn::parse_quote! {
         #[doc = #doc]
-        #[allow(dead_code, unused, missing_docs, non_snake_case, unexpected_cfgs, clippy::all)]
+        #[allow(dead_code, unused, missing_docs, non_snake_case, unexpected_cfgs, clippy::all, rustdoc::all)]
         #(#outer)*
         pub mod #ident {
             #(#inner)*

@@ -2,7 +2,7 @@
 //! three ways, each as its own tiny crate in one throw-away workspace:
 //!
 //! - `plain`: the file as a crate's `lib.rs` with only the path fixes of
-//!   [`user_edits::fix_paths`](crate::user_edits::fix_paths) (the denominator: a file that
+//!   [`user_edits::fix_paths`](crate::user_edits::fix_paths()) (the denominator: a file that
 //!   does not compile outside its crate cannot be hooked by copying it);
 //! - `attribute`: the same, with `#[auto_hook]` on every struct and impl;
 //! - `build`: `auto_hook_build`'s output for the file.
