@@ -401,3 +401,12 @@ fn left_padding_with_a_mask_leaves_the_real_tokens_unchanged_also_in_generation(
     let err = model.forward(&batch, Some(&bad)).unwrap_err().to_string();
     assert!(err.contains("attention_mask has shape [2, 5]"), "{err}");
 }
+
+#[test]
+fn mamba_names_are_compile_checked() {
+    const H: &str = hook_name!(HookedMamba, "blocks.1.hook_h");
+    const A: &str = hook_name!(HookedMamba, "blocks.0.hook_A");
+    let (model, _) = fixture();
+    let names = model.hook_point_names();
+    assert!(names.iter().any(|n| n == H) && names.iter().any(|n| n == A));
+}

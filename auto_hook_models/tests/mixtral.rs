@@ -430,3 +430,17 @@ fn an_edited_expert_index_out_of_range_is_a_clear_error() {
         .to_string();
     assert!(err.contains("outside 0..4"), "{err}");
 }
+
+#[test]
+fn moe_names_are_compile_checked_on_the_shared_model_type() {
+    const WEIGHTS: &str = hook_name!(HookedTransformer, "blocks.0.mlp.hook_expert_weights");
+    const EXPERT: &str = hook_name!(HookedTransformer, "blocks.1.mlp.experts.3.hook_post");
+    const DENSE: &str = hook_name!(HookedTransformer, "blocks.0.mlp.hook_pre_linear");
+    let (model, _) = fixture();
+    let names = model.hook_point_names();
+    assert!(names.iter().any(|n| n == WEIGHTS) && names.iter().any(|n| n == EXPERT));
+    assert!(
+        !names.iter().any(|n| n == DENSE),
+        "a Mixtral block has no dense MLP points"
+    );
+}
