@@ -90,6 +90,10 @@ impl Normalization {
     }
 }
 
+/// The `metadata.sae_lens_version` written when the metadata has none: SAELens treats
+/// configs without a 6.x version as pre-v6.
+const V6_MARKER: &str = "6.0.0";
+
 /// What the SAE's recorded provenance says: the hook it was trained on and how.
 ///
 /// ```
@@ -125,10 +129,16 @@ impl Metadata {
         put("hook_head_index", json!(self.hook_head_index));
         put("context_size", json!(self.context_size));
         put("prepend_bos", json!(self.prepend_bos));
+        // SAELens reads configs without a version >= 6 as pre-v6 (and drops the metadata).
+        map.entry("sae_lens_version")
+            .or_insert_with(|| json!(V6_MARKER));
         Value::Object(map)
     }
 
     fn from_map(mut map: Map<String, Value>) -> Result<Self> {
+        if map.get("sae_lens_version") == Some(&json!(V6_MARKER)) {
+            map.remove("sae_lens_version");
+        }
         let mut take_str = |key: &str| -> Result<Option<String>> {
             match map.remove(key) {
                 None | Some(Value::Null) => Ok(None),

@@ -51,10 +51,12 @@ impl Adam {
     /// their global L2 norm is at most `clip` (torch's `clip_grad_norm_`). Returns the
     /// norm before clipping.
     pub fn step(&mut self, grads: &GradStore, lr: f64, clip: Option<f64>) -> Result<f64> {
+        // Detached: a gradient computed from a variable would otherwise keep this step's
+        // whole graph alive through the moments, step after step.
         let grads: Vec<Option<Tensor>> = self
             .vars
             .iter()
-            .map(|v| grads.get(v.as_tensor()).cloned())
+            .map(|v| grads.get(v.as_tensor()).map(Tensor::detach))
             .collect();
         let mut sq = 0f64;
         for g in grads.iter().flatten() {
