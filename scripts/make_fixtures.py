@@ -121,8 +121,22 @@ def mixtral():
     from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
     path = OUT / "mixtral" / "reference.safetensors"
     tensors = load_file(str(path))
+    routes = {}
+
+    def route(i):
+        def hook(_module, _inputs, output):
+            _, scores, indices = output
+            routes[f"router.{i}.weights"] = scores.detach().clone()
+            routes[f"router.{i}.indices"] = indices.detach().clone()
+        return hook
+
+    handles = [layer.mlp.gate.register_forward_hook(route(i)) for i, layer in enumerate(model.model.layers)]
     with torch.no_grad():
         out = model(input_ids=tensors["input_ids"], output_router_logits=True)
+    for h in handles:
+        h.remove()
+    # The router's top-k (renormalised weights and expert ids, best first) per layer.
+    tensors.update({k: v.contiguous() for k, v in routes.items()})
     mask = torch.ones(2, 7, dtype=torch.int64)
     mask[0, :3] = 0
     tensors["aux_loss"] = load_balancing_loss_func(out.router_logits, 4, 2).reshape(1)

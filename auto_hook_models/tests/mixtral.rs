@@ -444,3 +444,33 @@ fn moe_names_are_compile_checked_on_the_shared_model_type() {
         "a Mixtral block has no dense MLP points"
     );
 }
+
+#[test]
+fn routing_equals_hugging_face_top_k_experts_and_weights() {
+    let (model, reference) = fixture();
+    let (_, cache) = model
+        .run_with_cache("blocks.*.mlp.hook_expert_*", |m| {
+            m.forward(&ids(&reference), None)
+        })
+        .unwrap();
+    for i in 0..2 {
+        let ours = cache
+            .get(&format!("blocks.{i}.mlp.hook_expert_indices"))
+            .unwrap();
+        let theirs = reference[&format!("router.{i}.indices")]
+            .to_dtype(DType::U32)
+            .unwrap();
+        assert_eq!(
+            ours.to_vec2::<u32>().unwrap(),
+            theirs.to_vec2::<u32>().unwrap(),
+            "layer {i}: chosen experts"
+        );
+        let probs = cache
+            .get(&format!("blocks.{i}.mlp.hook_expert_weights"))
+            .unwrap();
+        let top = probs.gather(ours, 1).unwrap();
+        let top = top.broadcast_div(&top.sum_keepdim(1).unwrap()).unwrap();
+        let diff = max_diff(&top, &reference[&format!("router.{i}.weights")]);
+        assert!(diff < 1e-6, "layer {i}: routing weights differ by {diff}");
+    }
+}
