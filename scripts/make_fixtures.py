@@ -36,7 +36,7 @@ def rescale(model, std):
                 p.normal_(0.0, std)
 
 
-def reference(model, input_ids):
+def reference(model, input_ids, attention_mask=None):
     records = {}
 
     def record(name):
@@ -48,10 +48,12 @@ def reference(model, input_ids):
 
     handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
     with torch.no_grad():
-        out = model(input_ids=input_ids, output_hidden_states=True)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
     for h in handles:
         h.remove()
     tensors = {"input_ids": input_ids.to(torch.int64), "logits": out.logits}
+    if attention_mask is not None:
+        tensors["attention_mask"] = attention_mask
     for i, h in enumerate(out.hidden_states):
         tensors[f"hidden_states.{i}"] = h
     tensors.update(records)
@@ -163,6 +165,11 @@ def mamba():
             mixer.D.copy_(1.0 + 0.1 * torch.randn(64))
             mixer.dt_proj.bias.copy_(torch.log(torch.expm1(torch.full((64,), 0.05))) + 0.3 * torch.randn(64))
     write("mamba", model, vocab)
+    # Left padding: the second row's first 3 positions are padding.
+    input_ids = torch.randint(0, vocab, (2, 7), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 7, dtype=torch.int64)
+    mask[1, :3] = 0
+    save_file(reference(model, input_ids, mask), str(OUT / "mamba" / "reference_padded.safetensors"))
 
 
 if __name__ == "__main__":

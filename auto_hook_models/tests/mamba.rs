@@ -410,3 +410,17 @@ fn mamba_names_are_compile_checked() {
     let names = model.hook_point_names();
     assert!(names.iter().any(|n| n == H) && names.iter().any(|n| n == A));
 }
+
+#[test]
+fn left_padded_batch_matches_hugging_face_within_1e_4() {
+    let (model, _) = fixture();
+    let reference =
+        candle_core::safetensors::load(folder().join("reference_padded.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(reference.contains_key("attention_mask"));
+    let comparison = compare_with_reference(&model, &reference).unwrap();
+    for (key, hook, diff) in &comparison.diffs {
+        assert!(*diff <= 1e-4, "{key} (hook {hook}) differs by {diff}");
+    }
+    assert!(comparison.diffs.len() >= 19, "{:?}", comparison.diffs);
+}
