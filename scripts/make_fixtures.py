@@ -12,6 +12,9 @@ Writes, under auto_hook_models/tests/fixtures/{gpt2,llama,qwen2}/ (no argument),
                                          module's forward output (first element of a tuple),
                                          recorded with plain PyTorch forward hooks.
 The format is what `cargo run -p auto_hook_models --example compare_hf` reads.
+mixtral/reference.safetensors also holds the router's top-k per layer (router.{i}.indices,
+router.{i}.weights) and load-balancing losses (aux_loss, aux_loss_masked with aux_mask);
+mamba/reference_padded.safetensors is a left-padded batch with its attention_mask.
 """
 from pathlib import Path
 
