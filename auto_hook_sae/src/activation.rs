@@ -51,6 +51,76 @@ pub(crate) fn batch_topk_mask(acts: &Tensor, count: usize) -> Result<Tensor> {
     Tensor::from_vec(mask, dims, acts.device())?.to_dtype(acts.dtype())
 }
 
+/// Training selection for topk: a 0/1 mask (dtype of `h`) of the `k` largest scores
+/// `h_ij · scale_j` of each row among the latents allowed by `only` (all when `None`).
+/// Without `only` (the main top-k), entries with a non-positive score are dropped, as
+/// the relu after SAELens's top-k zeroes them; with it (the aux-k selection of dead
+/// latents), they are kept.
+pub(crate) fn topk_select(
+    h: &Tensor,
+    scale: Option<&[f32]>,
+    k: usize,
+    only: Option<&[bool]>,
+) -> Result<Tensor> {
+    let (n, d) = h.dims2()?;
+    let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut mask = vec![0f32; n * d];
+    let allowed: Vec<usize> = match only {
+        Some(only) => (0..d).filter(|&j| only[j]).collect(),
+        None => (0..d).collect(),
+    };
+    let k = k.min(allowed.len());
+    let mut scores: Vec<(f32, usize)> = Vec::with_capacity(allowed.len());
+    for row in 0..n {
+        let vals = &values[row * d..(row + 1) * d];
+        scores.clear();
+        scores.extend(
+            allowed
+                .iter()
+                .map(|&j| (vals[j] * scale.map_or(1.0, |s| s[j]), j)),
+        );
+        if k < scores.len() {
+            scores.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
+        }
+        for &(score, j) in &scores[..k] {
+            if only.is_some() || score > 0.0 {
+                mask[row * d + j] = 1.0;
+            }
+        }
+    }
+    Tensor::from_vec(mask, (n, d), h.device())?.to_dtype(h.dtype())
+}
+
+/// Training selection for batchtopk: the mask of the `k · rows` largest positive scores
+/// `h_ij · scale_j` over the whole batch, and the smallest kept score (for the threshold).
+pub(crate) fn batch_topk_select(
+    h: &Tensor,
+    scale: Option<&[f32]>,
+    k: f64,
+) -> Result<(Tensor, Option<f64>)> {
+    let (n, d) = h.dims2()?;
+    let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut scores: Vec<(f32, usize)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| ((v * scale.map_or(1.0, |s| s[i % d])).max(0.0), i))
+        .collect();
+    let count = ((k * n as f64) as usize).min(scores.len());
+    if count < scores.len() {
+        scores.select_nth_unstable_by(count, |a, b| b.0.total_cmp(&a.0));
+    }
+    let mut mask = vec![0f32; n * d];
+    let mut min = f32::INFINITY;
+    for &(score, i) in &scores[..count] {
+        if score > 0.0 {
+            mask[i] = 1.0;
+            min = min.min(score);
+        }
+    }
+    let mask = Tensor::from_vec(mask, (n, d), h.device())?.to_dtype(h.dtype())?;
+    Ok((mask, min.is_finite().then_some(min as f64)))
+}
+
 /// `topk`: the `k` largest pre-activations of each row, relu'd; zeros elsewhere.
 pub(crate) fn topk(h: &Tensor, k: usize) -> Result<Tensor> {
     h.relu()? * topk_mask(h, k)?

@@ -25,8 +25,7 @@ fn aux_loss(t: &SaeTrainer, x: &Tensor, residual: &Tensor, dead: &[bool]) -> Ten
         .unwrap()
         .broadcast_add(&sae.b_enc)
         .unwrap();
-    let hs = sae.rescaled_pre(&h).unwrap();
-    t.aux_k_loss(residual, &hs, dead).unwrap()
+    t.aux_k_loss(residual, &h, dead).unwrap()
 }
 
 #[test]

@@ -161,9 +161,12 @@ impl SaeTrainer {
         let lr = self.cfg.lr_at(step, total);
         let grads = out.loss.backward()?;
         self.adam.step(&grads, lr, Some(1.0))?;
-        self.track(&out.acts)?;
-        if let Architecture::BatchTopK { .. } = self.cfg.sae.architecture {
-            self.update_threshold(&out.acts)?;
+        let l0 = self.track(&out.acts)?;
+        if let (Architecture::BatchTopK { .. }, Some(min)) =
+            (self.cfg.sae.architecture, out.min_kept)
+        {
+            let lr = self.cfg.topk_threshold_lr;
+            self.batchtopk_threshold = (1.0 - lr) * self.batchtopk_threshold + lr * min;
         }
         let scalar =
             |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
@@ -171,13 +174,7 @@ impl SaeTrainer {
             loss: scalar(&out.loss)?,
             mse: scalar(&out.mse)?,
             aux: scalar(&out.aux)?,
-            l0: out
-                .acts
-                .ne(0.0)?
-                .to_dtype(DType::F64)?
-                .sum(1)?
-                .mean_all()?
-                .to_scalar::<f64>()?,
+            l0,
             explained_variance: explained_variance(&x, &out.recon)?,
             dead: self.dead_mask().iter().filter(|d| **d).count(),
             lr,
@@ -185,6 +182,10 @@ impl SaeTrainer {
     }
 
     /// The training forward and loss on (scaled) inputs `x` `[n, d_in]`.
+    ///
+    /// topk / batchtopk select on `h · ‖W_dec,i‖` when rescaling, and decode
+    /// `(h · ‖W_dec,i‖ / ‖W_dec,i‖) W_dec`: the norms cancel in value and in gradient, so
+    /// the kept latents are decoded as `h · mask` directly (SAELens's graph, fewer ops).
     pub(crate) fn forward(&self, x: &Tensor, coefficient: f64) -> Result<Forward> {
         let sae = &self.sae;
         let x_in = if sae.cfg.apply_b_dec_to_input {
@@ -193,35 +194,35 @@ impl SaeTrainer {
             x.clone()
         };
         let h = x_in.matmul(&sae.w_enc)?.broadcast_add(&sae.b_enc)?;
-        let (acts, aux_pre) = match sae.cfg.architecture {
-            Architecture::Standard => (h.relu()?, None),
+        let norms = self.selection_norms()?;
+        let mut min_kept = None;
+        let acts = match sae.cfg.architecture {
+            Architecture::Standard => h.relu()?,
             Architecture::TopK { k } => {
-                let hs = sae.rescaled_pre(&h)?;
-                (activation::topk(&hs, k)?, Some(hs))
+                (&h * activation::topk_select(&h, norms.as_deref(), k, None)?)?
             }
             Architecture::BatchTopK { k } => {
-                let hs = sae.rescaled_pre(&h)?;
-                (activation::batch_topk(&hs, k)?, Some(hs))
+                let (mask, min) = activation::batch_topk_select(&h, norms.as_deref(), k)?;
+                min_kept = min;
+                (&h * mask)?
             }
             Architecture::JumpRelu => {
                 let theta = self.vars[4].as_tensor();
-                (
-                    activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?,
-                    None,
-                )
+                activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?
             }
         };
-        let recon = sae.latents_times_w_dec(&acts)?.broadcast_add(&sae.b_dec)?;
+        let recon = acts.matmul(&sae.w_dec)?.broadcast_add(&sae.b_dec)?;
         let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
         let aux = match sae.cfg.architecture {
             Architecture::Standard => {
-                let weighted = acts.abs()?.broadcast_mul(&sae.decoder_norms()?)?;
-                (weighted.sum(1)?.mean_all()? * coefficient)?
+                // Σ_i f_i ‖W_dec,i‖ per row, as a matmul (f >= 0).
+                let weighted = acts.matmul(&sae.decoder_norms()?.unsqueeze(1)?)?;
+                (weighted.mean_all()? * coefficient)?
             }
             Architecture::JumpRelu => self.l0_loss(&h, &acts, coefficient)?,
             _ => {
-                let hs = aux_pre.expect("topk keeps its pre-activations");
-                self.topk_aux_loss(x, &recon, &hs, &self.dead_mask())?
+                let residual = (x - &recon)?.detach();
+                self.aux_k_loss(&residual, &h, &self.dead_mask())?
             }
         };
         let loss = (&mse + &aux)?;
@@ -231,7 +232,21 @@ impl SaeTrainer {
             aux,
             acts,
             recon,
+            min_kept,
         })
+    }
+
+    /// Decoder row norms when topk selection is rescaled by them.
+    fn selection_norms(&self) -> Result<Option<Vec<f32>>> {
+        if !self.cfg.sae.rescale_acts_by_decoder_norm {
+            return Ok(None);
+        }
+        let norms = self
+            .sae
+            .decoder_norms()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        Ok(Some(norms))
     }
 
     fn l0_loss(&self, h: &Tensor, acts: &Tensor, coefficient: f64) -> Result<Tensor> {
@@ -247,59 +262,39 @@ impl SaeTrainer {
         Ok((per_row.mean_all()? * coefficient)?)
     }
 
-    /// SAELens's aux-k loss: the top `k_aux = d_in / 2` dead latents of each row
-    /// reconstruct the detached residual `x - x̂`; scaled by `min(n_dead / k_aux, 1)`.
-    pub(crate) fn topk_aux_loss(
-        &self,
-        x: &Tensor,
-        recon: &Tensor,
-        hs: &Tensor,
-        dead: &[bool],
-    ) -> Result<Tensor> {
-        let residual = (x - recon)?.detach();
-        self.aux_k_loss(&residual, hs, dead)
-    }
-
-    /// The aux-k loss against a given (detached) residual.
+    /// SAELens's aux-k loss: the top `k_aux = d_in / 2` dead latents of each row (by the
+    /// rescaled pre-activation, not relu'd) reconstruct the detached residual `x - x̂`
+    /// (no bias); scaled by `min(n_dead / k_aux, 1)`.
     pub(crate) fn aux_k_loss(
         &self,
         residual: &Tensor,
-        hs: &Tensor,
+        h: &Tensor,
         dead: &[bool],
     ) -> Result<Tensor> {
-        let x = residual;
         let n_dead = dead.iter().filter(|d| **d).count();
         if n_dead == 0 {
-            return Ok(Tensor::zeros((), x.dtype(), x.device())?);
+            return Ok(Tensor::zeros((), residual.dtype(), residual.device())?);
         }
         let k_aux = self.cfg.sae.d_in / 2;
         let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
         let k_aux = k_aux.min(n_dead).max(1);
-        let dead_t = Tensor::from_vec(
-            dead.iter()
-                .map(|&d| if d { 1f32 } else { 0.0 })
-                .collect::<Vec<_>>(),
-            dead.len(),
-            x.device(),
-        )?
-        .to_dtype(hs.dtype())?;
-        // Live latents get a large negative offset so the top-k picks dead ones only.
-        let penalty = ((dead_t.ones_like()? - &dead_t)? * -1e30)?;
-        let candidates = hs.detach().broadcast_add(&penalty)?;
-        let mask = activation::topk_mask(&candidates, k_aux)?.broadcast_mul(&dead_t)?;
-        let aux_acts = (hs * mask)?;
-        let aux_recon = self.sae.latents_times_w_dec(&aux_acts)?;
-        let loss = (aux_recon - x)?.sqr()?.sum(1)?.mean_all()?;
+        let norms = self.selection_norms()?;
+        let mask = activation::topk_select(h, norms.as_deref(), k_aux, Some(dead))?;
+        let aux_recon = (h * mask)?.matmul(&self.sae.w_dec)?;
+        let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
         Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
     }
 
-    fn track(&mut self, acts: &Tensor) -> Result<()> {
+    /// Updates the dead-feature counters and firing counts; returns the mean L0.
+    fn track(&mut self, acts: &Tensor) -> Result<f64> {
         let fired = acts
             .ne(0.0)?
             .to_dtype(DType::F32)?
             .sum(0)?
             .to_vec1::<f32>()?;
+        let mut total = 0f64;
         for (i, &n) in fired.iter().enumerate() {
+            total += n as f64;
             self.act_freq[i] += n as f64;
             self.since_fired[i] = if n > 0.0 {
                 0
@@ -307,23 +302,9 @@ impl SaeTrainer {
                 self.since_fired[i].saturating_add(1)
             };
         }
-        self.freq_rows += acts.dim(0)? as u64;
-        Ok(())
-    }
-
-    fn update_threshold(&mut self, acts: &Tensor) -> Result<()> {
-        let values = acts.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let min_positive = values
-            .iter()
-            .copied()
-            .filter(|v| *v > 0.0)
-            .fold(f32::INFINITY, f32::min);
-        if min_positive.is_finite() {
-            let lr = self.cfg.topk_threshold_lr;
-            self.batchtopk_threshold =
-                (1.0 - lr) * self.batchtopk_threshold + lr * min_positive as f64;
-        }
-        Ok(())
+        let rows = acts.dim(0)?;
+        self.freq_rows += rows as u64;
+        Ok(total / rows.max(1) as f64)
     }
 
     /// Log10 firing frequency per latent over the current window (SAELens's sparsity).
@@ -368,6 +349,8 @@ pub(crate) struct Forward {
     pub(crate) aux: Tensor,
     pub(crate) acts: Tensor,
     pub(crate) recon: Tensor,
+    /// batchtopk: the smallest kept (rescaled) activation.
+    pub(crate) min_kept: Option<f64>,
 }
 
 /// `1 - Σ‖x - x̂‖² / Σ‖x - mean(x)‖²` over the rows.
