@@ -452,3 +452,49 @@ fn norm() -> Result<Norm> {
         table: randn(&[3, 4], 3)?,
     })
 }
+
+// Tuple structs are data; impls of types without the attribute (an enum of modules,
+// as candle-transformers' `MlpOrMoe`) keep their forwards as they are.
+#[auto_hook]
+#[derive(Clone)]
+pub struct Wrapper(Linear);
+
+#[derive(Clone)]
+pub enum MlpOrDense {
+    Mlp(Box<Mlp>),
+    Dense(Wrapper),
+}
+
+#[auto_hook]
+impl Module for MlpOrDense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Mlp(mlp) => mlp.forward(x),
+            Self::Dense(Wrapper(linear)) => linear.forward(x),
+        }
+    }
+}
+
+#[test]
+fn tuple_structs_and_enums_of_modules_pass_through() -> TestResult {
+    let cfg = Config::tiny();
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let mut inner = mlp(&cfg, vb.pp("m"))?;
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = fired.clone();
+    inner.add_hook("hook_point", move |_x: &Tensor, _: &HookInfo| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })?;
+    let dense = MlpOrDense::Dense(Wrapper(candle_nn::linear(4, 4, vb.pp("d"))?));
+    let routed = MlpOrDense::Mlp(Box::new(inner));
+    let x = randn(&[2, 4], 1)?;
+    assert_eq!(dense.forward(&x)?.dims(), [2, 4]);
+    assert_eq!(routed.forward(&x)?.dims(), [2, 4]);
+    assert_eq!(
+        fired.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the Mlp inside the enum still fires its own point"
+    );
+    Ok(())
+}

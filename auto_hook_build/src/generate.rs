@@ -132,13 +132,14 @@ fn reexport_file_modules(items: &mut [Item], lib: &str, module: &[String]) {
     }
 }
 
-/// Rewrites every struct and impl (also inside inline modules) as `#[auto_hook]` does,
-/// collecting `(line, message)` for each refusal.
+/// Rewrites every struct, impl and free function (also inside inline modules) as
+/// `#[auto_hook]` does, collecting `(line, message)` for each refusal. Functions are
+/// rewritten for the struct literals they hold (`fn linear(..) -> Linear { Linear { .. } }`).
 fn hook_items(items: &mut Vec<Item>, errors: &mut Vec<(usize, String)>) {
     let mut out = Vec::with_capacity(items.len());
     for item in std::mem::take(items) {
         match item {
-            Item::Struct(_) | Item::Impl(_) if !has_auto_hook(&item) => {
+            Item::Struct(_) | Item::Impl(_) | Item::Fn(_) if !has_auto_hook(&item) => {
                 let line = item_line(&item);
                 let tokens =
                     auto_hook_internals::attribute(TokenStream::new(), item.to_token_stream());
@@ -170,6 +171,7 @@ fn has_auto_hook(item: &Item) -> bool {
     let attrs = match item {
         Item::Struct(s) => &s.attrs,
         Item::Impl(i) => &i.attrs,
+        Item::Fn(f) => &f.attrs,
         _ => return false,
     };
     attrs.iter().any(|a| {

@@ -85,6 +85,12 @@ pub fn parse_fields(
     out
 }
 
+/// Whether a field name says run-time state rather than a weight.
+fn is_state_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("cache") || name.contains("state")
+}
+
 fn check_field(
     ident: Ident,
     field: &syn::Field,
@@ -114,10 +120,14 @@ fn check_field(
         }
         segment = value;
     }
-    let shape = if attrs.skip {
-        Shape::Data
-    } else {
-        classify(&field.ty, attrs.leaf, generics)
+    let shape = match classify(&field.ty, attrs.leaf, generics) {
+        _ if attrs.skip => Shape::Data,
+        // A tensor named like run-time state (`kv_cache`, `state`, `conv_states`) is
+        // assigned as the model runs: data, not a parameter.
+        shape if shape.is_param() && !attrs.leaf && is_state_name(&ident.to_string()) => {
+            Shape::Data
+        }
+        shape => shape,
     };
     if mode == Mode::DeriveRoot && shape.wraps() {
         let msg = "derive(HookedRoot) cannot wrap this field (a candle module or a Tensor); put #[auto_hook] on the struct instead, or wrap the field type in `auto_hook::Hooked<...>` / `auto_hook::Param`";

@@ -104,6 +104,15 @@ impl Shape {
         !matches!(self, Shape::Data)
     }
 
+    /// Whether this is a tensor parameter, or a container of them.
+    pub fn is_param(&self) -> bool {
+        match self {
+            Shape::Param => true,
+            Shape::Container(_, inner) => inner.is_param(),
+            _ => false,
+        }
+    }
+
     /// Whether the compiler decides (the macro does not know the type).
     pub fn is_probe(&self) -> bool {
         matches!(self, Shape::Probe)

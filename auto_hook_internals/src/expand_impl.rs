@@ -87,7 +87,11 @@ fn wrap_forward(method: &mut ImplItemFn, errors: &mut darling::error::Accumulato
         #[allow(clippy::redundant_closure_call)]
         let __auto_hook_out: #ret = (|| -> #ret #block)();
         ::auto_hook::__private::fire_output(
-            ::auto_hook::__private::OwnHookPoint::own_hook_point(#self_token),
+            {
+                #[allow(unused_imports)]
+                use ::auto_hook::__private::NoOwnHookPoint as _;
+                <::auto_hook::__private::OwnProbe<Self>>::own_hook_point(#self_token)
+            },
             __auto_hook_out,
         )
     });

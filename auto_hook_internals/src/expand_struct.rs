@@ -127,18 +127,33 @@ fn is_hooked_struct(item: &ItemStruct) -> bool {
     fields.iter().any(|f| f.shape.is_hooked())
 }
 
-/// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`).
+/// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`) or
+/// like run-time state (`Cache`, `KvCache`, `State`, `StatePerLayer`): data.
 fn named_config(item: &ItemStruct) -> bool {
     let name = item.ident.to_string();
-    name.ends_with("Config") || name.ends_with("Cfg")
+    name.ends_with("Config")
+        || name.ends_with("Cfg")
+        || camel_words(&name).any(|w| matches!(w, "Cache" | "Caches" | "State" | "States"))
+}
+
+/// The words of a CamelCase name (`KvCache` → `Kv`, `Cache`).
+fn camel_words(name: &str) -> impl Iterator<Item = &str> {
+    let starts: Vec<usize> = name
+        .char_indices()
+        .filter(|(i, c)| *i == 0 || c.is_uppercase())
+        .map(|(i, _)| i)
+        .chain(std::iter::once(name.len()))
+        .collect();
+    (0..starts.len().saturating_sub(1)).map(move |k| &name[starts[k]..starts[k + 1]])
 }
 
 fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator) -> TokenStream {
+    if !matches!(item.fields, syn::Fields::Named(_)) {
+        // Tuple and unit structs are data: nothing to name their fields by.
+        return expand_data_struct(&item, &[]);
+    }
     let data = derives_data(&item) || named_config(&item);
     let fields = parse_fields(&mut item, Mode::Annotate, errors);
-    if !matches!(item.fields, syn::Fields::Named(_)) {
-        return quote!(#item);
-    }
     if data || !fields.iter().any(|f| f.shape.is_hooked()) {
         return expand_data_struct(&item, &fields);
     }
@@ -191,7 +206,8 @@ fn expand_data_struct(item: &ItemStruct, fields: &[Field]) -> TokenStream {
         .collect();
     let name = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
-    let converters = converters(item, &data_fields, false);
+    let converters =
+        matches!(item.fields, syn::Fields::Named(_)).then(|| converters(item, &data_fields, false));
     quote! {
         #item
         const _: () = {

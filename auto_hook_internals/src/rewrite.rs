@@ -32,11 +32,11 @@ pub struct Rewriter<'a> {
 
 impl VisitMut for Rewriter<'_> {
     fn visit_expr_if_mut(&mut self, node: &mut syn::ExprIf) {
-        self.visit_expr_mut(&mut node.cond);
         let alias = match &*node.cond {
             Expr::Let(binding) => some_binding(&binding.pat, &binding.expr),
             _ => None,
         };
+        self.visit_expr_mut(&mut node.cond);
         self.with_aliases(alias.into_iter().collect(), |me| {
             me.visit_block_mut(&mut node.then_branch)
         });
@@ -46,9 +46,14 @@ impl VisitMut for Rewriter<'_> {
     }
 
     fn visit_expr_match_mut(&mut self, node: &mut syn::ExprMatch) {
+        let aliases: Vec<Option<(Ident, Expr)>> = node
+            .arms
+            .iter()
+            .map(|arm| some_binding(&arm.pat, &node.expr))
+            .collect();
         self.visit_expr_mut(&mut node.expr);
-        for arm in node.arms.iter_mut() {
-            let alias = some_binding(&arm.pat, &node.expr);
+        for (arm, alias) in node.arms.iter_mut().zip(aliases) {
+            self.visit_pat_mut(&mut arm.pat);
             self.with_aliases(alias.into_iter().collect(), |me| {
                 me.visit_expr_mut(&mut arm.body)
             });
@@ -56,8 +61,8 @@ impl VisitMut for Rewriter<'_> {
     }
 
     fn visit_expr_for_loop_mut(&mut self, node: &mut syn::ExprForLoop) {
-        self.visit_expr_mut(&mut node.expr);
         let aliases = loop_bindings(&node.pat, &node.expr);
+        self.visit_expr_mut(&mut node.expr);
         self.with_aliases(aliases, |me| me.visit_block_mut(&mut node.body));
     }
 
@@ -138,6 +143,12 @@ impl Rewriter<'_> {
                 if let Some(found) = chain(expr, &self.aliases).filter(|c| c.viewed) {
                     return Some(self.read_chain(expr, found));
                 }
+                if field_ref(expr).is_some() {
+                    if let Expr::Reference(r) = expr {
+                        self.visit_chain_args(&mut r.expr);
+                    }
+                    return field_ref(expr);
+                }
                 visit_mut::visit_expr_mut(self, expr);
                 match expr {
                     Expr::Struct(lit) if self.is_hooked_path(&lit.path) && lit.qself.is_none() => {
@@ -156,6 +167,9 @@ impl Rewriter<'_> {
             Some(found) => {
                 self.visit_chain_args(operand);
                 fields.push(found.base);
+                if let Some(tokens) = field_ref(operand) {
+                    *operand = Expr::Verbatim(tokens);
+                }
             }
             None => self.visit_expr_mut(operand),
         }
@@ -218,7 +232,16 @@ impl Rewriter<'_> {
         if last.ident == "Self" {
             return n == 1;
         }
-        self.self_ident.is_some_and(|i| last.ident == *i) || crate::registry::is_hooked(&last.ident)
+        // A longer path names the type through a module: only this crate's own
+        // (`crate::`, `self::`, `super::`) can hold a type annotated here.
+        let local = n == 1
+            || matches!(
+                path.segments[0].ident.to_string().as_str(),
+                "crate" | "self" | "super"
+            );
+        local
+            && (self.self_ident.is_some_and(|i| last.ident == *i)
+                || crate::registry::is_hooked(&last.ident))
     }
 }
 
@@ -350,6 +373,32 @@ fn loop_bindings(pat: &syn::Pat, iter: &Expr) -> Vec<(Ident, Expr)> {
         .map(|ident| (ident.clone(), syn::parse_quote!((*#ident))))
         .into_iter()
         .collect()
+}
+
+/// `&self.field` or `&self.field[i]`: read through [`RefParam`](auto_hook::__private),
+/// so a parameter is a `&Tensor` again and any other field keeps its type.
+fn field_ref(expr: &Expr) -> Option<TokenStream> {
+    let Expr::Reference(r) = expr else {
+        return None;
+    };
+    if r.mutability.is_some() || !is_field_place(&r.expr) {
+        return None;
+    }
+    let place = &r.expr;
+    Some(quote! {{
+        #[allow(unused_imports)]
+        use ::auto_hook::__private::{RefOther as _, RefParam as _};
+        (&::auto_hook::__private::Probe(&#place)).field_ref()
+    }})
+}
+
+/// `self.field`, `self.field[i]`, `self.field[i][j]`.
+fn is_field_place(expr: &Expr) -> bool {
+    match expr {
+        Expr::Index(i) => is_field_place(&i.expr),
+        Expr::Paren(p) => is_field_place(&p.expr),
+        _ => self_field(expr).is_some(),
+    }
 }
 
 /// A call of one of [`FUNCTIONS`].

@@ -16,6 +16,52 @@ pub trait OwnHookPoint {
     fn own_hook_point(&self) -> Option<&crate::HookPoint>;
 }
 
+/// `<OwnProbe<Self>>::own_hook_point(self)` in a hooked forward: the struct's own point
+/// when `Self` is an annotated struct, `None` for any other type (an enum of modules, a
+/// type whose definition carries no attribute), decided by the compiler.
+pub struct OwnProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: OwnHookPoint + ?Sized> OwnProbe<T> {
+    #[inline]
+    pub fn own_hook_point(value: &T) -> Option<&crate::HookPoint> {
+        value.own_hook_point()
+    }
+}
+
+/// What [`OwnProbe`] gives a type that is not an annotated struct: no point.
+pub trait NoOwnHookPoint<T: ?Sized> {
+    #[inline]
+    fn own_hook_point(_value: &T) -> Option<&crate::HookPoint> {
+        None
+    }
+}
+
+impl<T: ?Sized> NoOwnHookPoint<T> for OwnProbe<T> {}
+
+/// `&self.param` in annotated methods reads as `&Tensor`, as the field was written;
+/// any other field keeps its type ([`RefOther`]).
+pub trait RefParam<'a> {
+    fn field_ref(&self) -> &'a Tensor;
+}
+
+impl<'a> RefParam<'a> for Probe<'a, Param> {
+    #[inline]
+    fn field_ref(&self) -> &'a Tensor {
+        self.0.tensor()
+    }
+}
+
+pub trait RefOther<'a, T: ?Sized> {
+    fn field_ref(&self) -> &'a T;
+}
+
+impl<'a, T: ?Sized> RefOther<'a, T> for &Probe<'a, T> {
+    #[inline]
+    fn field_ref(&self) -> &'a T {
+        self.0
+    }
+}
+
 /// Passes a forward's output through the struct's own hook point.
 #[inline]
 pub fn fire_output<R: ForwardReturn>(point: Option<&crate::HookPoint>, out: R) -> R {
