@@ -7,6 +7,7 @@ mod gradcheck;
 mod optim;
 mod progress;
 mod sae;
+mod sparse;
 mod trainer;
 
 pub use config::{LrSchedule, SparsityLoss, TrainConfig};

@@ -211,7 +211,13 @@ impl SaeTrainer {
                 activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?
             }
         };
-        let recon = acts.matmul(&sae.w_dec)?.broadcast_add(&sae.b_dec)?;
+        let decoded = match sae.cfg.architecture {
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. } => {
+                super::sparse::sparse_decode(&acts, &sae.w_dec)?
+            }
+            _ => acts.matmul(&sae.w_dec)?,
+        };
+        let recon = decoded.broadcast_add(&sae.b_dec)?;
         let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
         let aux = match sae.cfg.architecture {
             Architecture::Standard => {
@@ -280,7 +286,7 @@ impl SaeTrainer {
         let k_aux = k_aux.min(n_dead).max(1);
         let norms = self.selection_norms()?;
         let mask = activation::topk_select(h, norms.as_deref(), k_aux, Some(dead))?;
-        let aux_recon = (h * mask)?.matmul(&self.sae.w_dec)?;
+        let aux_recon = super::sparse::sparse_decode(&(h * mask)?, &self.sae.w_dec)?;
         let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
         Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
     }
