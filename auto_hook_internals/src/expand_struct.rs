@@ -128,12 +128,18 @@ fn is_hooked_struct(item: &ItemStruct) -> bool {
 }
 
 /// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`) or
-/// like run-time state (`Cache`, `KvCache`, `State`, `StatePerLayer`): data.
+/// like run-time state or a result (`Cache`, `KvCache`, `State`, `StatePerLayer`,
+/// `TopKOutput`): data.
 fn named_config(item: &ItemStruct) -> bool {
     let name = item.ident.to_string();
     name.ends_with("Config")
         || name.ends_with("Cfg")
-        || camel_words(&name).any(|w| matches!(w, "Cache" | "Caches" | "State" | "States"))
+        || camel_words(&name).any(|w| {
+            matches!(
+                w,
+                "Cache" | "Caches" | "State" | "States" | "Output" | "Outputs"
+            )
+        })
 }
 
 /// The words of a CamelCase name (`KvCache` → `Kv`, `Cache`).

@@ -20,12 +20,26 @@ impl Borrow<Tensor> for &Param {
 
 macro_rules! param_op {
     ($trait:ident, $fn:ident) => {
-        param_op!(@rhs $trait, $fn, Tensor, &Tensor, &Param, Result<Tensor>, f64);
+        param_op!(@rhs $trait, $fn, Tensor, &Tensor, &Param, Param, Result<Tensor>, f64);
 
         impl std::ops::$trait<&Param> for f64 {
             type Output = Result<Tensor>;
             fn $fn(self, rhs: &Param) -> Result<Tensor> {
                 std::ops::$trait::$fn(self, rhs.tensor().clone())
+            }
+        }
+
+        impl std::ops::$trait<Param> for f64 {
+            type Output = Result<Tensor>;
+            fn $fn(self, rhs: Param) -> Result<Tensor> {
+                std::ops::$trait::$fn(self, rhs.into_tensor())
+            }
+        }
+
+        impl std::ops::$trait<Param> for Result<Tensor> {
+            type Output = Result<Tensor>;
+            fn $fn(self, rhs: Param) -> Result<Tensor> {
+                std::ops::$trait::$fn(self, rhs.tensor())
             }
         }
 
@@ -44,8 +58,17 @@ macro_rules! param_op {
                 std::ops::$trait::$fn(self.tensor(), param_op!(@arg rhs, $rhs))
             }
         }
+
+        /// A parameter by value (a field moved out of a destructured struct).
+        impl std::ops::$trait<$rhs> for Param {
+            type Output = Result<Tensor>;
+            fn $fn(self, rhs: $rhs) -> Result<Tensor> {
+                std::ops::$trait::$fn(self.tensor(), param_op!(@arg rhs, $rhs))
+            }
+        }
     )*};
     (@arg $v:ident, &Param) => { $v.tensor() };
+    (@arg $v:ident, Param) => { $v.tensor() };
     (@arg $v:ident, $other:ty) => { $v };
 }
 
@@ -112,6 +135,8 @@ mod tests {
         assert_eq!((&p - t.clone())?.to_vec1::<f32>()?, [0.0, 0.0]);
         assert_eq!((2.0 / &p)?.to_vec1::<f32>()?, [2.0, 1.0]);
         assert_eq!((&p + &p)?.to_vec1::<f32>()?, [2.0, 4.0]);
+        assert_eq!((p.clone() / t.clone())?.to_vec1::<f32>()?, [1.0, 1.0]);
+        assert_eq!((t.clone() * p.clone())?.to_vec1::<f32>()?, [1.0, 4.0]);
         Ok(())
     }
 
