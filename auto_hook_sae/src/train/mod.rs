@@ -1,5 +1,8 @@
 //! Training: settings and schedules, Adam, the per-SAE loss, the loop, checkpoints.
 
+mod analytic;
+#[cfg(test)]
+mod analytic_check;
 mod checkpoint;
 mod config;
 #[cfg(test)]

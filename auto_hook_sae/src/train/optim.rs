@@ -58,6 +58,17 @@ impl Adam {
             .iter()
             .map(|v| grads.get(v.as_tensor()).map(Tensor::detach))
             .collect();
+        self.step_grads(grads, lr, clip)
+    }
+
+    /// [`Adam::step`] with the gradients given in the order of the variables (`None`:
+    /// that variable is left as it is).
+    pub(crate) fn step_grads(
+        &mut self,
+        grads: Vec<Option<Tensor>>,
+        lr: f64,
+        clip: Option<f64>,
+    ) -> Result<f64> {
         let mut sq = 0f64;
         for g in grads.iter().flatten() {
             sq += g

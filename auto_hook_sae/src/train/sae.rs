@@ -109,7 +109,7 @@ impl SaeTrainer {
         &self.vars
     }
 
-    fn dead_mask(&self) -> Vec<bool> {
+    pub(crate) fn dead_mask(&self) -> Vec<bool> {
         let window = self.cfg.dead_feature_window as u32;
         self.since_fired.iter().map(|&n| n > window).collect()
     }
@@ -157,8 +157,34 @@ impl SaeTrainer {
             None => x,
         };
         let coefficient = self.cfg.coefficient_at(step);
-        let out = self.forward(&x, coefficient)?;
         let lr = self.cfg.lr_at(step, total);
+        let (mse, aux, l0, recon) = if self.analytic_supported() {
+            let a = self.analytic(&x, coefficient)?;
+            self.adam.step_grads(a.grads, lr, Some(1.0))?;
+            let l0 = self.track_fired(&a.fired, x.dim(0)?);
+            (a.mse, a.aux, l0, a.recon)
+        } else {
+            self.autograd_step(&x, coefficient, lr)?
+        };
+        Ok(StepMetrics {
+            loss: mse + aux,
+            mse,
+            aux,
+            l0,
+            explained_variance: explained_variance(&x, &recon)?,
+            dead: self.dead_mask().iter().filter(|d| **d).count(),
+            lr,
+        })
+    }
+
+    /// One step through candle's autograd (every architecture); `(mse, aux, l0, x̂)`.
+    fn autograd_step(
+        &mut self,
+        x: &Tensor,
+        coefficient: f64,
+        lr: f64,
+    ) -> Result<(f64, f64, f64, Tensor)> {
+        let out = self.forward(x, coefficient)?;
         let grads = out.loss.backward()?;
         self.adam.step(&grads, lr, Some(1.0))?;
         let l0 = self.track(&out.acts)?;
@@ -170,15 +196,7 @@ impl SaeTrainer {
         }
         let scalar =
             |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
-        Ok(StepMetrics {
-            loss: scalar(&out.loss)?,
-            mse: scalar(&out.mse)?,
-            aux: scalar(&out.aux)?,
-            l0,
-            explained_variance: explained_variance(&x, &out.recon)?,
-            dead: self.dead_mask().iter().filter(|d| **d).count(),
-            lr,
-        })
+        Ok((scalar(&out.mse)?, scalar(&out.aux)?, l0, out.recon))
     }
 
     /// The training forward and loss on (scaled) inputs `x` `[n, d_in]`.
@@ -243,7 +261,7 @@ impl SaeTrainer {
     }
 
     /// Decoder row norms when topk selection is rescaled by them.
-    fn selection_norms(&self) -> Result<Option<Vec<f32>>> {
+    pub(crate) fn selection_norms(&self) -> Result<Option<Vec<f32>>> {
         if !self.cfg.sae.rescale_acts_by_decoder_norm {
             return Ok(None);
         }
@@ -295,22 +313,26 @@ impl SaeTrainer {
     fn track(&mut self, acts: &Tensor) -> Result<f64> {
         let fired = acts
             .ne(0.0)?
-            .to_dtype(DType::F32)?
+            .to_dtype(DType::U32)?
             .sum(0)?
-            .to_vec1::<f32>()?;
+            .to_vec1::<u32>()?;
+        Ok(self.track_fired(&fired, acts.dim(0)?))
+    }
+
+    /// [`Self::track`] from the rows each latent fired in, out of `rows`.
+    fn track_fired(&mut self, fired: &[u32], rows: usize) -> f64 {
         let mut total = 0f64;
         for (i, &n) in fired.iter().enumerate() {
             total += n as f64;
             self.act_freq[i] += n as f64;
-            self.since_fired[i] = if n > 0.0 {
+            self.since_fired[i] = if n > 0 {
                 0
             } else {
                 self.since_fired[i].saturating_add(1)
             };
         }
-        let rows = acts.dim(0)?;
         self.freq_rows += rows as u64;
-        Ok(total / rows.max(1) as f64)
+        total / rows.max(1) as f64
     }
 
     /// Log10 firing frequency per latent over the current window (SAELens's sparsity).
