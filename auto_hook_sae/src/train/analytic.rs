@@ -274,8 +274,41 @@ fn mse_grad(recon: &[f32], x: &[f32], n: usize) -> (Vec<f32>, f64) {
 }
 
 /// Per row, the (ascending) latents kept by [`crate::activation::topk_select`] with the
-/// same arguments.
-fn select(
+/// same arguments (up to which of exactly tied scores is kept).
+pub(crate) fn select(
+    h: &[f32],
+    d: usize,
+    scale: Option<&[f32]>,
+    k: usize,
+    only: Option<&[bool]>,
+) -> Vec<Vec<usize>> {
+    if only.is_some() || k == 0 {
+        return select_nth(h, d, scale, k, only);
+    }
+    // The main top-k keeps the k largest positive scores: one pass per row over a
+    // sorted list of the best k so far.
+    let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    h.chunks_exact(d)
+        .map(|vals| {
+            top.clear();
+            for (j, &v) in vals.iter().enumerate() {
+                let s = v * scale.map_or(1.0, |s| s[j]);
+                let floor = if top.len() == k { top[k - 1].0 } else { 0.0 };
+                if s > floor {
+                    let at = top.partition_point(|&(t, _)| t >= s);
+                    top.insert(at, (s, j));
+                    top.truncate(k);
+                }
+            }
+            let mut kept: Vec<usize> = top.iter().map(|&(_, j)| j).collect();
+            kept.sort_unstable();
+            kept
+        })
+        .collect()
+}
+
+/// [`select`] as [`crate::activation::topk_select`] does it, with `select_nth_unstable`.
+fn select_nth(
     h: &[f32],
     d: usize,
     scale: Option<&[f32]>,

@@ -106,3 +106,25 @@ fn topk_analytic_gradients_match_autograd_with_and_without_aux_k() {
         check(&t, 1.0, &what);
     }
 }
+
+#[test]
+fn the_one_pass_top_k_keeps_what_topk_select_keeps() {
+    let h = Tensor::randn(0f32, 1.0, (50, 40), &Device::Cpu).unwrap();
+    let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+    let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
+    for k in [1, 3, 8, 39, 40, 45] {
+        for scale in [None, Some(&scale[..])] {
+            let mask = crate::activation::topk_select(&h, scale, k, None).unwrap();
+            let mask: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
+            let want: Vec<Vec<usize>> = mask
+                .chunks_exact(40)
+                .map(|r| (0..40).filter(|&j| r[j] > 0.0).collect())
+                .collect();
+            assert_eq!(
+                super::analytic::select(&values, 40, scale, k, None),
+                want,
+                "k={k}"
+            );
+        }
+    }
+}
