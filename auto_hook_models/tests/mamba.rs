@@ -2,6 +2,8 @@
 //! (`scripts/make_fixtures.py mamba`, committed): parity, MambaLens hook points, the SSM
 //! state hook, cached generation, loading errors.
 
+mod common;
+
 use auto_hook::prelude::*;
 use auto_hook_models::{
     at_position, compare_with_reference, load, load_mamba, mamba_from_var_builder, Eos,
@@ -9,36 +11,17 @@ use auto_hook_models::{
 };
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
+use common::{max_diff, reference_ids as ids};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn folder() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba")
+    common::fixture_folder("mamba")
 }
 
 fn fixture() -> (HookedMamba, HashMap<String, Tensor>) {
     let model = load_mamba(folder(), DType::F32, &Device::Cpu).unwrap();
-    let reference =
-        candle_core::safetensors::load(folder().join("reference.safetensors"), &Device::Cpu)
-            .unwrap();
-    (model, reference)
-}
-
-fn ids(reference: &HashMap<String, Tensor>) -> Tensor {
-    reference["input_ids"].to_dtype(DType::U32).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    (model, common::reference(&folder()))
 }
 
 #[test]

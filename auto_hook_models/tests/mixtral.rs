@@ -2,6 +2,8 @@
 //! checkpoint (`scripts/make_fixtures.py mixtral`, committed): parity in both checkpoint
 //! layouts, the MoE hook points, routing edits, the load-balancing loss.
 
+mod common;
+
 use auto_hook::prelude::*;
 use auto_hook_models::{
     compare_with_reference, from_var_builder, load, ArchConfig, GenerateOptions, HookedTransformer,
@@ -9,36 +11,17 @@ use auto_hook_models::{
 };
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
+use common::{max_diff, reference_ids as ids};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn folder() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mixtral")
+    common::fixture_folder("mixtral")
 }
 
 fn fixture() -> (HookedTransformer, HashMap<String, Tensor>) {
     let model = load(folder(), DType::F32, &Device::Cpu).unwrap();
-    let reference =
-        candle_core::safetensors::load(folder().join("reference.safetensors"), &Device::Cpu)
-            .unwrap();
-    (model, reference)
-}
-
-fn ids(reference: &HashMap<String, Tensor>) -> Tensor {
-    reference["input_ids"].to_dtype(DType::U32).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    (model, common::reference(&folder()))
 }
 
 fn assert_parity(model: &HookedTransformer, reference: &HashMap<String, Tensor>) {

@@ -161,6 +161,26 @@ pub fn tokens(batch: usize, len: usize) -> Tensor {
     Tensor::from_vec(ids, (batch, len), &Device::Cpu).expect("tokens")
 }
 
+/// A committed parity fixture: `tests/fixtures/<name>`.
+pub fn fixture_folder(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The fixture's `reference.safetensors` (PyTorch activations by module path).
+pub fn reference(folder: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(folder.join("reference.safetensors"), &Device::Cpu)
+        .expect("reference.safetensors")
+}
+
+/// The reference's `input_ids`, as the ports take them.
+pub fn reference_ids(reference: &HashMap<String, Tensor>) -> Tensor {
+    reference["input_ids"]
+        .to_dtype(DType::U32)
+        .expect("input_ids")
+}
+
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.to_dtype(DType::F32).unwrap();
     let b = b.to_dtype(DType::F32).unwrap();
