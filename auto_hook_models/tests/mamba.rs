@@ -407,3 +407,38 @@ fn left_padded_batch_matches_hugging_face_within_1e_4() {
     }
     assert!(comparison.diffs.len() >= 19, "{:?}", comparison.diffs);
 }
+
+#[test]
+fn bad_input_ids_are_the_same_typed_errors_as_for_the_transformer_ports() {
+    let (model, _) = fixture();
+    let vocab = model.config().vocab_size;
+    let empty = Tensor::zeros((1, 0), DType::U32, &Device::Cpu).unwrap();
+    let err = model.forward(&empty, None).unwrap_err();
+    assert!(
+        matches!(
+            auto_hook_models::Error::find(&err),
+            Some(auto_hook_models::Error::EmptyInput { .. })
+        ),
+        "{err}"
+    );
+    let err = model
+        .generate(&empty, None, &GenerateOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(auto_hook_models::Error::find(&err), Some(auto_hook_models::Error::EmptyInput { what }) if what.contains("prompt")),
+        "{err}"
+    );
+    let bad = Tensor::new(&[[0u32, vocab as u32]], &Device::Cpu).unwrap();
+    let err = model.forward(&bad, None).unwrap_err();
+    assert!(
+        matches!(
+            auto_hook_models::Error::find(&err),
+            Some(auto_hook_models::Error::TokenOutOfVocabulary {
+                batch: 0,
+                position: 1,
+                ..
+            })
+        ),
+        "{err}"
+    );
+}

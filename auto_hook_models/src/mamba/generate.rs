@@ -27,6 +27,7 @@ impl HookedMamba {
         attention_mask: Option<&Tensor>,
         opts: &GenerateOptions,
     ) -> Result<Tensor> {
+        crate::generate::check_prompt(input_ids, self.config().vocab_size)?;
         let (b, prompt) = input_ids.dims2()?;
         let device = input_ids.device().clone();
         let mut stops = Stops::new(&opts.eos, self.config().eos_token_id, b);

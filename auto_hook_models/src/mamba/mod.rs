@@ -133,10 +133,8 @@ impl HookedMamba {
         attention_mask: Option<&Tensor>,
         mut cache: Option<&mut MambaCache>,
     ) -> Result<Tensor> {
+        crate::error::check_token_ids(input_ids, self.cfg.vocab_size)?;
         let (b, t) = input_ids.dims2()?;
-        if t == 0 {
-            candle_core::bail!("input_ids has no positions");
-        }
         let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = &cache {
             if c.slots.len() != self.blocks.len() {
