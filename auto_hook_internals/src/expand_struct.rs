@@ -118,13 +118,18 @@ pub fn register_structs(items: &[Item]) {
 
 /// Whether `#[auto_hook]` would hook this struct (rather than leave it as data).
 fn is_hooked_struct(item: &ItemStruct) -> bool {
-    if derives_data(item) || named_config(item) || !matches!(item.fields, syn::Fields::Named(_)) {
+    if !matches!(item.fields, syn::Fields::Named(_)) {
         return false;
     }
     let mut errors = darling::Error::accumulator();
     let fields = parse_fields(&mut item.clone(), Mode::Annotate, &mut errors);
     let _ = errors.finish();
-    fields.iter().any(|f| f.shape.is_hooked())
+    !is_data(item, &fields)
+}
+
+/// The one rule for "data, left as it is" (see [`DATA_DERIVES`]).
+fn is_data(item: &ItemStruct, fields: &[Field]) -> bool {
+    derives_data(item) || named_config(item) || !fields.iter().any(|f| f.shape.is_hooked())
 }
 
 /// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`) or
@@ -158,12 +163,10 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
         // Tuple and unit structs are data: nothing to name their fields by.
         return expand_data_struct(&item, &[]);
     }
-    let data = derives_data(&item) || named_config(&item);
     let fields = parse_fields(&mut item, Mode::Annotate, errors);
-    if data || !fields.iter().any(|f| f.shape.is_hooked()) {
+    if is_data(&item, &fields) {
         return expand_data_struct(&item, &fields);
     }
-    // Kept in step with `is_hooked_struct`, which `register_structs` uses.
     crate::registry::register_hooked(&item.ident);
     if let syn::Fields::Named(named) = &mut item.fields {
         for (field, info) in named

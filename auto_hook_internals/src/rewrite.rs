@@ -261,11 +261,7 @@ fn fire_read(expr: &Expr, base: &Expr) -> TokenStream {
             let inner = fire_read(&t.expr, base);
             quote!((#inner)?)
         }
-        _ => quote! {{
-            #[allow(unused_imports)]
-            use ::auto_hook::__private::{FireNothing as _, FireParam as _};
-            (&::auto_hook::__private::Probe(&#base)).fire_use(#expr)
-        }},
+        _ => fire_all(expr, std::slice::from_ref(base)),
     }
 }
 
@@ -446,16 +442,17 @@ fn is_none(value: &Expr) -> bool {
 
 /// Wraps `expr` so its result passes through the hook point of each mentioned field.
 fn fire_uses(expr: &Expr, fields: &[Expr]) -> Option<TokenStream> {
-    if fields.is_empty() {
-        return None;
-    }
+    (!fields.is_empty()).then(|| fire_all(expr, fields))
+}
+
+fn fire_all(expr: &Expr, fields: &[Expr]) -> TokenStream {
     let mut tokens = quote!(#expr);
     for field in fields {
         tokens = quote!((&::auto_hook::__private::Probe(&#field)).fire_use(#tokens));
     }
-    Some(quote! {{
+    quote! {{
         #[allow(unused_imports)]
         use ::auto_hook::__private::{FireNothing as _, FireParam as _};
         #tokens
-    }})
+    }}
 }
