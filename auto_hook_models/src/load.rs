@@ -20,15 +20,27 @@ use std::path::{Path, PathBuf};
 /// ```
 pub fn load(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedTransformer> {
     let folder = folder.as_ref();
+    let cfg = ArchConfig::from_json(&read_config(folder)?)?;
+    from_var_builder(cfg, open_weights(folder, dtype, device)?)
+}
+
+/// The text of a checkpoint folder's `config.json`.
+pub(crate) fn read_config(folder: &Path) -> Result<String> {
     let config_path = folder.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", config_path.display())))?;
-    let cfg = ArchConfig::from_json(&text)?;
+    std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", config_path.display())))
+}
+
+/// A `VarBuilder` over a checkpoint folder's safetensors, single-file or sharded.
+pub(crate) fn open_weights(
+    folder: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
     let files = weight_files(folder)?;
     // SAFETY: the files are memory-mapped read-only; like every candle loader, this
     // assumes nobody modifies them while the model is being built.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
-    from_var_builder(cfg, vb)
+    Ok(unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? })
 }
 
 /// The safetensors files of a checkpoint folder, single-file or sharded.

@@ -4,8 +4,7 @@ use super::block::{MambaBlock, MixerWeights};
 use super::config::MambaConfig;
 use super::HookedMamba;
 use crate::config::NormKind;
-use crate::error::{Error, Result};
-use crate::load::weight_files;
+use crate::error::Result;
 use crate::norm::Norm;
 use candle_core::{DType, Device};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
@@ -27,15 +26,8 @@ const WEIGHT: Init = Init::Randn {
 /// ```
 pub fn load_mamba(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedMamba> {
     let folder = folder.as_ref();
-    let config_path = folder.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", config_path.display())))?;
-    let cfg = MambaConfig::from_json(&text)?;
-    let files = weight_files(folder)?;
-    // SAFETY: read-only memory maps, as in every candle loader; the files must not change
-    // while the model is built.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
-    mamba_from_var_builder(cfg, vb)
+    let cfg = MambaConfig::from_json(&crate::load::read_config(folder)?)?;
+    mamba_from_var_builder(cfg, crate::load::open_weights(folder, dtype, device)?)
 }
 
 /// Builds the hooked model from Hugging Face names: `backbone.embeddings`,
