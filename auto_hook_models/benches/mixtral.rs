@@ -13,13 +13,16 @@
 //! each of its runs starts from a clone of the freshly loaded model (cloning shares the
 //! weights; it costs microseconds against a forward of milliseconds). Its MoE copies the
 //! router probabilities to the host in every layer and does top-k there; ours keeps
-//! softmax, top-k and the combine weights on the device and reads 8 counts per layer.
+//! softmax, top-k and the combine weights on the device and, with the CPU's default
+//! `MoeDispatch::Gather`, reads 8 counts per layer; `MoeDispatch::Dense` reads nothing
+//! and runs every expert on every token (4× the expert FLOPs here).
 //!
 //! Variants (group `mixtral`): `candle_transformers` (last-position logits),
 //! `candle_transformers_all_pos` (the same plus the unembedding of the other 63
 //! positions: the work of a full-sequence forward), `auto_hook_no_hooks`
 //! (`HookedTransformer::forward`, logits of every position), `auto_hook_last_pos`
-//! (our forward stopped after the final norm, then the last position's unembedding).
+//! (our forward stopped after the final norm, then the last position's unembedding),
+//! `auto_hook_dense` (`auto_hook_no_hooks` with `MoeDispatch::Dense`, the GPU default).
 //! Same-work pairs: `auto_hook_no_hooks / candle_transformers_all_pos` and
 //! `auto_hook_last_pos / candle_transformers`. A full `cargo bench -p auto_hook_models
 //! --bench mixtral` run ends with paired rounds (`target/criterion/mixtral/paired.json`).
@@ -29,7 +32,7 @@ mod moe_ssm;
 mod paired;
 
 use auto_hook::prelude::*;
-use auto_hook_models::HookedTransformer;
+use auto_hook_models::{HookedTransformer, MoeDispatch};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::mixtral::{Config, Model};
@@ -52,9 +55,10 @@ const SEQ: usize = 64;
 const TOLERANCE: f32 = 1e-4;
 const PAIRED_ROUNDS: usize = 100;
 
-const PAIRS: [(&str, &str); 2] = [
+const PAIRS: [(&str, &str); 3] = [
     ("auto_hook_no_hooks", "candle_transformers_all_pos"),
     ("auto_hook_last_pos", "candle_transformers"),
+    ("auto_hook_dense", "candle_transformers_all_pos"),
 ];
 
 fn config_json(flash: bool) -> String {
@@ -168,7 +172,9 @@ fn mixtral(c: &mut Criterion) {
     let ids = Tensor::from_vec(Rng(0x70CE).ids(SEQ, VOCAB), (1, SEQ), &device).expect("ids");
 
     let ours = model.forward(&ids, None).expect("auto_hook forward");
-    let mut worst = 0f32;
+    let mut dense = model.clone();
+    dense.set_moe_dispatch(MoeDispatch::Dense);
+    let mut worst = max_abs_diff(&ours, &dense.forward(&ids, None).unwrap()).unwrap();
     for k in [16, 32, SEQ] {
         let theirs = fresh
             .clone()
@@ -181,9 +187,9 @@ fn mixtral(c: &mut Criterion) {
     let theirs = fresh.clone().forward(&ids, 0).unwrap();
     worst = worst.max(max_abs_diff(&last, &theirs.squeeze(1).unwrap()).unwrap());
     assert!(worst <= TOLERANCE, "logits differ by {worst}");
-    eprintln!("mixtral: both libraries agree within {worst:.2e}");
+    eprintln!("mixtral: both libraries and both dispatches agree within {worst:.2e}");
 
-    let variants: [(&str, Run); 4] = [
+    let variants: [(&str, Run); 5] = [
         (
             "candle_transformers",
             Box::new(|| drop(black_box(fresh.clone().forward(&ids, 0).unwrap()))),
@@ -198,6 +204,10 @@ fn mixtral(c: &mut Criterion) {
         (
             "auto_hook_no_hooks",
             Box::new(|| drop(black_box(model.forward(&ids, None).unwrap()))),
+        ),
+        (
+            "auto_hook_dense",
+            Box::new(|| drop(black_box(dense.forward(&ids, None).unwrap()))),
         ),
         (
             "auto_hook_last_pos",

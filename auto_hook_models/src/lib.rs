@@ -16,7 +16,8 @@
 //! `mlp` is a [`SparseMoe`] with `mlp.router.hook_point` (router logits),
 //! `mlp.hook_expert_weights`, `mlp.hook_expert_indices` and per-expert
 //! `mlp.experts.{e}.hook_gate/hook_pre/hook_post` (see [`SparseMoe`] for shapes, routing
-//! edits and experts that receive no token), and [`router_aux_loss`].
+//! edits and experts that receive no token), [`router_aux_loss`], and a
+//! [`MoeDispatch`] (`Gather` on the CPU; `Dense`, with no host read, on a GPU).
 //!
 //! Mamba (`model_type: mamba`) loads with [`load_mamba`] into a [`HookedMamba`] with
 //! MambaLens's hook names (`blocks.{l}.hook_in_proj`, `hook_conv`, `hook_delta`,
@@ -36,6 +37,7 @@ mod mlp;
 pub mod moe;
 mod moe_load;
 mod moe_loss;
+mod moe_route;
 mod norm;
 mod transformer;
 
@@ -50,6 +52,6 @@ pub use mamba::{
     MambaConfig,
 };
 pub use mlp::Mlp;
-pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, SparseMoe};
+pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, MoeDispatch, SparseMoe};
 pub use norm::Norm;
 pub use transformer::{HookedTransformer, KvCache, TransformerBlock};

@@ -4,23 +4,27 @@
 //! softmax in f32 over all experts, top-k, renormalised over the k, cast back to the
 //! model's dtype; the output is `Σ_k p_k · w_out(act(w_gate x) ⊙ w_in x)`.
 //!
-//! The routing stays on the device: softmax, top-k (a sort), renormalisation, the
-//! combine weights (a one-hot product) and each expert's token list (a sort of a mask)
-//! are tensor ops, and the experts' outputs go back with `index_add`. The host reads
-//! only the number of tokens each expert receives and a range check of the (possibly
-//! edited) indices, `n_experts + 1` integers per layer: a tensor's shape lives on the
-//! host, and each expert's hooks see `[tokens routed to e, d_mlp]`. (On a GPU this read
-//! is still a sync per layer; candle 0.11 has no device-side nonzero or grouped GEMM.)
+//! The routing stays on the device: softmax, top-k (a sort), renormalisation and the
+//! combine weights (a one-hot product) are tensor ops. How tokens then reach the experts
+//! is a [`MoeDispatch`]: `Gather` (the CPU default) sorts each expert's tokens on the
+//! device and reads only their counts, one integer per expert and layer, because each
+//! expert's hooks see `[tokens routed to e, d_mlp]` and a shape lives on the host;
+//! `Dense` (the default on other devices) runs every expert on every token, weighted,
+//! and reads nothing, so a GPU never waits on routing. (candle 0.11 has no device-side
+//! nonzero or grouped GEMM that would give both.)
 
 use crate::config::Activation;
 use crate::error::{Error, Result as ModelResult};
+use crate::moe_route::Routes;
 use auto_hook::prelude::*;
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::Linear;
 use serde_json::Value;
 
 pub use crate::feed_forward::FeedForward;
 pub use crate::moe_loss::router_aux_loss;
+pub use crate::moe_route::MoeDispatch;
+pub(crate) use crate::moe_route::{softmax_f32, top_k};
 
 /// The mixture-of-experts part of a Mixtral `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,12 +77,13 @@ impl MoeConfig {
 
 /// One expert, a gated MLP: `hook_gate` (`w_gate x`, Mixtral's `w1`), `hook_pre`
 /// (`w_in x`, `w3`), `hook_post` (`act(gate) ⊙ pre`, the input of `w_out`, `w2`), each
-/// `[tokens routed to this expert, d_mlp]` as in TransformerLens's `MoEGatedMLP`.
+/// `[tokens, d_mlp]` as in TransformerLens's `MoEGatedMLP`, and `w_out.hook_point`
+/// (the expert's output before its routing weight).
 #[auto_hook]
 #[derive(Debug, Clone)]
 pub struct Expert {
-    w_gate: Linear,
-    w_in: Linear,
+    #[auto_hook(skip)]
+    gate_in: GateIn,
     w_out: Linear,
     #[auto_hook(skip)]
     act: Activation,
@@ -87,13 +92,83 @@ pub struct Expert {
     hook_post: HookPoint,
 }
 
+/// `w_gate` and `w_in`: one `[2·d_mlp, d_model]` matrix (transformers 5's
+/// `gate_up_proj`), so that both take one matmul, or two projections when either is a
+/// candle `Var` (a model built on a `VarMap`), so that an optimiser's in-place updates
+/// reach the forward.
+#[derive(Debug, Clone)]
+enum GateIn {
+    Fused { w: Linear, d_mlp: usize },
+    Split { gate: Linear, up: Linear },
+}
+
+impl GateIn {
+    /// `(w_gate x, w_in x)`; with `observed`, both contiguous (the fused halves are
+    /// column views, which candle's `index_select` refuses, and a hook or cache should
+    /// get ordinary tensors; unobserved, the copies are skipped).
+    fn forward(&self, x: &Tensor, observed: bool) -> Result<(Tensor, Tensor)> {
+        match self {
+            GateIn::Fused { w, d_mlp } => {
+                let both = w.forward(x)?;
+                let half = |start| {
+                    let view = both.narrow(1, start, *d_mlp)?;
+                    if observed {
+                        view.contiguous()
+                    } else {
+                        Ok(view)
+                    }
+                };
+                Ok((half(0)?, half(*d_mlp)?))
+            }
+            GateIn::Split { gate, up } => Ok((gate.forward(x)?, up.forward(x)?)),
+        }
+    }
+}
+
 #[auto_hook]
 impl Expert {
-    /// An expert from its three projections (`w1`, `w3`, `w2` in Mixtral's names).
-    pub fn new(w_gate: Linear, w_in: Linear, w_out: Linear, act: Activation) -> Self {
+    /// An expert from its three projections (`w1`, `w3`, `w2` in Mixtral's names; no
+    /// biases). `w1` and `w3` are stacked into one matrix unless either is a `Var`.
+    pub fn new(w_gate: Linear, w_in: Linear, w_out: Linear, act: Activation) -> Result<Self> {
+        let (wg, wi) = (w_gate.weight(), w_in.weight());
+        if wg.dims() != wi.dims() || w_gate.bias().is_some() || w_in.bias().is_some() {
+            candle_core::bail!(
+                "an expert's w1 {:?} and w3 {:?} must be bias-free and of one shape",
+                wg.dims(),
+                wi.dims()
+            );
+        }
+        let gate_in = if wg.is_variable() || wi.is_variable() {
+            GateIn::Split {
+                gate: w_gate,
+                up: w_in,
+            }
+        } else {
+            GateIn::Fused {
+                w: Linear::new(Tensor::cat(&[wg, wi], 0)?, None),
+                d_mlp: wg.dim(0)?,
+            }
+        };
+        Ok(Self::from_parts(gate_in, w_out, act))
+    }
+
+    /// An expert from `gate_up` `[2·d_mlp, d_model]` (`w1` rows, then `w3` rows, as one
+    /// expert of transformers 5's `experts.gate_up_proj`) and `w_out` (`w2`).
+    pub fn from_gate_up(gate_up: Tensor, w_out: Linear, act: Activation) -> Result<Self> {
+        let rows = gate_up.dim(0)?;
+        if rows % 2 != 0 {
+            candle_core::bail!("gate_up_proj has an odd number of rows ({rows})");
+        }
+        let gate_in = GateIn::Fused {
+            w: Linear::new(gate_up, None),
+            d_mlp: rows / 2,
+        };
+        Ok(Self::from_parts(gate_in, w_out, act))
+    }
+
+    fn from_parts(gate_in: GateIn, w_out: Linear, act: Activation) -> Self {
         Self {
-            w_gate,
-            w_in,
+            gate_in,
             w_out,
             act,
             hook_gate: HookPoint::new(),
@@ -106,8 +181,10 @@ impl Expert {
 #[auto_hook]
 impl Module for Expert {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.hook_gate.forward(&self.w_gate.forward(x)?)?;
-        let pre = self.hook_pre.forward(&self.w_in.forward(x)?)?;
+        let observed = self.hook_gate.is_observed();
+        let (gate, pre) = self.gate_in.forward(x, observed)?;
+        let gate = self.hook_gate.forward(&gate)?;
+        let pre = self.hook_pre.forward(&pre)?;
         let post = self
             .hook_post
             .forward(&(activate(self.act, &gate)? * pre)?)?;
@@ -128,16 +205,17 @@ pub(crate) fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
 /// (the router logits `[batch·pos, n_experts]`, in the model's dtype),
 /// `hook_expert_weights` (the f32 softmax over all experts, `[batch·pos, n_experts]`),
 /// `hook_expert_indices` (the chosen experts, u32 `[batch·pos, k]`, best first),
-/// `experts.{e}.hook_gate/hook_pre/hook_post` and `experts.{e}.w_*.hook_point`, and
+/// `experts.{e}.hook_gate/hook_pre/hook_post` and `experts.{e}.w_out.hook_point`, and
 /// `hook_point` (the block's output `[batch, pos, d_model]`).
 ///
 /// Routing is computed *from the hooked values*: a hook that zeroes column `e` of
 /// `hook_expert_weights` removes expert `e` from the top-k; one that rewrites
 /// `hook_expert_indices` sends tokens to other experts (each slot keeps its weight; an id
 /// outside `0..n_experts` is an error).
-/// An expert that receives no token is skipped, as in Hugging Face and TransformerLens:
-/// its `experts.{e}.*` hooks do not fire in that forward. Every other point fires once
-/// per forward.
+/// With [`MoeDispatch::Gather`] (the CPU default) an expert that receives no token is
+/// skipped, as in Hugging Face and TransformerLens: its `experts.{e}.*` hooks do not fire
+/// in that forward. With [`MoeDispatch::Dense`] every expert sees every token
+/// (`[batch·pos, d_mlp]`). Every other point fires once per forward.
 #[auto_hook]
 #[derive(Debug, Clone)]
 pub struct SparseMoe {
@@ -147,6 +225,8 @@ pub struct SparseMoe {
     experts: Vec<Expert>,
     #[auto_hook(skip)]
     top_k: usize,
+    #[auto_hook(skip)]
+    dispatch: MoeDispatch,
 }
 
 #[auto_hook]
@@ -159,7 +239,18 @@ impl SparseMoe {
             hook_expert_indices: HookPoint::new(),
             experts,
             top_k,
+            dispatch: MoeDispatch::Auto,
         }
+    }
+
+    /// How tokens reach the experts ([`MoeDispatch::Auto`] unless set).
+    pub fn dispatch(&self) -> MoeDispatch {
+        self.dispatch
+    }
+
+    /// Sets how tokens reach the experts.
+    pub fn set_dispatch(&mut self, dispatch: MoeDispatch) {
+        self.dispatch = dispatch;
     }
 
     /// The number of experts.
@@ -181,113 +272,24 @@ impl Module for SparseMoe {
         let logits = self.router.forward(&xs)?;
         let probs = self.hook_expert_weights.forward(&softmax_f32(&logits)?)?;
         let (indices, weights) = top_k(&probs, self.top_k)?;
-        let indices = self.hook_expert_indices.forward(&indices)?;
-        let routes = Routes::new(&indices, &weights.to_dtype(x.dtype())?, self.n_experts())?;
+        let routed = self.hook_expert_indices.forward(&indices)?;
+        let edited = routed.id() != indices.id();
+        let weights = weights.to_dtype(x.dtype())?;
+        let dispatch = self.dispatch.resolve(x.device());
+        let routes = Routes::new(&routed, &weights, self.n_experts(), dispatch, edited)?;
         let mut out = xs.zeros_like()?;
         for (e, expert) in self.experts.iter().enumerate() {
-            let Some((tokens, weight)) = routes.expert(e)? else {
+            if dispatch == MoeDispatch::Dense {
+                let y = expert.forward(&xs)?;
+                out = (out + y.broadcast_mul(&routes.dense_weight(e)?)?)?;
+                continue;
+            }
+            let Some((tokens, weight)) = routes.gathered(e)? else {
                 continue;
             };
             let y = expert.forward(&xs.index_select(&tokens, 0)?)?;
             out = out.index_add(&tokens, &y.broadcast_mul(&weight)?, 0)?;
         }
         out.reshape((b, p, h))
-    }
-}
-
-/// Softmax over the last dimension in f32 (f64 stays f64): candle's fused kernel, or
-/// its differentiable form when the logits track gradients (`auto_hook::ops`).
-pub(crate) fn softmax_f32(logits: &Tensor) -> Result<Tensor> {
-    let x = match logits.dtype() {
-        DType::F64 => logits.clone(),
-        _ => logits.to_dtype(DType::F32)?,
-    };
-    auto_hook::ops::softmax_last_dim(&x)
-}
-
-/// The `k` largest probabilities per row (indices best first, u32) and their weights
-/// renormalised to sum to one.
-pub(crate) fn top_k(probs: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
-    let indices = probs
-        .arg_sort_last_dim(false)?
-        .narrow(D::Minus1, 0, k)?
-        .contiguous()?;
-    let top = probs.gather(&indices, D::Minus1)?;
-    let weights = top.broadcast_div(&top.sum_keepdim(D::Minus1)?)?;
-    Ok((indices, weights))
-}
-
-/// Which tokens each expert gets, and with what weight, all as device tensors.
-struct Routes {
-    /// `[n_experts, tokens]`: per expert, its tokens in increasing order, then the rest.
-    order: Tensor,
-    /// Tokens per expert (the one host read).
-    counts: Vec<u32>,
-    /// `[n_experts, tokens]` combine weights (0 where a token does not use an expert).
-    combine: Tensor,
-}
-
-impl Routes {
-    fn new(indices: &Tensor, weights: &Tensor, n_experts: usize) -> Result<Self> {
-        let (t, k) = indices.dims2()?;
-        if weights.dims() != [t, k] {
-            candle_core::bail!(
-                "hook_expert_indices has shape {:?}; the routing weights have {:?}",
-                indices.dims(),
-                weights.dims()
-            );
-        }
-        let device = indices.device();
-        let indices = indices.to_dtype(DType::U32)?;
-        let experts = Tensor::arange(0u32, n_experts as u32, device)?.reshape((1, 1, n_experts))?;
-        // one_hot[t, k, e] = 1 when slot k of token t is expert e. The combine weights
-        // are a product and a sum (differentiable; candle's scatter_add backward is not
-        // usable here), and chosen[t, e] = 1 when token t uses expert e in any slot.
-        let one_hot = indices.unsqueeze(2)?.broadcast_eq(&experts)?;
-        let combine = one_hot
-            .to_dtype(weights.dtype())?
-            .broadcast_mul(&weights.unsqueeze(2)?)?
-            .sum(1)?;
-        let one_hot = one_hot.to_dtype(DType::F32)?;
-        let chosen = one_hot.max(1)?;
-        // The one host read: tokens per expert, and the number of slots naming a real
-        // expert (an edited `hook_expert_indices` may hold ids out of range).
-        let matched = one_hot.sum_all()?.reshape(1)?;
-        let mut counts = Tensor::cat(&[&chosen.sum(0)?, &matched], 0)?
-            .to_dtype(DType::U32)?
-            .to_vec1::<u32>()?;
-        if counts.pop() != Some((t * k) as u32) {
-            candle_core::bail!(
-                "hook_expert_indices holds expert ids outside 0..{n_experts} (there are {n_experts} experts)"
-            );
-        }
-        // Sort key per (expert, token): chosen tokens first, each group by position.
-        let position = Tensor::arange(0f32, t as f32, device)?;
-        let key = chosen
-            .t()?
-            .affine(-(t as f64), t as f64)?
-            .broadcast_add(&position)?;
-        let order = key.contiguous()?.arg_sort_last_dim(true)?;
-        Ok(Self {
-            order,
-            counts,
-            combine: combine.t()?.contiguous()?,
-        })
-    }
-
-    /// The tokens routed to expert `e` (`[n]` u32) and their weights `[n, 1]`; `None`
-    /// when the expert gets no token.
-    fn expert(&self, e: usize) -> Result<Option<(Tensor, Tensor)>> {
-        let n = self.counts[e] as usize;
-        if n == 0 {
-            return Ok(None);
-        }
-        let tokens = self.order.get(e)?.narrow(0, 0, n)?.contiguous()?;
-        let weight = self
-            .combine
-            .get(e)?
-            .index_select(&tokens, 0)?
-            .unsqueeze(1)?;
-        Ok(Some((tokens, weight)))
     }
 }

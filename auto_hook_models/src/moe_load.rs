@@ -41,7 +41,7 @@ pub(crate) fn sparse_moe(
                     linear(&x.pp("w3"), (i, h))?,
                     linear(&x.pp("w2"), (h, i))?,
                     cfg.act,
-                ))
+                )?)
             })
             .collect::<Result<Vec<_>>>()?
     };
@@ -69,14 +69,8 @@ fn fused_experts(vb: &VarBuilder, cfg: &ArchConfig, e: usize) -> Result<Vec<Expe
     let down: Tensor = vb.get((e, h, i), "experts.down_proj")?;
     (0..e)
         .map(|x| {
-            let gu = gate_up.get(x)?;
-            let w = |t: Tensor| Linear::new(t, None);
-            Ok(Expert::new(
-                w(gu.narrow(0, 0, i)?.contiguous()?),
-                w(gu.narrow(0, i, i)?.contiguous()?),
-                w(down.get(x)?.contiguous()?),
-                cfg.act,
-            ))
+            let w_out = Linear::new(down.get(x)?, None);
+            Ok(Expert::from_gate_up(gate_up.get(x)?, w_out, cfg.act)?)
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use crate::attention::{Attention, KvSlot, Rotary, StepInputs};
 use crate::config::{ArchConfig, Positions};
 use crate::mlp::Mlp;
-use crate::moe::FeedForward;
+use crate::moe::{FeedForward, MoeDispatch};
 use crate::norm::Norm;
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -44,6 +44,13 @@ impl TransformerBlock {
             mlp,
             hook_mlp_out: HookPoint::new(),
             hook_resid_post: HookPoint::new(),
+        }
+    }
+
+    /// Sets how the block's MLP sends tokens to its experts (nothing for a dense MLP).
+    pub fn set_moe_dispatch(&mut self, dispatch: MoeDispatch) {
+        if let FeedForward::Sparse(moe) = &mut self.mlp {
+            moe.set_dispatch(dispatch);
         }
     }
 
@@ -137,6 +144,21 @@ impl HookedTransformer {
     /// The architecture.
     pub fn config(&self) -> &ArchConfig {
         &self.cfg
+    }
+
+    /// Sets how Mixtral's MoE blocks send tokens to their experts: [`MoeDispatch`]
+    /// (`Auto` after loading: `Gather` on the CPU, `Dense` elsewhere). No effect on a
+    /// model with dense MLPs.
+    ///
+    /// ```
+    /// # let mut model = auto_hook_models::load("../models/induction-2l", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    /// model.set_moe_dispatch(auto_hook_models::MoeDispatch::Dense);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_moe_dispatch(&mut self, dispatch: MoeDispatch) {
+        for block in &mut self.blocks {
+            block.set_moe_dispatch(dispatch);
+        }
     }
 
     /// Full-sequence logits `[batch, pos, vocab]` for `input_ids` `[batch, pos]` (u32).

@@ -65,11 +65,25 @@ impl HookPoint {
         self.persistent.len()
     }
 
+    /// Whether a hook may see this point's value now: it has persistent hooks, or a
+    /// `run_with_hooks` / `run_with_cache` call is active on this thread. When `false`,
+    /// [`fire`](Self::fire) returns its input untouched, so a module may skip work that
+    /// only observers need (making a view contiguous, say).
+    ///
+    /// ```
+    /// use auto_hook::prelude::*;
+    /// assert!(!HookPoint::new().is_observed());
+    /// ```
+    #[inline]
+    pub fn is_observed(&self) -> bool {
+        !self.persistent.is_empty() || context::is_active()
+    }
+
     /// Passes `x` through the hooks attached here: persistent hooks first, then the hooks
     /// of the active `run_with_hooks` / `run_with_cache` call on this thread.
     #[inline]
     pub fn fire(&self, x: Tensor) -> Result<Tensor> {
-        if self.persistent.is_empty() && !context::is_active() {
+        if !self.is_observed() {
             return Ok(x);
         }
         self.fire_hooks(x)
