@@ -227,20 +227,34 @@ pub struct SparseMoe {
     top_k: usize,
     #[auto_hook(skip)]
     dispatch: MoeDispatch,
+    /// `0..n_experts` as u32 `[1, 1, n_experts]` on the router's device, made once so
+    /// that a forward uploads nothing.
+    #[auto_hook(skip)]
+    expert_ids: Tensor,
 }
 
 #[auto_hook]
 impl SparseMoe {
-    /// A block from its router (`[n_experts, d_model]`) and experts; `top_k` experts per token.
-    pub fn new(router: Linear, experts: Vec<Expert>, top_k: usize) -> Self {
-        Self {
+    /// A block from its router (`[n_experts, d_model]`) and experts; `top_k` experts per
+    /// token.
+    pub fn new(router: Linear, experts: Vec<Expert>, top_k: usize) -> Result<Self> {
+        let (n, device) = (experts.len(), router.weight().device());
+        if router.weight().dim(0)? != n || top_k == 0 || top_k > n {
+            candle_core::bail!(
+                "a router of shape {:?} for {n} experts, top-{top_k}",
+                router.weight().dims()
+            );
+        }
+        let expert_ids = Tensor::arange(0u32, n as u32, device)?.reshape((1, 1, n))?;
+        Ok(Self {
             router,
             hook_expert_weights: HookPoint::new(),
             hook_expert_indices: HookPoint::new(),
             experts,
             top_k,
             dispatch: MoeDispatch::Auto,
-        }
+            expert_ids,
+        })
     }
 
     /// How tokens reach the experts ([`MoeDispatch::Auto`] unless set).
@@ -276,7 +290,7 @@ impl Module for SparseMoe {
         let edited = routed.id() != indices.id();
         let weights = weights.to_dtype(x.dtype())?;
         let dispatch = self.dispatch.resolve(x.device());
-        let routes = Routes::new(&routed, &weights, self.n_experts(), dispatch, edited)?;
+        let routes = Routes::new(&routed, &weights, &self.expert_ids, dispatch, edited)?;
         let mut out = xs.zeros_like()?;
         for (e, expert) in self.experts.iter().enumerate() {
             if dispatch == MoeDispatch::Dense {

@@ -53,7 +53,7 @@ pub(crate) fn sparse_moe(
     let router = linear(&router_vb, (e, h))?;
     Ok(FeedForward::Sparse(SparseMoe::new(
         router, experts, moe.top_k,
-    )))
+    )?))
 }
 
 fn linear(vb: &VarBuilder, shape: (usize, usize)) -> Result<Linear> {

@@ -77,13 +77,14 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// Routes `indices` `[tokens, k]` with `weights` `[tokens, k]`. `edited` says whether
+    /// Routes `indices` `[tokens, k]` with `weights` `[tokens, k]` to the experts
+    /// `expert_ids` (`0..n_experts`, `[1, 1, n_experts]`). `edited` says whether
     /// a hook replaced the indices: only then can they hold ids outside `0..n_experts`,
     /// and only then are they range-checked (which, with `Dense`, is a host read).
     pub(crate) fn new(
         indices: &Tensor,
         weights: &Tensor,
-        n_experts: usize,
+        expert_ids: &Tensor,
         dispatch: MoeDispatch,
         edited: bool,
     ) -> Result<Self> {
@@ -95,13 +96,12 @@ impl Routes {
                 weights.dims()
             );
         }
-        let device = indices.device();
+        let n_experts = expert_ids.dim(2)?;
         let indices = indices.to_dtype(DType::U32)?;
-        let experts = Tensor::arange(0u32, n_experts as u32, device)?.reshape((1, 1, n_experts))?;
         // one_hot[t, k, e] = 1 when slot k of token t is expert e. The combine weights
         // are a product and a sum (differentiable; candle's scatter_add backward is not
         // usable here).
-        let one_hot = indices.unsqueeze(2)?.broadcast_eq(&experts)?;
+        let one_hot = indices.unsqueeze(2)?.broadcast_eq(expert_ids)?;
         let combine = one_hot
             .to_dtype(weights.dtype())?
             .broadcast_mul(&weights.unsqueeze(2)?)?
@@ -139,7 +139,7 @@ impl Routes {
         let matched = edited.then(|| counts.pop()).flatten();
         in_range(matched)?;
         // Sort key per (expert, token): chosen tokens first, each group by position.
-        let position = Tensor::arange(0f32, t as f32, device)?;
+        let position = Tensor::arange(0f32, t as f32, indices.device())?;
         let key = chosen
             .t()?
             .affine(-(t as f64), t as f64)?
