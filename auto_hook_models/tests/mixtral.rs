@@ -159,10 +159,7 @@ fn expert_weights_are_an_f32_softmax_and_indices_its_top_2() {
 }
 
 fn ablate_expert_3() -> Hooks<'static> {
-    Hooks::new().add("blocks.*.mlp.hook_expert_weights", |w, _| {
-        let keep = Tensor::new(&[1f32, 1., 1., 0.], w.device())?;
-        w.broadcast_mul(&keep)
-    })
+    common::ablate_expert(3, 4)
 }
 
 #[test]

@@ -100,10 +100,7 @@ fn dense_experts_see_every_token_and_their_routed_rows_equal_gather() {
 }
 
 fn ablate_expert_3() -> Hooks<'static> {
-    Hooks::new().add("blocks.*.mlp.hook_expert_weights", |w, _| {
-        let keep = Tensor::new(&[1f32, 1., 1., 0.], w.device())?;
-        w.broadcast_mul(&keep)
-    })
+    common::ablate_expert(3, 4)
 }
 
 #[test]

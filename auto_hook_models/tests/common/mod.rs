@@ -195,3 +195,13 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Hooks that zero expert `expert`'s routing weight in every MoE block of a model with
+/// `n_experts` experts, so that top-k never picks it.
+pub fn ablate_expert(expert: usize, n_experts: usize) -> auto_hook::Hooks<'static> {
+    auto_hook::Hooks::new().add("blocks.*.mlp.hook_expert_weights", move |w, _| {
+        let mut keep = vec![1f32; n_experts];
+        keep[expert] = 0.0;
+        w.broadcast_mul(&Tensor::new(keep.as_slice(), w.device())?)
+    })
+}
