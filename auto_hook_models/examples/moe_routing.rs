@@ -7,7 +7,7 @@
 //! nothing; what it shows is the mechanism.
 
 use auto_hook::prelude::*;
-use auto_hook_models::load;
+use auto_hook_models::{load, MoeDispatch};
 use candle_core::{DType, Device, Tensor, D};
 use std::path::PathBuf;
 
@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             |_, _| fired += 1,
         );
     let ablated = model.run_with_hooks(hooks, |m| m.forward(&ids, None))?;
-    let shift = (ablated - &clean)?
+    let shift = (&ablated - &clean)?
         .abs()?
         .max(D::Minus1)?
         .squeeze(0)?
@@ -72,5 +72,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  {:?}",
         shift.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>()
     );
+
+    // The same ablation with the dispatch a GPU uses by default: every expert runs on
+    // every token, weighted, and nothing is read back to the host.
+    let mut dense = model.clone();
+    dense.set_moe_dispatch(MoeDispatch::Dense);
+    let zero_3 = Hooks::new().add("blocks.*.mlp.hook_expert_weights", |w, _| {
+        w.broadcast_mul(&keep)
+    });
+    let dense_ablated = dense.run_with_hooks(zero_3, |m| m.forward(&ids, None))?;
+    let diff = (dense_ablated - &ablated)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
+    println!("MoeDispatch::Dense (no host reads): the same ablated logits within {diff:.1e}");
     Ok(())
 }
