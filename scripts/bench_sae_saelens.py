@@ -1,4 +1,5 @@
-"""Dev-only: SAELens's trainer step alone, in the configuration of benches/sae.rs.
+"""Dev-only: SAELens's trainer step alone, in the configuration of benches/sae.rs
+(standard, topk k=8, batchtopk k=8, jumprelu).
 
 d_in 64, d_sae 512, 4096 tokens per step, f32, CPU, one torch thread: the same work as
 SAETrainer._train_step (training_forward_pass, backward, clip_grad_norm_ 1.0, Adam).
@@ -6,13 +7,24 @@ SAETrainer._train_step (training_forward_pass, backward, clip_grad_norm_ 1.0, Ad
     /work/pyenv/bin/python scripts/bench_sae_saelens.py
 """
 
+import os
 import time
 
 import torch
-from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens import (
+    BatchTopKTrainingSAE,
+    BatchTopKTrainingSAEConfig,
+    JumpReLUTrainingSAE,
+    JumpReLUTrainingSAEConfig,
+    StandardTrainingSAE,
+    StandardTrainingSAEConfig,
+    TopKTrainingSAE,
+    TopKTrainingSAEConfig,
+)
 from sae_lens.saes.sae import TrainStepInput
 
-torch.set_num_threads(1)
+# One torch thread unless SAELENS_THREADS says otherwise.
+torch.set_num_threads(int(os.environ.get("SAELENS_THREADS", "1")))
 TOKENS, STEPS = 4096, 60
 
 
@@ -36,4 +48,7 @@ def bench(name, sae, coefficients):
 
 bench("standard", StandardTrainingSAE(StandardTrainingSAEConfig(d_in=64, d_sae=512)), {"l1": 1.0})
 bench("topk", TopKTrainingSAE(TopKTrainingSAEConfig(d_in=64, d_sae=512, k=8)), {})
+bench("batchtopk", BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=64, d_sae=512, k=8)), {})
+# SAELens's defaults, as ours: step L0 penalty, bandwidth 0.05, initial threshold 0.01.
+bench("jumprelu", JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=64, d_sae=512)), {"l0": 1.0})
 print("torch", torch.__version__, "threads", torch.get_num_threads())

@@ -1,9 +1,9 @@
 //! SAE training speed, in the configuration of the SAELens comparison (issue 10):
 //! d_in 64, d_sae 512, 4096 tokens per step, f32, CPU.
 //!
-//! - `sae_step/{standard,topk}`: one optimisation step of the SAE alone (forward, loss,
+//! - `sae_step/{standard,topk,batchtopk,jumprelu}`: one optimisation step of the SAE alone (forward, loss,
 //!   backward, clipping, Adam) on a fixed batch.
-//! - `pipeline/{standard,topk}`: one step of the whole pipeline on the embedded induction
+//! - `pipeline/{standard,topk,batchtopk,jumprelu}`: one step of the whole pipeline on the embedded induction
 //!   model: model forwards stopped after block 0, the mixing buffer, the SAE step.
 //!
 //! cargo bench -p auto_hook_sae --bench sae   (SAELens's side: scripts/bench_sae_saelens.py)
@@ -23,10 +23,12 @@ fn sae_config(arch: Architecture) -> TrainConfig {
     cfg
 }
 
-fn archs() -> [(&'static str, Architecture); 2] {
+fn archs() -> [(&'static str, Architecture); 4] {
     [
         ("standard", Architecture::Standard),
         ("topk", Architecture::TopK { k: 8 }),
+        ("batchtopk", Architecture::BatchTopK { k: 8.0 }),
+        ("jumprelu", Architecture::JumpRelu),
     ]
 }
 

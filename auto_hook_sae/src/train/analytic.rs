@@ -1,101 +1,131 @@
-//! Hand-derived gradients of the standard and topk training losses (CPU, f32): a few
-//! large matmuls and fused loops over the latents instead of candle's autograd graph of
-//! small elementwise ops. The autograd graph ([`SaeTrainer::forward`]) stays the
-//! reference; the tests below check these gradients against it.
+//! Hand-derived gradients of the training losses of every architecture (CPU, f32): a
+//! few strided matmuls on reused flat buffers and fused loops over the latents instead
+//! of candle's autograd graph of small elementwise ops. The autograd graph
+//! ([`SaeTrainer::forward`]) stays the reference; `analytic_check.rs` checks these
+//! gradients against it.
 //!
 //! With `x' = x − b_dec` (when `apply_b_dec_to_input`), `h = x' W_enc + b_enc`,
 //! `f` the latents, `x̂ = f W_dec + b_dec`, `e = x̂ − x` and `n` rows:
 //! `mse = Σ e² / n`, so `g = ∂/∂x̂ = 2e / n`, `∂/∂f = g W_decᵀ`, `∂W_dec = fᵀ g`,
 //! `∂b_dec = Σ_rows g − (Σ_rows ∂h) W_encᵀ`, `∂W_enc = x'ᵀ ∂h`, `∂b_enc = Σ_rows ∂h`.
-//! Standard: `f = relu(h)`, plus `λ/n Σ f_i ‖W_dec,i‖`. TopK: `f = h · mask` and the
-//! aux-k term on the dead latents (residual detached).
+//! Standard: `f = relu(h)`, plus `λ/n Σ f_i ‖W_dec,i‖`. JumpReLU: `f = h · 1[h > θ]`,
+//! `∂h = ∂f · 1[h > θ]`, `∂θ = Σ_rows −(θ/ε) rect((h − θ)/ε) ∂f` plus the L0 penalty's
+//! own terms. TopK / BatchTopK: see `analytic_topk.rs`.
 
+use super::kernels::{add_column_sums, matmul, read_into, sized, Mat};
 use super::sae::SaeTrainer;
+use super::SparsityLoss;
 use crate::config::Architecture;
 use crate::error::Result;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// Gradients (in the order of the trainer's variables) and losses of one step.
 pub(crate) struct Analytic {
     pub(crate) grads: Vec<Option<Tensor>>,
     pub(crate) mse: f64,
     pub(crate) aux: f64,
-    pub(crate) recon: Tensor,
+    pub(crate) explained_variance: f64,
     /// Rows in which each latent is non-zero.
     pub(crate) fired: Vec<u32>,
+    /// batchtopk: the smallest kept (rescaled) activation.
+    pub(crate) min_kept: Option<f64>,
 }
 
-/// The inputs shared by both architectures, as flat f32 buffers.
-struct Dense {
-    n: usize,
-    d_in: usize,
-    d_sae: usize,
-    /// `x'` as a tensor `[n, d_in]`.
-    x_in: Tensor,
-    x: Vec<f32>,
-    /// `h` `[n, d_sae]`, row-major.
-    h: Vec<f32>,
-    w_dec: Vec<f32>,
-    b_dec: Vec<f32>,
+/// Flat buffers reused from step to step (no large allocation, copy or page fault per
+/// step). After a step, `recon` holds `x̂`.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub(crate) n: usize,
+    pub(crate) d_in: usize,
+    pub(crate) d_sae: usize,
+    pub(crate) x: Vec<f32>,
+    /// `x'` (a copy of `x` without `apply_b_dec_to_input`).
+    pub(crate) x_in: Vec<f32>,
+    /// `h` `[n, d_sae]`, bias included.
+    pub(crate) h: Vec<f32>,
+    /// The latents (standard: `h` itself is turned into them).
+    pub(crate) f: Vec<f32>,
+    /// `∂/∂f`, then `∂/∂h`.
+    pub(crate) dh: Vec<f32>,
+    pub(crate) recon: Vec<f32>,
+    /// `∂/∂x̂`.
+    pub(crate) g: Vec<f32>,
+    pub(crate) w_enc: Vec<f32>,
+    pub(crate) b_enc: Vec<f32>,
+    pub(crate) w_dec: Vec<f32>,
+    pub(crate) b_dec: Vec<f32>,
+    gw_enc: Vec<f32>,
+    gw_dec: Vec<f32>,
+}
+
+/// The four weight gradients, flat; turned into tensors by [`Grads::finish`].
+pub(crate) struct Grads {
+    pub(crate) gb_enc: Vec<f32>,
+    /// `Σ_rows g`.
+    pub(crate) g_sum: Vec<f32>,
 }
 
 impl SaeTrainer {
-    /// Whether [`SaeTrainer::analytic`] handles this SAE (standard or topk, f32, CPU).
+    /// Whether [`SaeTrainer::analytic`] handles this SAE (f32 on the CPU).
     pub(crate) fn analytic_supported(&self) -> bool {
-        let cfg = &self.cfg.sae;
-        cfg.dtype == DType::F32
-            && self.sae.w_enc.device().is_cpu()
-            && matches!(
-                cfg.architecture,
-                Architecture::Standard | Architecture::TopK { .. }
-            )
+        self.cfg.sae.dtype == DType::F32 && self.sae.w_enc.device().is_cpu()
     }
 
     /// The loss gradients on (scaled) inputs `x` `[n, d_in]`, computed by hand.
-    pub(crate) fn analytic(&self, x: &Tensor, coefficient: f64) -> Result<Analytic> {
-        let sae = &self.sae;
-        let x = x.contiguous()?;
-        let x_in = if sae.cfg.apply_b_dec_to_input {
-            x.broadcast_sub(&sae.b_dec)?
-        } else {
-            x.clone()
-        };
-        let h = x_in.matmul(&sae.w_enc)?;
-        let (n, d_sae) = h.dims2()?;
-        let mut h: Vec<f32> = h.flatten_all()?.to_vec1()?;
-        let b_enc: Vec<f32> = sae.b_enc.to_vec1()?;
-        for row in h.chunks_exact_mut(d_sae) {
-            row.iter_mut().zip(&b_enc).for_each(|(v, &b)| *v += b);
-        }
-        let dense = Dense {
-            n,
-            d_in: x.dim(1)?,
-            d_sae,
-            x: x.flatten_all()?.to_vec1()?,
-            h,
-            w_dec: sae.w_dec.flatten_all()?.to_vec1()?,
-            b_dec: sae.b_dec.to_vec1()?,
-            x_in,
-        };
-        match sae.cfg.architecture {
-            Architecture::TopK { k } => self.analytic_topk(dense, k),
-            _ => self.analytic_standard(dense, coefficient),
-        }
+    pub(crate) fn analytic(&mut self, x: &Tensor, coefficient: f64) -> Result<Analytic> {
+        let mut s = std::mem::take(&mut self.scratch);
+        let out = self.analytic_in(&mut s, x, coefficient);
+        self.scratch = s;
+        out
     }
 
-    fn analytic_standard(&self, d: Dense, coefficient: f64) -> Result<Analytic> {
-        let dev = self.sae.w_enc.device().clone();
-        let (n, d_in, d_sae) = (d.n, d.d_in, d.d_sae);
-        let norms: Vec<f32> = self.sae.decoder_norms()?.to_vec1()?;
-        let mut f = d.h;
-        f.iter_mut().for_each(|v| *v = v.max(0.0));
-        let f = Tensor::from_vec(f, (n, d_sae), &dev)?;
-        let recon = f.matmul(&self.sae.w_dec)?.broadcast_add(&self.sae.b_dec)?;
-        let recon_v: Vec<f32> = recon.flatten_all()?.to_vec1()?;
-        let (g, mse) = mse_grad(&recon_v, &d.x, n);
-        let g = Tensor::from_vec(g, (n, d_in), &dev)?;
-        let mut dh: Vec<f32> = g.matmul(&self.sae.w_dec.t()?)?.flatten_all()?.to_vec1()?;
-        let fv: Vec<f32> = f.flatten_all()?.to_vec1()?;
+    fn analytic_in(&self, s: &mut Scratch, x: &Tensor, coefficient: f64) -> Result<Analytic> {
+        self.encode_into(s, x)?;
+        let (mut out, grads) = match self.cfg.sae.architecture {
+            Architecture::Standard => self.analytic_standard(s, coefficient)?,
+            Architecture::JumpRelu => self.analytic_jumprelu(s, coefficient)?,
+            Architecture::TopK { k } => self.analytic_topk(s, k as f64, false)?,
+            Architecture::BatchTopK { k } => self.analytic_topk(s, k, true)?,
+        };
+        out.grads.splice(0..0, grads.finish(self, s)?);
+        out.explained_variance = explained_variance(&s.x, out.mse, s.n, s.d_in);
+        Ok(out)
+    }
+
+    /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc`.
+    fn encode_into(&self, s: &mut Scratch, x: &Tensor) -> Result<()> {
+        let sae = &self.sae;
+        let (n, d_in) = x.dims2()?;
+        let d_sae = self.cfg.sae.d_sae;
+        (s.n, s.d_in, s.d_sae) = (n, d_in, d_sae);
+        read_into(x, &mut s.x)?;
+        read_into(&sae.w_enc, &mut s.w_enc)?;
+        read_into(&sae.b_enc, &mut s.b_enc)?;
+        read_into(&sae.w_dec, &mut s.w_dec)?;
+        read_into(&sae.b_dec, &mut s.b_dec)?;
+        s.x_in.clear();
+        s.x_in.extend_from_slice(&s.x);
+        if sae.cfg.apply_b_dec_to_input {
+            for row in s.x_in.chunks_exact_mut(d_in) {
+                row.iter_mut().zip(&s.b_dec).for_each(|(v, &b)| *v -= b);
+            }
+        }
+        let h = sized(&mut s.h, n * d_sae);
+        for row in h.chunks_exact_mut(d_sae) {
+            row.copy_from_slice(&s.b_enc);
+        }
+        let (x_in, w_enc) = (Mat::new(&s.x_in, n, d_in), Mat::new(&s.w_enc, d_in, d_sae));
+        matmul(h, x_in, w_enc, true);
+        Ok(())
+    }
+
+    /// Standard: `f = relu(h)` (in place of `h`), L1 weighted by the decoder norms.
+    fn analytic_standard(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
+        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
+        let norms = row_norms(&s.w_dec, d_in);
+        s.h.iter_mut().for_each(|v| *v = v.max(0.0));
+        let f = std::mem::take(&mut s.h);
+        let mse = decode_dense(s, &f);
         let l1: Vec<f32> = norms
             .iter()
             .map(|&w| (coefficient as f32) * w / n as f32)
@@ -105,7 +135,7 @@ impl SaeTrainer {
         let mut fired = vec![0f32; d_sae];
         let mut f_sum = vec![0f32; d_sae];
         let mut gb_enc = vec![0f32; d_sae];
-        for (grow, frow) in dh.chunks_exact_mut(d_sae).zip(fv.chunks_exact(d_sae)) {
+        for (grow, frow) in s.dh.chunks_exact_mut(d_sae).zip(f.chunks_exact(d_sae)) {
             for j in 0..d_sae {
                 let on = if frow[j] > 0.0 { 1f32 } else { 0.0 };
                 let v = (grow[j] + l1[j]) * on;
@@ -115,238 +145,286 @@ impl SaeTrainer {
                 f_sum[j] += frow[j];
             }
         }
+        s.weight_grads(&f);
         let mut l1_total = 0f64;
-        let mut w_dec_l1 = vec![0f32; d_sae * d_in];
         for j in 0..d_sae {
             l1_total += f_sum[j] as f64 * norms[j] as f64;
             let c = (coefficient * f_sum[j] as f64 / n as f64) as f32 / norms[j];
             let (src, dst) = (
-                &d.w_dec[j * d_in..][..d_in],
-                &mut w_dec_l1[j * d_in..][..d_in],
+                &s.w_dec[j * d_in..][..d_in],
+                &mut s.gw_dec[j * d_in..][..d_in],
             );
-            dst.iter_mut().zip(src).for_each(|(o, &w)| *o = c * w);
+            dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
         }
-        let dh = Tensor::from_vec(dh, (n, d_sae), &dev)?;
-        let gw_dec = (f.t()?.matmul(&g)? + Tensor::from_vec(w_dec_l1, (d_sae, d_in), &dev)?)?;
-        let gw_enc = d.x_in.t()?.matmul(&dh)?;
-        let gb_enc = Tensor::from_vec(gb_enc, d_sae, &dev)?;
-        let gb_dec = self.b_dec_grad(&g, &gb_enc)?;
-        Ok(Analytic {
-            grads: vec![Some(gw_enc), Some(gb_enc), Some(gw_dec), Some(gb_dec)],
-            mse,
-            aux: coefficient * l1_total / n as f64,
-            recon,
-            fired: fired.iter().map(|&c| c as u32).collect(),
-        })
+        s.h = f;
+        let out = analytic_out(mse, coefficient * l1_total / n as f64, &fired);
+        Ok((out, Grads::new(gb_enc, s)))
     }
 
-    /// `∂b_dec = Σ_rows g − (Σ_rows ∂h) W_encᵀ` (the second term when `apply_b_dec_to_input`).
-    fn b_dec_grad(&self, g: &Tensor, gb_enc: &Tensor) -> Result<Tensor> {
-        let direct = g.sum(0)?;
-        if !self.sae.cfg.apply_b_dec_to_input {
-            return Ok(direct);
-        }
-        let through = gb_enc
-            .unsqueeze(0)?
-            .matmul(&self.sae.w_enc.t()?)?
-            .squeeze(0)?;
-        Ok((direct - through)?)
-    }
-
-    fn analytic_topk(&self, d: Dense, k: usize) -> Result<Analytic> {
-        let dev = self.sae.w_enc.device().clone();
-        let (n, d_in, d_sae) = (d.n, d.d_in, d.d_sae);
-        let norms = self.selection_norms()?;
-        let main = select(&d.h, d_sae, norms.as_deref(), k, None);
-        let mut recon = vec![0f32; n * d_in];
-        for (i, o) in recon.chunks_exact_mut(d_in).enumerate() {
-            o.copy_from_slice(&d.b_dec);
-            for &j in &main[i] {
-                axpy(o, d.h[i * d_sae + j], &d.w_dec[j * d_in..][..d_in]);
+    /// JumpReLU with the rectangle pseudo-derivative and the step or tanh L0 penalty.
+    fn analytic_jumprelu(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
+        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
+        let mut theta = Vec::new();
+        read_into(self.vars()[4].as_tensor(), &mut theta)?;
+        let eps = self.cfg.jumprelu_bandwidth;
+        let mut f = std::mem::take(&mut s.f);
+        let fs = sized(&mut f, n * d_sae);
+        for (frow, hrow) in fs.chunks_exact_mut(d_sae).zip(s.h.chunks_exact(d_sae)) {
+            for j in 0..d_sae {
+                frow[j] = if hrow[j] > theta[j] { hrow[j] } else { 0.0 };
             }
         }
-        let (g, mse) = mse_grad(&recon, &d.x, n);
-        let mut gh: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n];
-        let mut gw_dec = vec![0f32; d_sae * d_in];
-        let mut fired = vec![0u32; d_sae];
-        for i in 0..n {
-            let gi = &g[i * d_in..][..d_in];
-            for &j in &main[i] {
-                fired[j] += 1;
-                let w = &d.w_dec[j * d_in..][..d_in];
-                gh[i].push((j, dot(w, gi)));
-                axpy(&mut gw_dec[j * d_in..][..d_in], d.h[i * d_sae + j], gi);
+        let mse = decode_dense(s, &f);
+        let norms = row_norms(&s.w_dec, d_in);
+        let tanh = match self.cfg.jumprelu_sparsity_loss {
+            SparsityLoss::Tanh { scale } => Some(scale as f32),
+            SparsityLoss::Step => None,
+        };
+        let c_row = (coefficient / n as f64) as f32;
+        let mut cols = Columns::new(d_sae);
+        match tanh {
+            None => jumprelu_step_pass(s, &f, &theta, eps, c_row, &mut cols),
+            Some(scale) => {
+                jumprelu_tanh_pass(s, &f, &theta, eps, (c_row, scale), &norms, &mut cols)
             }
         }
-        let aux = self.aux_grad(&d, &recon, norms.as_deref(), &mut gh, &mut gw_dec)?;
-        let x_in: Vec<f32> = d.x_in.flatten_all()?.to_vec1()?;
-        let mut gw_enc_t = vec![0f32; d_sae * d_in];
-        let mut gb_enc = vec![0f32; d_sae];
-        for (i, row) in gh.iter().enumerate() {
-            let xi = &x_in[i * d_in..][..d_in];
-            for &(j, v) in row {
-                gb_enc[j] += v;
-                axpy(&mut gw_enc_t[j * d_in..][..d_in], v, xi);
+        let (fired, gb_enc, g_theta, norm_grad) =
+            (cols.fired, cols.gb_enc, cols.g_theta, cols.norm_grad);
+        let penalty = cols.penalty.iter().map(|&p| p as f64).sum::<f64>();
+        s.weight_grads(&f);
+        if tanh.is_some() {
+            for j in 0..d_sae {
+                let c = norm_grad[j] / norms[j];
+                let (src, dst) = (
+                    &s.w_dec[j * d_in..][..d_in],
+                    &mut s.gw_dec[j * d_in..][..d_in],
+                );
+                dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
             }
         }
-        let g = Tensor::from_vec(g, (n, d_in), &dev)?;
-        let gb_enc = Tensor::from_vec(gb_enc, d_sae, &dev)?;
-        let gw_enc = Tensor::from_vec(gw_enc_t, (d_sae, d_in), &dev)?
-            .t()?
-            .contiguous()?;
-        let gb_dec = self.b_dec_grad(&g, &gb_enc)?;
-        Ok(Analytic {
-            grads: vec![
-                Some(gw_enc),
-                Some(gb_enc),
-                Some(Tensor::from_vec(gw_dec, (d_sae, d_in), &dev)?),
-                Some(gb_dec),
-            ],
-            mse,
-            aux,
-            recon: Tensor::from_vec(recon, (n, d_in), &dev)?,
-            fired,
-        })
-    }
-
-    /// The aux-k loss (see [`SaeTrainer::aux_k_loss`]); adds its gradients to `gh`
-    /// (per row, `(latent, ∂h)`) and `gw_dec`.
-    fn aux_grad(
-        &self,
-        d: &Dense,
-        recon: &[f32],
-        norms: Option<&[f32]>,
-        gh: &mut [Vec<(usize, f32)>],
-        gw_dec: &mut [f32],
-    ) -> Result<f64> {
-        let dead = self.dead_mask();
-        let n_dead = dead.iter().filter(|d| **d).count();
-        if n_dead == 0 {
-            return Ok(0.0);
-        }
-        let (n, d_in, d_sae) = (d.n, d.d_in, d.d_sae);
-        let k_aux = d_in / 2;
-        let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
-        let c = self.cfg.aux_loss_coefficient * scale;
-        let k_aux = k_aux.min(n_dead).max(1);
-        let sel = select(&d.h, d_sae, norms, k_aux, Some(&dead));
-        let mut total = 0f64;
-        let mut diff = vec![0f32; d_in];
-        for i in 0..n {
-            // aux_recon − residual = aux_recon − (x − x̂)
-            for t in 0..d_in {
-                diff[t] = recon[i * d_in + t] - d.x[i * d_in + t];
-            }
-            for &j in &sel[i] {
-                axpy(&mut diff, d.h[i * d_sae + j], &d.w_dec[j * d_in..][..d_in]);
-            }
-            total += diff.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-            let s = (2.0 * c / n as f64) as f32;
-            diff.iter_mut().for_each(|v| *v *= s);
-            for &j in &sel[i] {
-                let w = &d.w_dec[j * d_in..][..d_in];
-                let v = dot(w, &diff);
-                match gh[i].iter_mut().find(|(l, _)| *l == j) {
-                    Some(e) => e.1 += v,
-                    None => gh[i].push((j, v)),
-                }
-                axpy(&mut gw_dec[j * d_in..][..d_in], d.h[i * d_sae + j], &diff);
-            }
-        }
-        Ok(c * total / n as f64)
+        s.f = f;
+        let mut out = analytic_out(mse, coefficient * penalty / n as f64, &fired);
+        out.grads
+            .push(Some(Tensor::from_vec(g_theta, d_sae, &Device::Cpu)?));
+        Ok((out, Grads::new(gb_enc, s)))
     }
 }
 
-/// `g = 2 (x̂ − x) / n` and `Σ (x̂ − x)² / n`.
-fn mse_grad(recon: &[f32], x: &[f32], n: usize) -> (Vec<f32>, f64) {
+impl Scratch {
+    /// `∂W_dec = fᵀ g` and `∂W_enc = x'ᵀ ∂h` (from `dh`), into `gw_dec` and `gw_enc`.
+    fn weight_grads(&mut self, f: &[f32]) {
+        let (n, d_in, d_sae) = (self.n, self.d_in, self.d_sae);
+        let gw_dec = sized(&mut self.gw_dec, d_sae * d_in);
+        matmul(
+            gw_dec,
+            Mat::new(f, n, d_sae).t(),
+            Mat::new(&self.g, n, d_in),
+            false,
+        );
+        let gw_enc = sized(&mut self.gw_enc, d_in * d_sae);
+        matmul(
+            gw_enc,
+            Mat::new(&self.x_in, n, d_in).t(),
+            Mat::new(&self.dh, n, d_sae),
+            false,
+        );
+    }
+
+    /// The sparse steps' weight gradients, given flat.
+    pub(crate) fn set_weight_grads(&mut self, gw_enc: Vec<f32>, gw_dec: Vec<f32>) {
+        self.gw_enc = gw_enc;
+        self.gw_dec = gw_dec;
+    }
+}
+
+impl Grads {
+    pub(crate) fn new(gb_enc: Vec<f32>, s: &Scratch) -> Self {
+        let mut g_sum = vec![0f32; s.d_in];
+        add_column_sums(&mut g_sum, &s.g);
+        Self { gb_enc, g_sum }
+    }
+
+    /// `[∂W_enc, ∂b_enc, ∂W_dec, ∂b_dec]` as tensors, with
+    /// `∂b_dec = Σ_rows g − W_enc ∂b_enc` (the second term when `apply_b_dec_to_input`).
+    fn finish(self, t: &SaeTrainer, s: &Scratch) -> Result<Vec<Option<Tensor>>> {
+        let (d_in, d_sae) = (s.d_in, s.d_sae);
+        let mut gb_dec = self.g_sum;
+        if t.sae.cfg.apply_b_dec_to_input {
+            for (a, o) in gb_dec.iter_mut().enumerate() {
+                *o -= super::kernels::dot(&s.w_enc[a * d_sae..][..d_sae], &self.gb_enc);
+            }
+        }
+        let dev = Device::Cpu;
+        Ok(vec![
+            Some(Tensor::from_slice(&s.gw_enc, (d_in, d_sae), &dev)?),
+            Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?),
+            Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?),
+            Some(Tensor::from_vec(gb_dec, d_in, &dev)?),
+        ])
+    }
+}
+
+/// Column sums of the jumprelu pass over the latents.
+struct Columns {
+    fired: Vec<f32>,
+    gb_enc: Vec<f32>,
+    g_theta: Vec<f32>,
+    /// tanh penalty: its gradient with respect to `‖W_dec,i‖`.
+    norm_grad: Vec<f32>,
+    /// The penalty summed over the rows, per latent.
+    penalty: Vec<f32>,
+}
+
+impl Columns {
+    fn new(d: usize) -> Self {
+        let zeros = || vec![0f32; d];
+        Self {
+            fired: zeros(),
+            gb_enc: zeros(),
+            g_theta: zeros(),
+            norm_grad: zeros(),
+            penalty: zeros(),
+        }
+    }
+}
+
+/// JumpReLU with the step L0 penalty, one branch-free pass: `∂h = ∂f · 1[h > θ]`;
+/// `∂θ = Σ rect((h − θ)/ε) · (−(θ/ε) ∂f − (c/n)/ε)`; the penalty counts `h > θ`.
+fn jumprelu_step_pass(
+    s: &mut Scratch,
+    f: &[f32],
+    theta: &[f32],
+    eps: f64,
+    c_row: f32,
+    cols: &mut Columns,
+) {
+    let d = s.d_sae;
+    let inv_eps = (1.0 / eps) as f32;
+    let th_coeff: Vec<f32> = theta.iter().map(|&t| t * -inv_eps).collect();
+    let step_coeff = -c_row * inv_eps;
+    let rows =
+        s.h.chunks_exact(d)
+            .zip(f.chunks_exact(d))
+            .zip(s.dh.chunks_exact_mut(d));
+    for ((hrow, frow), grow) in rows {
+        for j in 0..d {
+            let (hv, th) = (hrow[j], theta[j]);
+            let on = (hv > th) as u8 as f32;
+            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
+            let df = grow[j];
+            cols.g_theta[j] += window * (step_coeff + th_coeff[j] * df);
+            let v = df * on;
+            grow[j] = v;
+            cols.gb_enc[j] += v;
+            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
+            cols.penalty[j] += on;
+        }
+    }
+}
+
+/// JumpReLU with the tanh penalty `Σ tanh(scale · f_i ‖W_dec,i‖)`: its gradient joins
+/// `∂f` (and so `∂θ` through the rectangle) and `‖W_dec,i‖`.
+fn jumprelu_tanh_pass(
+    s: &mut Scratch,
+    f: &[f32],
+    theta: &[f32],
+    eps: f64,
+    (c_row, scale): (f32, f32),
+    norms: &[f32],
+    cols: &mut Columns,
+) {
+    let d = s.d_sae;
+    let inv_eps = (1.0 / eps) as f32;
+    let rows =
+        s.h.chunks_exact(d)
+            .zip(f.chunks_exact(d))
+            .zip(s.dh.chunks_exact_mut(d));
+    for ((hrow, frow), grow) in rows {
+        for j in 0..d {
+            let (hv, th) = (hrow[j], theta[j]);
+            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
+            let t = (scale * frow[j] * norms[j]).tanh();
+            cols.penalty[j] += t;
+            let dt = c_row * scale * (1.0 - t * t);
+            let df = grow[j] + dt * norms[j];
+            cols.norm_grad[j] += dt * frow[j];
+            cols.g_theta[j] += window * -(th * inv_eps) * df;
+            let v = if hv > th { df } else { 0.0 };
+            grow[j] = v;
+            cols.gb_enc[j] += v;
+            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
+        }
+    }
+}
+
+/// `x̂ = f W_dec + b_dec` into `recon`, `g` and the MSE, `∂f = g W_decᵀ` into `dh`.
+fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
+    let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
+    let recon = sized(&mut s.recon, n * d_in);
+    for row in recon.chunks_exact_mut(d_in) {
+        row.copy_from_slice(&s.b_dec);
+    }
+    let w_dec = Mat::new(&s.w_dec, d_sae, d_in);
+    matmul(recon, Mat::new(f, n, d_sae), w_dec, true);
+    let mse = mse_grad(&s.recon, &s.x, n, &mut s.g);
+    let dh = sized(&mut s.dh, n * d_sae);
+    matmul(dh, Mat::new(&s.g, n, d_in), w_dec.t(), false);
+    mse
+}
+
+fn analytic_out(mse: f64, aux: f64, fired: &[f32]) -> Analytic {
+    Analytic {
+        grads: Vec::new(),
+        mse,
+        aux,
+        explained_variance: 0.0,
+        fired: fired.iter().map(|&c| c as u32).collect(),
+        min_kept: None,
+    }
+}
+
+/// `‖row‖` of each `width`-long row.
+pub(crate) fn row_norms(m: &[f32], width: usize) -> Vec<f32> {
+    m.chunks_exact(width)
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+        .collect()
+}
+
+/// `g = 2 (x̂ − x) / n` into `g`; returns `Σ (x̂ − x)² / n`.
+pub(crate) fn mse_grad(recon: &[f32], x: &[f32], n: usize, g: &mut Vec<f32>) -> f64 {
     let s = 2.0 / n as f32;
-    let mut sq = 0f64;
-    let g = recon
-        .iter()
-        .zip(x)
-        .map(|(&r, &x)| {
-            let e = r - x;
-            sq += (e as f64) * (e as f64);
-            s * e
-        })
-        .collect();
-    (g, sq / n as f64)
+    g.clear();
+    g.extend(recon.iter().zip(x).map(|(&r, &x)| s * (r - x)));
+    let e_sq = sum_squares(g) / (s as f64 * s as f64);
+    e_sq / n as f64
 }
 
-/// Per row, the (ascending) latents kept by [`crate::activation::topk_select`] with the
-/// same arguments (up to which of exactly tied scores is kept).
-pub(crate) fn select(
-    h: &[f32],
-    d: usize,
-    scale: Option<&[f32]>,
-    k: usize,
-    only: Option<&[bool]>,
-) -> Vec<Vec<usize>> {
-    if only.is_some() || k == 0 {
-        return select_nth(h, d, scale, k, only);
+/// `Σ v²`, in 16 f32 lanes flushed to f64 every 1024 values (vectorised, and no long
+/// f32 sums).
+pub(crate) fn sum_squares(v: &[f32]) -> f64 {
+    let mut total = 0f64;
+    for block in v.chunks(1024) {
+        let mut lanes = [0f32; 16];
+        let chunks = block.chunks_exact(16);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for t in 0..16 {
+                lanes[t] += c[t] * c[t];
+            }
+        }
+        let tail: f64 = rest.iter().map(|&v| (v * v) as f64).sum();
+        total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail;
     }
-    // The main top-k keeps the k largest positive scores: one pass per row over a
-    // sorted list of the best k so far.
-    let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    h.chunks_exact(d)
-        .map(|vals| {
-            top.clear();
-            for (j, &v) in vals.iter().enumerate() {
-                let s = v * scale.map_or(1.0, |s| s[j]);
-                let floor = if top.len() == k { top[k - 1].0 } else { 0.0 };
-                if s > floor {
-                    let at = top.partition_point(|&(t, _)| t >= s);
-                    top.insert(at, (s, j));
-                    top.truncate(k);
-                }
-            }
-            let mut kept: Vec<usize> = top.iter().map(|&(_, j)| j).collect();
-            kept.sort_unstable();
-            kept
-        })
-        .collect()
+    total
 }
 
-/// [`select`] as [`crate::activation::topk_select`] does it, with `select_nth_unstable`.
-fn select_nth(
-    h: &[f32],
-    d: usize,
-    scale: Option<&[f32]>,
-    k: usize,
-    only: Option<&[bool]>,
-) -> Vec<Vec<usize>> {
-    let allowed: Vec<usize> = match only {
-        Some(only) => (0..d).filter(|&j| only[j]).collect(),
-        None => (0..d).collect(),
-    };
-    let k = k.min(allowed.len());
-    let mut scores: Vec<(f32, usize)> = Vec::with_capacity(allowed.len());
-    h.chunks_exact(d)
-        .map(|vals| {
-            scores.clear();
-            scores.extend(
-                allowed
-                    .iter()
-                    .map(|&j| (vals[j] * scale.map_or(1.0, |s| s[j]), j)),
-            );
-            if k < scores.len() {
-                scores.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
-            }
-            let mut kept: Vec<usize> = scores[..k]
-                .iter()
-                .filter(|(s, _)| only.is_some() || *s > 0.0)
-                .map(|&(_, j)| j)
-                .collect();
-            kept.sort_unstable();
-            kept
-        })
-        .collect()
-}
-
-fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    out.iter_mut().zip(x).for_each(|(o, &x)| *o += a * x);
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
+/// `1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖²` from the MSE (`Σ‖x − x̂‖² / n`).
+fn explained_variance(x: &[f32], mse: f64, n: usize, d_in: usize) -> f64 {
+    let mut sum = vec![0f64; d_in];
+    for row in x.chunks_exact(d_in) {
+        sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+    }
+    let sq = sum_squares(x);
+    let total = sq - sum.iter().map(|s| s * s).sum::<f64>() / n.max(1) as f64;
+    1.0 - mse * n as f64 / total.max(f64::MIN_POSITIVE)
 }

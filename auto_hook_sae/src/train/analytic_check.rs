@@ -1,7 +1,7 @@
 //! The hand-derived gradients ([`super::analytic`]) against candle's autograd of the
 //! training loss ([`SaeTrainer::forward`]), per architecture and option.
 
-use super::config::TrainConfig;
+use super::config::{SparsityLoss, TrainConfig};
 use super::sae::SaeTrainer;
 use crate::config::{Architecture, SaeConfig};
 use candle_core::{Device, Tensor};
@@ -40,22 +40,35 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
     t
 }
 
-fn check(t: &SaeTrainer, coefficient: f64, what: &str) {
+fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
     assert!(t.analytic_supported(), "{what}");
     let x = Tensor::randn(0.3f32, 1.0, (80, 16), &Device::Cpu).unwrap();
     let out = t.forward(&x, coefficient).unwrap();
     let grads = out.loss.backward().unwrap();
     let a = t.analytic(&x, coefficient).unwrap();
-    let close = |got: f64, want: &Tensor, name: &str| {
-        let want = want.to_scalar::<f32>().unwrap() as f64;
+    let close = |got: f64, want: f64, name: &str| {
         assert!(
             (got - want).abs() <= 1e-5 * want.abs().max(1e-6),
             "{what} {name}: {got} vs {want}"
         );
     };
-    close(a.mse, &out.mse, "mse");
-    close(a.aux, &out.aux, "aux");
-    assert!(rel_diff(&a.recon, &out.recon) < 1e-5, "{what} recon");
+    let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
+    close(a.mse, scalar(&out.mse), "mse");
+    close(a.aux, scalar(&out.aux), "aux");
+    let ev = super::sae::explained_variance(&x, &out.recon).unwrap();
+    // Near 0 early in training: compared in absolute terms.
+    let ev_diff = (a.explained_variance - ev).abs();
+    assert!(
+        ev_diff < 1e-5,
+        "{what} explained variance: {} vs {ev}",
+        a.explained_variance
+    );
+    match (a.min_kept, out.min_kept) {
+        (Some(got), Some(want)) => close(got, want, "smallest kept"),
+        (got, want) => assert_eq!(got, want, "{what} smallest kept"),
+    }
+    let recon = Tensor::from_slice(&t.scratch.recon, out.recon.dims(), &Device::Cpu).unwrap();
+    assert!(rel_diff(&recon, &out.recon) < 1e-5, "{what} recon");
     let fired: Vec<u32> = out
         .acts
         .ne(0.0)
@@ -67,24 +80,51 @@ fn check(t: &SaeTrainer, coefficient: f64, what: &str) {
         .to_vec1()
         .unwrap();
     assert_eq!(a.fired, fired, "{what} firings");
-    for (i, (name, var)) in ["W_enc", "b_enc", "W_dec", "b_dec"]
+    let want: Vec<Tensor> = t
+        .vars()
         .iter()
-        .zip(t.vars())
-        .enumerate()
-    {
-        let want = grads.get(var.as_tensor()).unwrap();
-        let got = a.grads[i].as_ref().unwrap();
-        assert_eq!(got.dims(), want.dims(), "{what} {name} shape");
-        let rel = rel_diff(got, want);
+        .map(|v| grads.get(v.as_tensor()).unwrap().clone())
+        .collect();
+    for (name, rel) in grad_diffs(&a.grads, &want, what) {
         assert!(rel < 1e-5, "{what} {name}: relative difference {rel}");
     }
+}
+
+const NAMES: [&str; 5] = ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"];
+
+/// The relative difference of each analytic gradient from the autograd one, by name.
+fn grad_diffs(got: &[Option<Tensor>], want: &[Tensor], what: &str) -> Vec<(&'static str, f32)> {
+    assert_eq!(got.len(), want.len(), "{what}: one gradient per variable");
+    NAMES
+        .iter()
+        .zip(got.iter().zip(want))
+        .map(|(&name, (got, want))| {
+            let got = got.as_ref().unwrap();
+            assert_eq!(got.dims(), want.dims(), "{what} {name} shape");
+            (name, rel_diff(got, want))
+        })
+        .collect()
+}
+
+fn jumprelu_trainer(loss: SparsityLoss, apply_b_dec: bool) -> SaeTrainer {
+    let mut t = trainer(Architecture::JumpRelu, apply_b_dec, false, false);
+    t.cfg.jumprelu_sparsity_loss = loss;
+    // Thresholds spread over the pre-activations, so that many entries fall inside the
+    // rectangle window |h − θ| < ε/2 (and some thresholds are negative).
+    let theta: Vec<f32> = (0..96)
+        .map(|j| -0.05 + 0.2 * (j % 12) as f32 / 12.0)
+        .collect();
+    t.vars()[4]
+        .set(&Tensor::from_vec(theta, 96, &Device::Cpu).unwrap())
+        .unwrap();
+    t
 }
 
 #[test]
 fn standard_analytic_gradients_match_autograd() {
     for apply_b_dec in [true, false] {
-        let t = trainer(Architecture::Standard, apply_b_dec, false, false);
-        check(&t, 0.7, &format!("standard apply_b_dec={apply_b_dec}"));
+        let mut t = trainer(Architecture::Standard, apply_b_dec, false, false);
+        check(&mut t, 0.7, &format!("standard apply_b_dec={apply_b_dec}"));
     }
 }
 
@@ -96,14 +136,14 @@ fn topk_analytic_gradients_match_autograd_with_and_without_aux_k() {
         (true, true, true),
         (false, true, true),
     ] {
-        let t = trainer(Architecture::TopK { k: 5 }, apply_b_dec, rescale, dead);
+        let mut t = trainer(Architecture::TopK { k: 5 }, apply_b_dec, rescale, dead);
         let what = format!("topk apply_b_dec={apply_b_dec} rescale={rescale} dead={dead}");
         if dead {
             let x = Tensor::randn(0f32, 1.0, (4, 16), &Device::Cpu).unwrap();
             let aux = t.forward(&x, 1.0).unwrap().aux.to_scalar::<f32>().unwrap();
             assert!(aux > 0.0, "{what}: the aux-k term is exercised");
         }
-        check(&t, 1.0, &what);
+        check(&mut t, 1.0, &what);
     }
 }
 
@@ -121,10 +161,90 @@ fn the_one_pass_top_k_keeps_what_topk_select_keeps() {
                 .map(|r| (0..40).filter(|&j| r[j] > 0.0).collect())
                 .collect();
             assert_eq!(
-                super::analytic::select(&values, 40, scale, k, None),
+                super::analytic_topk::select(&values, 40, scale, k, None),
                 want,
                 "k={k}"
             );
+        }
+    }
+}
+
+#[test]
+fn jumprelu_analytic_gradients_match_autograd_with_step_and_tanh_penalties() {
+    for (loss, apply_b_dec) in [
+        (SparsityLoss::Step, true),
+        (SparsityLoss::Step, false),
+        (SparsityLoss::Tanh { scale: 4.0 }, true),
+    ] {
+        let mut t = jumprelu_trainer(loss, apply_b_dec);
+        check(
+            &mut t,
+            0.8,
+            &format!("jumprelu {loss:?} apply_b_dec={apply_b_dec}"),
+        );
+    }
+}
+
+#[test]
+fn batchtopk_analytic_gradients_and_threshold_match_autograd() {
+    for (rescale, dead, k) in [(false, false, 3.0), (true, true, 3.0), (true, true, 2.5)] {
+        let mut t = trainer(Architecture::BatchTopK { k }, true, rescale, dead);
+        check(
+            &mut t,
+            1.0,
+            &format!("batchtopk k={k} rescale={rescale} dead={dead}"),
+        );
+    }
+}
+
+/// The checks above can fail: an analytic step computed with a different penalty
+/// coefficient or bandwidth than the reference is caught, in the terms they touch.
+#[test]
+fn a_wrong_penalty_or_bandwidth_term_is_caught() {
+    let x = Tensor::randn(0.3f32, 1.0, (80, 16), &Device::Cpu).unwrap();
+    let reference = |t: &SaeTrainer, coefficient: f64| -> Vec<Tensor> {
+        let grads = t.forward(&x, coefficient).unwrap().loss.backward().unwrap();
+        let get = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().clone();
+        t.vars().iter().map(get).collect()
+    };
+    let worst = |diffs: Vec<(&str, f32)>, name: &str| {
+        diffs.into_iter().find(|(n, _)| *n == name).unwrap().1
+    };
+    // Standard: the L1 term (coefficient 0.7 in the reference, 0.9 here).
+    let mut t = trainer(Architecture::Standard, true, false, false);
+    let want = reference(&t, 0.7);
+    let got = t.analytic(&x, 0.9).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "l1"), "b_enc") > 1e-3);
+    // JumpReLU: the step penalty's own θ term (coefficient), then the rectangle (ε).
+    let mut t = jumprelu_trainer(SparsityLoss::Step, true);
+    let want = reference(&t, 0.8);
+    let got = t.analytic(&x, 1.0).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "l0"), "threshold") > 1e-3);
+    t.cfg.jumprelu_bandwidth = 0.06;
+    let got = t.analytic(&x, 0.8).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "bandwidth"), "threshold") > 1e-3);
+    // The same comparison with matching settings passes.
+    t.cfg.jumprelu_bandwidth = 0.05;
+    let got = t.analytic(&x, 0.8).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "same"), "threshold") < 1e-5);
+}
+
+#[test]
+fn the_batch_selection_keeps_what_batch_topk_select_keeps() {
+    let h = Tensor::randn(0f32, 1.0, (30, 40), &Device::Cpu).unwrap();
+    let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+    let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
+    for k in [0.5, 2.0, 7.3, 40.0] {
+        for scale in [None, Some(&scale[..])] {
+            let (mask, min) = crate::activation::batch_topk_select(&h, scale, k).unwrap();
+            let mask: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
+            let want: Vec<Vec<usize>> = mask
+                .chunks_exact(40)
+                .map(|r| (0..40).filter(|&j| r[j] > 0.0).collect())
+                .collect();
+            let (got, got_min) = super::analytic_topk::select_batch(&values, 40, scale, k);
+            assert_eq!(got, want, "k={k}");
+            assert_eq!(got_min, min, "k={k}");
         }
     }
 }

@@ -3,10 +3,12 @@
 mod analytic;
 #[cfg(test)]
 mod analytic_check;
+mod analytic_topk;
 mod checkpoint;
 mod config;
 #[cfg(test)]
 mod gradcheck;
+mod kernels;
 mod optim;
 mod progress;
 mod sae;

@@ -56,6 +56,8 @@ pub struct SaeTrainer {
     pub(crate) batchtopk_threshold: f64,
     /// `sqrt(d_in) / E‖x‖` when `normalize_activations = expected_average_only_in`.
     pub(crate) scale: Option<f64>,
+    /// Buffers of the analytic step, reused from step to step.
+    pub(crate) scratch: super::analytic::Scratch,
 }
 
 impl SaeTrainer {
@@ -102,6 +104,7 @@ impl SaeTrainer {
             freq_rows: 0,
             batchtopk_threshold: 0.0,
             scale: None,
+            scratch: Default::default(),
         })
     }
 
@@ -158,20 +161,22 @@ impl SaeTrainer {
         };
         let coefficient = self.cfg.coefficient_at(step);
         let lr = self.cfg.lr_at(step, total);
-        let (mse, aux, l0, recon) = if self.analytic_supported() {
+        let (mse, aux, l0, ev) = if self.analytic_supported() {
             let a = self.analytic(&x, coefficient)?;
             self.adam.step_grads(a.grads, lr, Some(1.0))?;
             let l0 = self.track_fired(&a.fired, x.dim(0)?);
-            (a.mse, a.aux, l0, a.recon)
+            self.update_batchtopk_threshold(a.min_kept);
+            (a.mse, a.aux, l0, a.explained_variance)
         } else {
-            self.autograd_step(&x, coefficient, lr)?
+            let (mse, aux, l0, recon) = self.autograd_step(&x, coefficient, lr)?;
+            (mse, aux, l0, explained_variance(&x, &recon)?)
         };
         Ok(StepMetrics {
             loss: mse + aux,
             mse,
             aux,
             l0,
-            explained_variance: explained_variance(&x, &recon)?,
+            explained_variance: ev,
             dead: self.dead_mask().iter().filter(|d| **d).count(),
             lr,
         })
@@ -188,15 +193,18 @@ impl SaeTrainer {
         let grads = out.loss.backward()?;
         self.adam.step(&grads, lr, Some(1.0))?;
         let l0 = self.track(&out.acts)?;
-        if let (Architecture::BatchTopK { .. }, Some(min)) =
-            (self.cfg.sae.architecture, out.min_kept)
-        {
-            let lr = self.cfg.topk_threshold_lr;
-            self.batchtopk_threshold = (1.0 - lr) * self.batchtopk_threshold + lr * min;
-        }
+        self.update_batchtopk_threshold(out.min_kept);
         let scalar =
             |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
         Ok((scalar(&out.mse)?, scalar(&out.aux)?, l0, out.recon))
+    }
+
+    /// batchtopk: the threshold's EMA towards this step's smallest kept activation.
+    fn update_batchtopk_threshold(&mut self, min_kept: Option<f64>) {
+        if let (Architecture::BatchTopK { .. }, Some(min)) = (self.cfg.sae.architecture, min_kept) {
+            let lr = self.cfg.topk_threshold_lr;
+            self.batchtopk_threshold = (1.0 - lr) * self.batchtopk_threshold + lr * min;
+        }
     }
 
     /// The training forward and loss on (scaled) inputs `x` `[n, d_in]`.

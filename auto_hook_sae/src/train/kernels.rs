@@ -1,0 +1,193 @@
+//! Flat f32 building blocks of the analytic training steps: a strided matrix product on
+//! slices (the `gemm` crate candle's CPU matmul uses, without tensor round trips or
+//! transposing copies), tensor reads into reused buffers, and small vector loops.
+
+use crate::error::{Error, Result};
+use candle_core::{CpuStorage, Storage, Tensor};
+
+/// A read-only matrix view of a slice: `rows × cols`, element `(r, c)` at `r·rs + c·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy: the strides swap).
+    pub(crate) fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major `a.rows × b.cols`.
+pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && dst.len() == m * n && a.fits() && b.fits(),
+        "matmul: [{m}, {k}] x [{}, {n}] into {} entries",
+        b.rows,
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every index the product reads or writes is in bounds: `fits` checks the
+    // largest offset of `a` and `b`, and `dst` is exactly `m × n`, row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// Copies a CPU f32 tensor's values (row-major) into `out`, reusing its allocation.
+pub(crate) fn read_into(t: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Err(Error::Invalid(
+            "analytic training step: expected a contiguous CPU f32 tensor".into(),
+        ));
+    };
+    out.clear();
+    out.extend_from_slice(&data[start..end]);
+    Ok(())
+}
+
+/// Resizes a scratch buffer to `len` entries (contents unspecified until written).
+pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
+}
+
+/// `out += a · x`.
+pub(crate) fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
+    out.iter_mut().zip(x).for_each(|(o, &x)| *o += a * x);
+}
+
+/// `Σ a_i b_i`.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// Column sums of the row-major `rows × cols` matrix `m`, added to `out`.
+pub(crate) fn add_column_sums(out: &mut [f32], m: &[f32]) {
+    for row in m.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The naive product of `a` and `b` as views.
+    fn naive(a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
+        let mut out = vec![0f32; a.rows * b.cols];
+        for r in 0..a.rows {
+            for c in 0..b.cols {
+                out[r * b.cols + c] = (0..a.cols)
+                    .map(|i| a.data[r * a.rs + i * a.cs] * b.data[i * b.rs + c * b.cs])
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_matmul_matches_the_naive_product_in_every_orientation() {
+        let (m, k, n) = (37, 19, 23);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 17) as f32 - 8.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 11) % 13) as f32 - 6.0).collect();
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let va = if ta {
+                    Mat::new(&a, k, m).t()
+                } else {
+                    Mat::new(&a, m, k)
+                };
+                let vb = if tb {
+                    Mat::new(&b, n, k).t()
+                } else {
+                    Mat::new(&b, k, n)
+                };
+                let want = naive(va, vb);
+                let mut got = vec![1f32; m * n];
+                matmul(&mut got, va, vb, false);
+                assert_eq!(got, want, "ta={ta} tb={tb}");
+                matmul(&mut got, va, vb, true);
+                let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+                assert_eq!(got, twice, "accumulate ta={ta} tb={tb}");
+            }
+        }
+    }
+
+    #[test]
+    fn read_into_reads_non_contiguous_tensors_in_row_major_order() -> Result<()> {
+        let t = Tensor::arange(0f32, 6.0, &candle_core::Device::Cpu)?.reshape((2, 3))?;
+        let mut buf = vec![9f32; 10];
+        read_into(&t.t()?, &mut buf)?;
+        assert_eq!(buf, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let bad = t.to_dtype(candle_core::DType::F64)?;
+        assert!(read_into(&bad, &mut buf).is_err());
+        Ok(())
+    }
+}
