@@ -71,7 +71,8 @@ impl KvSlot {
 /// What every layer needs for one forward step.
 #[derive(Debug, Clone)]
 pub struct StepInputs {
-    /// Additive mask `[batch, 1, q_pos, k_pos]` (0 where allowed, the dtype's minimum elsewhere).
+    /// Additive mask `[batch, 1, q_pos, k_pos]`: 0 where allowed; elsewhere −∞, or the
+    /// dtype's minimum when some query sees no key (padding).
     pub mask: Tensor,
     pub rotary: Option<Rotary>,
 }

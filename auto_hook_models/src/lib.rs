@@ -5,8 +5,9 @@
 //!
 //! Every block has `blocks.{i}.hook_resid_pre`, `ln1.hook_scale`, `ln1.hook_normalized`,
 //! `attn.hook_q/k/v` `[batch, pos, head, d_head]`, `attn.hook_rot_q/k` (rotary models),
-//! `attn.hook_attn_scores`, `attn.hook_pattern` `[batch, head, q_pos, k_pos]`,
-//! `attn.hook_z`, `hook_attn_out`, `hook_resid_mid`, `ln2.*`, `mlp.hook_pre`,
+//! `attn.hook_attn_scores` (masked, with −∞ where blocked as in TransformerLens, or the
+//! dtype's minimum when a padding position sees no key), `attn.hook_pattern`
+//! `[batch, head, q_pos, k_pos]`, `attn.hook_z`, `hook_attn_out`, `hook_resid_mid`, `ln2.*`, `mlp.hook_pre`,
 //! `mlp.hook_pre_linear` (gated MLPs), `mlp.hook_post`, `hook_mlp_out`,
 //! `hook_resid_post`; the model has `hook_embed`, `hook_pos_embed` (GPT-2) and
 //! `ln_final.hook_scale/hook_normalized`, plus the automatic `*.hook_point` of every

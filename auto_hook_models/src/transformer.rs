@@ -287,20 +287,34 @@ fn additive_mask(
     device: &Device,
 ) -> Result<Tensor> {
     let k_len = past + t;
-    let blocked = match dtype {
-        DType::F16 => -65504.0,
-        DType::BF16 => -3.38e38,
-        _ => f32::MIN,
-    };
     let mut data = Vec::with_capacity(keys.len() * t * k_len);
+    let mut every_query_sees_a_key = true;
     for row in keys {
         for i in 0..t {
             let q = past + i;
+            let mut seen = false;
             for (j, &key) in row.iter().enumerate() {
                 let visible = j <= q && key > 0.0 && window.is_none_or(|w| q - j < w);
-                data.push(if visible { 0.0 } else { blocked });
+                seen |= visible;
+                data.push(if visible { 0.0 } else { f32::NEG_INFINITY });
             }
+            every_query_sees_a_key &= seen;
         }
+    }
+    // Blocked scores are −∞, as TransformerLens shows them in `hook_attn_scores` (and
+    // `exp` returns 0 for them at once, where a finite minimum takes the slow underflow
+    // path). A query that sees no key at all (a padding position) would then get NaN,
+    // so such a mask uses the dtype's minimum, as Hugging Face does, and the row a
+    // uniform pattern.
+    if !every_query_sees_a_key {
+        let blocked = match dtype {
+            DType::F16 => -65504.0,
+            DType::BF16 => -3.38e38,
+            _ => f32::MIN,
+        };
+        data.iter_mut()
+            .filter(|v| v.is_infinite())
+            .for_each(|v| *v = blocked);
     }
     Tensor::from_vec(data, (keys.len(), 1, t, k_len), device)?.to_dtype(dtype)
 }

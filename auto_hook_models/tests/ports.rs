@@ -218,6 +218,40 @@ fn left_padding_gives_the_unpadded_logits_at_real_positions() {
     }
 }
 
+/// Blocked scores are −∞ in `hook_attn_scores` (as TransformerLens shows them); with
+/// a padding position that sees no key they are the dtype's minimum, and every pattern
+/// value stays finite.
+#[test]
+fn blocked_attention_scores_are_minus_infinity_unless_a_query_sees_no_key() {
+    let model = gpt2();
+    let scores = |ids: &Tensor, mask: Option<&Tensor>| {
+        let (_, cache) = model
+            .run_with_cache("blocks.0.attn.*", |m| m.forward(ids, mask))
+            .unwrap();
+        let pattern = cache.get("blocks.0.attn.hook_pattern").unwrap();
+        let p = pattern.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            p.iter().all(|v| v.is_finite()),
+            "a non-finite pattern value"
+        );
+        let s = cache.get("blocks.0.attn.hook_attn_scores").unwrap();
+        s.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let ids = tokens(1, 4);
+    let causal = scores(&ids, None);
+    // [1, head, 4, 4]: row q blocks keys j > q, 6 of 16 per head.
+    let blocked = causal.iter().filter(|v| **v == f32::NEG_INFINITY).count();
+    assert_eq!(blocked, 6 * causal.len() / 16);
+    assert!(causal
+        .iter()
+        .all(|v| v.is_finite() || *v == f32::NEG_INFINITY));
+    let padded = Tensor::new(&[[0u32, 5, 6, 7]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[0u32, 1, 1, 1]], &Device::Cpu).unwrap();
+    let with_pad = scores(&padded, Some(&mask));
+    assert!(with_pad.iter().all(|v| v.is_finite()));
+    assert!(with_pad.contains(&f32::MIN));
+}
+
 #[test]
 fn inputs_longer_than_learned_positions_are_refused_with_the_limit() {
     let model = gpt2(); // n_positions 32
