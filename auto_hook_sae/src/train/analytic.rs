@@ -10,11 +10,10 @@
 //! `∂b_dec = Σ_rows g − (Σ_rows ∂h) W_encᵀ`, `∂W_enc = x'ᵀ ∂h`, `∂b_enc = Σ_rows ∂h`.
 //! Standard: `f = relu(h)`, plus `λ/n Σ f_i ‖W_dec,i‖`. JumpReLU: `f = h · 1[h > θ]`,
 //! `∂h = ∂f · 1[h > θ]`, `∂θ = Σ_rows −(θ/ε) rect((h − θ)/ε) ∂f` plus the L0 penalty's
-//! own terms. TopK / BatchTopK: see `analytic_topk.rs`.
+//! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
 
 use super::kernels::{add_column_sums, matmul, read_into, sized, Mat};
 use super::sae::SaeTrainer;
-use super::SparsityLoss;
 use crate::config::Architecture;
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
@@ -54,8 +53,8 @@ pub(crate) struct Scratch {
     pub(crate) b_enc: Vec<f32>,
     pub(crate) w_dec: Vec<f32>,
     pub(crate) b_dec: Vec<f32>,
-    gw_enc: Vec<f32>,
-    gw_dec: Vec<f32>,
+    pub(crate) gw_enc: Vec<f32>,
+    pub(crate) gw_dec: Vec<f32>,
 }
 
 /// The four weight gradients, flat; turned into tensors by [`Grads::finish`].
@@ -160,59 +159,11 @@ impl SaeTrainer {
         let out = analytic_out(mse, coefficient * l1_total / n as f64, &fired);
         Ok((out, Grads::new(gb_enc, s)))
     }
-
-    /// JumpReLU with the rectangle pseudo-derivative and the step or tanh L0 penalty.
-    fn analytic_jumprelu(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
-        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
-        let mut theta = Vec::new();
-        read_into(self.vars()[4].as_tensor(), &mut theta)?;
-        let eps = self.cfg.jumprelu_bandwidth;
-        let mut f = std::mem::take(&mut s.f);
-        let fs = sized(&mut f, n * d_sae);
-        for (frow, hrow) in fs.chunks_exact_mut(d_sae).zip(s.h.chunks_exact(d_sae)) {
-            for j in 0..d_sae {
-                frow[j] = if hrow[j] > theta[j] { hrow[j] } else { 0.0 };
-            }
-        }
-        let mse = decode_dense(s, &f);
-        let norms = row_norms(&s.w_dec, d_in);
-        let tanh = match self.cfg.jumprelu_sparsity_loss {
-            SparsityLoss::Tanh { scale } => Some(scale as f32),
-            SparsityLoss::Step => None,
-        };
-        let c_row = (coefficient / n as f64) as f32;
-        let mut cols = Columns::new(d_sae);
-        match tanh {
-            None => jumprelu_step_pass(s, &f, &theta, eps, c_row, &mut cols),
-            Some(scale) => {
-                jumprelu_tanh_pass(s, &f, &theta, eps, (c_row, scale), &norms, &mut cols)
-            }
-        }
-        let (fired, gb_enc, g_theta, norm_grad) =
-            (cols.fired, cols.gb_enc, cols.g_theta, cols.norm_grad);
-        let penalty = cols.penalty.iter().map(|&p| p as f64).sum::<f64>();
-        s.weight_grads(&f);
-        if tanh.is_some() {
-            for j in 0..d_sae {
-                let c = norm_grad[j] / norms[j];
-                let (src, dst) = (
-                    &s.w_dec[j * d_in..][..d_in],
-                    &mut s.gw_dec[j * d_in..][..d_in],
-                );
-                dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
-            }
-        }
-        s.f = f;
-        let mut out = analytic_out(mse, coefficient * penalty / n as f64, &fired);
-        out.grads
-            .push(Some(Tensor::from_vec(g_theta, d_sae, &Device::Cpu)?));
-        Ok((out, Grads::new(gb_enc, s)))
-    }
 }
 
 impl Scratch {
     /// `∂W_dec = fᵀ g` and `∂W_enc = x'ᵀ ∂h` (from `dh`), into `gw_dec` and `gw_enc`.
-    fn weight_grads(&mut self, f: &[f32]) {
+    pub(crate) fn weight_grads(&mut self, f: &[f32]) {
         let (n, d_in, d_sae) = (self.n, self.d_in, self.d_sae);
         let gw_dec = sized(&mut self.gw_dec, d_sae * d_in);
         matmul(
@@ -264,101 +215,8 @@ impl Grads {
     }
 }
 
-/// Column sums of the jumprelu pass over the latents.
-struct Columns {
-    fired: Vec<f32>,
-    gb_enc: Vec<f32>,
-    g_theta: Vec<f32>,
-    /// tanh penalty: its gradient with respect to `‖W_dec,i‖`.
-    norm_grad: Vec<f32>,
-    /// The penalty summed over the rows, per latent.
-    penalty: Vec<f32>,
-}
-
-impl Columns {
-    fn new(d: usize) -> Self {
-        let zeros = || vec![0f32; d];
-        Self {
-            fired: zeros(),
-            gb_enc: zeros(),
-            g_theta: zeros(),
-            norm_grad: zeros(),
-            penalty: zeros(),
-        }
-    }
-}
-
-/// JumpReLU with the step L0 penalty, one branch-free pass: `∂h = ∂f · 1[h > θ]`;
-/// `∂θ = Σ rect((h − θ)/ε) · (−(θ/ε) ∂f − (c/n)/ε)`; the penalty counts `h > θ`.
-fn jumprelu_step_pass(
-    s: &mut Scratch,
-    f: &[f32],
-    theta: &[f32],
-    eps: f64,
-    c_row: f32,
-    cols: &mut Columns,
-) {
-    let d = s.d_sae;
-    let inv_eps = (1.0 / eps) as f32;
-    let th_coeff: Vec<f32> = theta.iter().map(|&t| t * -inv_eps).collect();
-    let step_coeff = -c_row * inv_eps;
-    let rows =
-        s.h.chunks_exact(d)
-            .zip(f.chunks_exact(d))
-            .zip(s.dh.chunks_exact_mut(d));
-    for ((hrow, frow), grow) in rows {
-        for j in 0..d {
-            let (hv, th) = (hrow[j], theta[j]);
-            let on = (hv > th) as u8 as f32;
-            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
-            let df = grow[j];
-            cols.g_theta[j] += window * (step_coeff + th_coeff[j] * df);
-            let v = df * on;
-            grow[j] = v;
-            cols.gb_enc[j] += v;
-            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
-            cols.penalty[j] += on;
-        }
-    }
-}
-
-/// JumpReLU with the tanh penalty `Σ tanh(scale · f_i ‖W_dec,i‖)`: its gradient joins
-/// `∂f` (and so `∂θ` through the rectangle) and `‖W_dec,i‖`.
-fn jumprelu_tanh_pass(
-    s: &mut Scratch,
-    f: &[f32],
-    theta: &[f32],
-    eps: f64,
-    (c_row, scale): (f32, f32),
-    norms: &[f32],
-    cols: &mut Columns,
-) {
-    let d = s.d_sae;
-    let inv_eps = (1.0 / eps) as f32;
-    let rows =
-        s.h.chunks_exact(d)
-            .zip(f.chunks_exact(d))
-            .zip(s.dh.chunks_exact_mut(d));
-    for ((hrow, frow), grow) in rows {
-        for j in 0..d {
-            let (hv, th) = (hrow[j], theta[j]);
-            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
-            let t = (scale * frow[j] * norms[j]).tanh();
-            cols.penalty[j] += t;
-            let dt = c_row * scale * (1.0 - t * t);
-            let df = grow[j] + dt * norms[j];
-            cols.norm_grad[j] += dt * frow[j];
-            cols.g_theta[j] += window * -(th * inv_eps) * df;
-            let v = if hv > th { df } else { 0.0 };
-            grow[j] = v;
-            cols.gb_enc[j] += v;
-            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
-        }
-    }
-}
-
 /// `x̂ = f W_dec + b_dec` into `recon`, `g` and the MSE, `∂f = g W_decᵀ` into `dh`.
-fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
+pub(crate) fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
     let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
     let recon = sized(&mut s.recon, n * d_in);
     for row in recon.chunks_exact_mut(d_in) {
@@ -372,7 +230,7 @@ fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
     mse
 }
 
-fn analytic_out(mse: f64, aux: f64, fired: &[f32]) -> Analytic {
+pub(crate) fn analytic_out(mse: f64, aux: f64, fired: &[f32]) -> Analytic {
     Analytic {
         grads: Vec::new(),
         mse,
