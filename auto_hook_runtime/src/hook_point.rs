@@ -71,7 +71,7 @@ impl HookPoint {
     /// only observers need (making a view contiguous, say).
     ///
     /// ```
-    /// use auto_hook::prelude::*;
+    /// use auto_hook_runtime::HookPoint;
     /// assert!(!HookPoint::new().is_observed());
     /// ```
     #[inline]
