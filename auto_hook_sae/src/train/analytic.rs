@@ -12,11 +12,14 @@
 //! `∂h = ∂f · 1[h > θ]`, `∂θ = Σ_rows −(θ/ε) rect((h − θ)/ε) ∂f` plus the L0 penalty's
 //! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
 
-use super::kernels::{add_column_sums, matmul, read_into, sized, Mat};
+use super::kernels::{
+    add_column_sums, matmul, read_into, sized, sum_blocks, threaded, Mat, BLOCK_ROWS,
+};
 use super::sae::SaeTrainer;
 use crate::config::Architecture;
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 /// Gradients (in the order of the trainer's variables) and losses of one step.
 pub(crate) struct Analytic {
@@ -55,6 +58,7 @@ pub(crate) struct Scratch {
     pub(crate) b_dec: Vec<f32>,
     pub(crate) gw_enc: Vec<f32>,
     pub(crate) gw_dec: Vec<f32>,
+    gw_enc_t: Vec<f32>,
 }
 
 /// The four weight gradients, flat; turned into tensors by [`Grads::finish`].
@@ -122,28 +126,24 @@ impl SaeTrainer {
     fn analytic_standard(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
         let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
         let norms = row_norms(&s.w_dec, d_in);
-        s.h.iter_mut().for_each(|v| *v = v.max(0.0));
+        s.h.par_chunks_mut(BLOCK_ROWS * d_sae)
+            .for_each(|b| b.iter_mut().for_each(|v| *v = v.max(0.0)));
         let f = std::mem::take(&mut s.h);
         let mse = decode_dense(s, &f);
         let l1: Vec<f32> = norms
             .iter()
             .map(|&w| (coefficient as f32) * w / n as f32)
             .collect();
-        // One branch-free pass: ∂h = (∂f + λ‖W_dec,i‖/n) · [f > 0], with the column sums
-        // of ∂h (∂b_enc), of f and of the firings.
-        let mut fired = vec![0f32; d_sae];
-        let mut f_sum = vec![0f32; d_sae];
-        let mut gb_enc = vec![0f32; d_sae];
-        for (grow, frow) in s.dh.chunks_exact_mut(d_sae).zip(f.chunks_exact(d_sae)) {
-            for j in 0..d_sae {
-                let on = if frow[j] > 0.0 { 1f32 } else { 0.0 };
-                let v = (grow[j] + l1[j]) * on;
-                grow[j] = v;
-                gb_enc[j] += v;
-                fired[j] += on;
-                f_sum[j] += frow[j];
-            }
-        }
+        // One branch-free pass per block of rows: ∂h = (∂f + λ‖W_dec,i‖/n) · [f > 0],
+        // with the column sums of ∂h (∂b_enc), of f and of the firings.
+        let block = BLOCK_ROWS * d_sae;
+        let parts: Vec<[Vec<f32>; 3]> =
+            s.dh.par_chunks_mut(block)
+                .zip(f.par_chunks(block))
+                .map(|(gb, fb)| standard_block(gb, fb, &l1))
+                .collect();
+        let [gb_enc, fired, f_sum] =
+            [0, 1, 2].map(|i| sum_blocks(parts.iter().map(|p| p[i].clone()), d_sae));
         s.weight_grads(&f);
         let mut l1_total = 0f64;
         for j in 0..d_sae {
@@ -172,13 +172,20 @@ impl Scratch {
             Mat::new(&self.g, n, d_in),
             false,
         );
+        let (x_in, dh) = (Mat::new(&self.x_in, n, d_in), Mat::new(&self.dh, n, d_sae));
         let gw_enc = sized(&mut self.gw_enc, d_in * d_sae);
-        matmul(
-            gw_enc,
-            Mat::new(&self.x_in, n, d_in).t(),
-            Mat::new(&self.dh, n, d_sae),
-            false,
-        );
+        if !threaded() {
+            matmul(gw_enc, x_in.t(), dh, false);
+            return;
+        }
+        // gemm splits `[d_sae, n] × [n, d_in]` over threads better than its transpose.
+        let gw_enc_t = sized(&mut self.gw_enc_t, d_sae * d_in);
+        matmul(gw_enc_t, dh.t(), x_in, false);
+        for (j, row) in gw_enc_t.chunks_exact(d_in).enumerate() {
+            for (a, &v) in row.iter().enumerate() {
+                gw_enc[a * d_sae + j] = v;
+            }
+        }
     }
 
     /// The sparse steps' weight gradients, given flat.
@@ -213,6 +220,29 @@ impl Grads {
             Some(Tensor::from_vec(gb_dec, d_in, &dev)?),
         ])
     }
+}
+
+/// The standard pass over one block of rows of `∂f` (turned into `∂h`) and `f`: the
+/// column sums of `∂h`, of the firings and of `f`.
+fn standard_block(dh: &mut [f32], f: &[f32], l1: &[f32]) -> [Vec<f32>; 3] {
+    let d = l1.len();
+    let [mut gb_enc, mut fired, mut f_sum] = [0, 1, 2].map(|_| vec![0f32; d]);
+    for (grow, frow) in dh.chunks_exact_mut(d).zip(f.chunks_exact(d)) {
+        let cols = gb_enc
+            .iter_mut()
+            .zip(fired.iter_mut())
+            .zip(f_sum.iter_mut());
+        let row = grow.iter_mut().zip(frow).zip(l1);
+        for (((g, &f), &l), ((gb, fi), fs)) in row.zip(cols) {
+            let on = if f > 0.0 { 1f32 } else { 0.0 };
+            let v = (*g + l) * on;
+            *g = v;
+            *gb += v;
+            *fi += on;
+            *fs += f;
+        }
+    }
+    [gb_enc, fired, f_sum]
 }
 
 /// `x̂ = f W_dec + b_dec` into `recon`, `g` and the MSE, `∂f = g W_decᵀ` into `dh`.

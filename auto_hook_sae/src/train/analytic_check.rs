@@ -42,7 +42,8 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
 
 fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
     assert!(t.analytic_supported(), "{what}");
-    let x = Tensor::randn(0.3f32, 1.0, (80, 16), &Device::Cpu).unwrap();
+    // 600 rows: several blocks of the parallel passes (256 rows each).
+    let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
     let out = t.forward(&x, coefficient).unwrap();
     let grads = out.loss.backward().unwrap();
     let a = t.analytic(&x, coefficient).unwrap();
@@ -147,9 +148,10 @@ fn topk_analytic_gradients_match_autograd_with_and_without_aux_k() {
     }
 }
 
+/// 600 rows: several blocks of the parallel passes.
 #[test]
 fn the_one_pass_top_k_keeps_what_topk_select_keeps() {
-    let h = Tensor::randn(0f32, 1.0, (50, 40), &Device::Cpu).unwrap();
+    let h = Tensor::randn(0f32, 1.0, (600, 40), &Device::Cpu).unwrap();
     let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
     let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
     for k in [1, 3, 8, 39, 40, 45] {
@@ -201,7 +203,7 @@ fn batchtopk_analytic_gradients_and_threshold_match_autograd() {
 /// coefficient or bandwidth than the reference is caught, in the terms they touch.
 #[test]
 fn a_wrong_penalty_or_bandwidth_term_is_caught() {
-    let x = Tensor::randn(0.3f32, 1.0, (80, 16), &Device::Cpu).unwrap();
+    let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
     let reference = |t: &SaeTrainer, coefficient: f64| -> Vec<Tensor> {
         let grads = t.forward(&x, coefficient).unwrap().loss.backward().unwrap();
         let get = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().clone();
@@ -229,9 +231,10 @@ fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     assert!(worst(grad_diffs(&got, &want, "same"), "threshold") < 1e-5);
 }
 
+/// 600 rows: several blocks of the parallel passes.
 #[test]
 fn the_batch_selection_keeps_what_batch_topk_select_keeps() {
-    let h = Tensor::randn(0f32, 1.0, (30, 40), &Device::Cpu).unwrap();
+    let h = Tensor::randn(0f32, 1.0, (600, 40), &Device::Cpu).unwrap();
     let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
     let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
     for k in [0.5, 2.0, 7.3, 40.0] {

@@ -6,11 +6,12 @@
 //! `c · mean_rows Σ tanh(scale · f ‖W_dec,i‖)` adds to `∂f` and to `‖W_dec,i‖`.
 
 use super::analytic::{analytic_out, decode_dense, row_norms, Analytic, Grads, Scratch};
-use super::kernels::{read_into, sized};
+use super::kernels::{read_into, sized, BLOCK_ROWS};
 use super::sae::SaeTrainer;
 use super::SparsityLoss;
 use crate::error::Result;
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 impl SaeTrainer {
     /// JumpReLU with the rectangle pseudo-derivative and the step or tanh L0 penalty.
@@ -24,26 +25,43 @@ impl SaeTrainer {
         read_into(self.vars()[4].as_tensor(), &mut theta)?;
         let eps = self.cfg.jumprelu_bandwidth;
         let mut f = std::mem::take(&mut s.f);
-        let fs = sized(&mut f, n * d_sae);
-        for (frow, hrow) in fs.chunks_exact_mut(d_sae).zip(s.h.chunks_exact(d_sae)) {
-            for j in 0..d_sae {
-                frow[j] = if hrow[j] > theta[j] { hrow[j] } else { 0.0 };
-            }
-        }
+        let block = BLOCK_ROWS * d_sae;
+        sized(&mut f, n * d_sae)
+            .par_chunks_mut(block)
+            .zip(s.h.par_chunks(block))
+            .for_each(|(fb, hb)| {
+                for (frow, hrow) in fb.chunks_exact_mut(d_sae).zip(hb.chunks_exact(d_sae)) {
+                    for j in 0..d_sae {
+                        frow[j] = if hrow[j] > theta[j] { hrow[j] } else { 0.0 };
+                    }
+                }
+            });
         let mse = decode_dense(s, &f);
         let norms = row_norms(&s.w_dec, d_in);
         let tanh = match self.cfg.jumprelu_sparsity_loss {
             SparsityLoss::Tanh { scale } => Some(scale as f32),
             SparsityLoss::Step => None,
         };
-        let c_row = (coefficient / n as f64) as f32;
-        let mut cols = Columns::new(d_sae);
-        match tanh {
-            None => jumprelu_step_pass(s, &f, &theta, eps, c_row, &mut cols),
-            Some(scale) => {
-                jumprelu_tanh_pass(s, &f, &theta, eps, (c_row, scale), &norms, &mut cols)
-            }
-        }
+        let pass = Pass {
+            d: d_sae,
+            theta: &theta,
+            inv_eps: (1.0 / eps) as f32,
+            c_row: (coefficient / n as f64) as f32,
+            norms: &norms,
+        };
+        let parts: Vec<Columns> =
+            s.dh.par_chunks_mut(block)
+                .zip(s.h.par_chunks(block).zip(f.par_chunks(block)))
+                .map(|(gb, (hb, fb))| {
+                    let mut cols = Columns::new(d_sae);
+                    match tanh {
+                        None => pass.step(hb, fb, gb, &mut cols),
+                        Some(scale) => pass.tanh(hb, fb, gb, scale, &mut cols),
+                    }
+                    cols
+                })
+                .collect();
+        let cols = Columns::sum(parts, d_sae);
         let (fired, gb_enc, g_theta, norm_grad) =
             (cols.fired, cols.gb_enc, cols.g_theta, cols.norm_grad);
         let penalty = cols.penalty.iter().map(|&p| p as f64).sum::<f64>();
@@ -78,6 +96,23 @@ struct Columns {
 }
 
 impl Columns {
+    /// The column sums of all blocks, in block order.
+    fn sum(parts: Vec<Columns>, d: usize) -> Self {
+        let mut out = Columns::new(d);
+        for p in parts {
+            for (o, v) in [
+                (&mut out.fired, p.fired),
+                (&mut out.gb_enc, p.gb_enc),
+                (&mut out.g_theta, p.g_theta),
+                (&mut out.norm_grad, p.norm_grad),
+                (&mut out.penalty, p.penalty),
+            ] {
+                o.iter_mut().zip(&v).for_each(|(o, v)| *o += v);
+            }
+        }
+        out
+    }
+
     fn new(d: usize) -> Self {
         let zeros = || vec![0f32; d];
         Self {
@@ -90,71 +125,66 @@ impl Columns {
     }
 }
 
-/// JumpReLU with the step L0 penalty, one branch-free pass: `∂h = ∂f · 1[h > θ]`;
-/// `∂θ = Σ rect((h − θ)/ε) · (−(θ/ε) ∂f − (c/n)/ε)`; the penalty counts `h > θ`.
-fn jumprelu_step_pass(
-    s: &mut Scratch,
-    f: &[f32],
-    theta: &[f32],
-    eps: f64,
+/// What the passes over blocks of rows share.
+struct Pass<'a> {
+    d: usize,
+    theta: &'a [f32],
+    inv_eps: f32,
+    /// The penalty coefficient over the rows, `c / n`.
     c_row: f32,
-    cols: &mut Columns,
-) {
-    let d = s.d_sae;
-    let inv_eps = (1.0 / eps) as f32;
-    let th_coeff: Vec<f32> = theta.iter().map(|&t| t * -inv_eps).collect();
-    let step_coeff = -c_row * inv_eps;
-    let rows =
-        s.h.chunks_exact(d)
-            .zip(f.chunks_exact(d))
-            .zip(s.dh.chunks_exact_mut(d));
-    for ((hrow, frow), grow) in rows {
-        for j in 0..d {
-            let (hv, th) = (hrow[j], theta[j]);
-            let on = (hv > th) as u8 as f32;
-            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
-            let df = grow[j];
-            cols.g_theta[j] += window * (step_coeff + th_coeff[j] * df);
-            let v = df * on;
-            grow[j] = v;
-            cols.gb_enc[j] += v;
-            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
-            cols.penalty[j] += on;
-        }
-    }
+    norms: &'a [f32],
 }
 
-/// JumpReLU with the tanh penalty `Σ tanh(scale · f_i ‖W_dec,i‖)`: its gradient joins
-/// `∂f` (and so `∂θ` through the rectangle) and `‖W_dec,i‖`.
-fn jumprelu_tanh_pass(
-    s: &mut Scratch,
-    f: &[f32],
-    theta: &[f32],
-    eps: f64,
-    (c_row, scale): (f32, f32),
-    norms: &[f32],
-    cols: &mut Columns,
-) {
-    let d = s.d_sae;
-    let inv_eps = (1.0 / eps) as f32;
-    let rows =
-        s.h.chunks_exact(d)
+impl Pass<'_> {
+    /// The step L0 penalty, one branch-free pass: `∂h = ∂f · 1[h > θ]`;
+    /// `∂θ = Σ rect((h − θ)/ε) · (−(θ/ε) ∂f − (c/n)/ε)`; the penalty counts `h > θ`.
+    fn step(&self, h: &[f32], f: &[f32], dh: &mut [f32], cols: &mut Columns) {
+        let (d, theta, inv_eps) = (self.d, self.theta, self.inv_eps);
+        let th_coeff: Vec<f32> = theta.iter().map(|&t| t * -inv_eps).collect();
+        let step_coeff = -self.c_row * inv_eps;
+        let rows = h
+            .chunks_exact(d)
             .zip(f.chunks_exact(d))
-            .zip(s.dh.chunks_exact_mut(d));
-    for ((hrow, frow), grow) in rows {
-        for j in 0..d {
-            let (hv, th) = (hrow[j], theta[j]);
-            let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
-            let t = (scale * frow[j] * norms[j]).tanh();
-            cols.penalty[j] += t;
-            let dt = c_row * scale * (1.0 - t * t);
-            let df = grow[j] + dt * norms[j];
-            cols.norm_grad[j] += dt * frow[j];
-            cols.g_theta[j] += window * -(th * inv_eps) * df;
-            let v = if hv > th { df } else { 0.0 };
-            grow[j] = v;
-            cols.gb_enc[j] += v;
-            cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
+            .zip(dh.chunks_exact_mut(d));
+        for ((hrow, frow), grow) in rows {
+            for j in 0..d {
+                let (hv, th) = (hrow[j], theta[j]);
+                let on = (hv > th) as u8 as f32;
+                let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
+                let df = grow[j];
+                cols.g_theta[j] += window * (step_coeff + th_coeff[j] * df);
+                let v = df * on;
+                grow[j] = v;
+                cols.gb_enc[j] += v;
+                cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
+                cols.penalty[j] += on;
+            }
+        }
+    }
+
+    /// The tanh penalty `Σ tanh(scale · f_i ‖W_dec,i‖)`: its gradient joins `∂f` (and so
+    /// `∂θ` through the rectangle) and `‖W_dec,i‖`.
+    fn tanh(&self, h: &[f32], f: &[f32], dh: &mut [f32], scale: f32, cols: &mut Columns) {
+        let (d, theta, inv_eps, norms) = (self.d, self.theta, self.inv_eps, self.norms);
+        let rows = h
+            .chunks_exact(d)
+            .zip(f.chunks_exact(d))
+            .zip(dh.chunks_exact_mut(d));
+        for ((hrow, frow), grow) in rows {
+            for j in 0..d {
+                let (hv, th) = (hrow[j], theta[j]);
+                let window = (((hv - th) * inv_eps).abs() < 0.5) as u8 as f32;
+                let t = (scale * frow[j] * norms[j]).tanh();
+                cols.penalty[j] += t;
+                let dt = self.c_row * scale * (1.0 - t * t);
+                let df = grow[j] + dt * norms[j];
+                cols.norm_grad[j] += dt * frow[j];
+                cols.g_theta[j] += window * -(th * inv_eps) * df;
+                let v = if hv > th { df } else { 0.0 };
+                grow[j] = v;
+                cols.gb_enc[j] += v;
+                cols.fired[j] += (frow[j] != 0.0) as u8 as f32;
+            }
         }
     }
 }

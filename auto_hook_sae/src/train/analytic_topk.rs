@@ -8,12 +8,16 @@
 //! score for its threshold.
 
 use super::analytic::{mse_grad, row_norms, Analytic, Grads, Scratch};
-use super::kernels::{axpy, dot};
+use super::kernels::{axpy, dot, BLOCK_ROWS};
 use super::sae::SaeTrainer;
 use crate::error::Result;
+use rayon::prelude::*;
 
 /// Per row, `(latent, ∂h)`.
 type RowGrads = Vec<Vec<(usize, f32)>>;
+
+/// Scores in the bucket of the batch top-k's cut, with their flat index.
+type Boundary = Vec<(f32, usize)>;
 
 impl SaeTrainer {
     /// TopK (`batch = false`, `k` per row) or BatchTopK (`k · n` over the batch).
@@ -153,17 +157,29 @@ pub(crate) fn select_batch(
     // first; neither is kept.
     const OUT: usize = 1 << 15;
     let prefix = |s: f32| ((s.to_bits() >> 16) as usize).min(OUT);
-    let mut counts = vec![0u32; OUT + 1];
-    for row in h.chunks_exact(d) {
-        for (&v, &c) in row.iter().zip(scale) {
-            counts[prefix(v * c)] += 1;
-        }
-    }
+    let block = BLOCK_ROWS * d;
+    let counts = h
+        .par_chunks(block)
+        .fold(
+            || vec![0u32; OUT + 1],
+            |mut counts, rows| {
+                for row in rows.chunks_exact(d) {
+                    for (&v, &c) in row.iter().zip(scale) {
+                        counts[prefix(v * c)] += 1;
+                    }
+                }
+                counts
+            },
+        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+        .unwrap_or_else(|| vec![0u32; OUT + 1]);
     let positive = h.len() - (counts[OUT] + counts[0]) as usize;
     let count = ((k * n as f64) as usize).min(positive);
-    let mut kept = vec![Vec::new(); n];
     if count == 0 {
-        return (kept, None);
+        return (vec![Vec::new(); n], None);
     }
     // The prefix `cut` holding the count-th largest score, and how many lie above it.
     let (mut cut, mut above) = (OUT - 1, 0usize);
@@ -171,19 +187,36 @@ pub(crate) fn select_batch(
         above += counts[cut] as usize;
         cut -= 1;
     }
-    let mut boundary: Vec<(f32, usize)> = Vec::with_capacity(counts[cut] as usize);
-    for (i, row) in h.chunks_exact(d).enumerate() {
-        for (j, (&v, &c)) in row.iter().zip(scale).enumerate() {
-            let s = v * c;
-            let p = prefix(s);
-            if (p >= cut) & (p < OUT) {
-                if p > cut {
-                    kept[i].push(j);
-                } else {
-                    boundary.push((s, i * d + j));
+    // Per block of rows: the kept latents of each row above the cut, and the scores
+    // (with their flat index) in the cut's bucket.
+    let parts: Vec<(Vec<Vec<usize>>, Boundary)> = h
+        .par_chunks(block)
+        .enumerate()
+        .map(|(b, rows)| {
+            let (mut kept, mut boundary) = (Vec::new(), Vec::new());
+            for (i, row) in rows.chunks_exact(d).enumerate() {
+                let mut kept_row = Vec::new();
+                for (j, (&v, &c)) in row.iter().zip(scale).enumerate() {
+                    let s = v * c;
+                    let p = prefix(s);
+                    if (p >= cut) & (p < OUT) {
+                        if p > cut {
+                            kept_row.push(j);
+                        } else {
+                            boundary.push((s, (b * BLOCK_ROWS + i) * d + j));
+                        }
+                    }
                 }
+                kept.push(kept_row);
             }
-        }
+            (kept, boundary)
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(n);
+    let mut boundary: Vec<(f32, usize)> = Vec::with_capacity(counts[cut] as usize);
+    for (k, b) in parts {
+        kept.extend(k);
+        boundary.extend(b);
     }
     let wanted = count - above;
     if wanted < boundary.len() {
@@ -207,9 +240,16 @@ pub(crate) fn select(
     k: usize,
     only: Option<&[bool]>,
 ) -> Vec<Vec<usize>> {
-    if only.is_some() || k == 0 {
-        return select_nth(h, d, scale, k, only);
-    }
+    h.par_chunks(BLOCK_ROWS * d)
+        .flat_map_iter(|rows| match only.is_some() || k == 0 {
+            true => select_nth(rows, d, scale, k, only),
+            false => select_top(rows, d, scale, k),
+        })
+        .collect()
+}
+
+/// The main top-k of each row: [`select`] without `only`.
+fn select_top(h: &[f32], d: usize, scale: Option<&[f32]>, k: usize) -> Vec<Vec<usize>> {
     // The main top-k keeps the k largest positive scores: one pass per row over a
     // sorted list of the best k so far, skipping blocks of 16 with nothing above the
     // current floor (a vectorised test).

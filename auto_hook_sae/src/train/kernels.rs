@@ -118,6 +118,24 @@ pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
+/// Rows per block of the parallel passes over the latents: fixed, so that the order of
+/// every sum (and so the result) does not depend on the number of threads.
+pub(crate) const BLOCK_ROWS: usize = 256;
+
+/// The element-wise sum of per-block column sums, in block order.
+pub(crate) fn sum_blocks(parts: impl IntoIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {
+    let mut out = vec![0f32; width];
+    for part in parts {
+        out.iter_mut().zip(&part).for_each(|(o, &v)| *o += v);
+    }
+    out
+}
+
+/// Whether the matmuls run on more than one thread.
+pub(crate) fn threaded() -> bool {
+    candle_core::utils::get_num_threads() > 1
+}
+
 /// `out += a · x`.
 pub(crate) fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += a * x);
