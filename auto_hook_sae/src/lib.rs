@@ -40,7 +40,7 @@ pub use eval::{
 };
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use rng::Rng;
-pub use sae::{Sae, SAE_HOOK_NAMES};
+pub use sae::{InputNorm, Sae, SAE_HOOK_NAMES};
 pub use splice::Spliced;
 pub use store::{ActivationStore, HookSpec, Layout, StoreConfig};
 pub use tokens::TokenSource;

@@ -4,8 +4,16 @@ use crate::activation;
 use crate::config::{Architecture, Normalization, SaeConfig};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use auto_hook::{HookPoint, HookedModule, Schema, Walker, WalkerMut};
-use candle_core::{DType, Device, Module, Tensor};
+use auto_hook::HookPoint;
+use candle_core::{DType, Device, Tensor};
+
+mod hooks;
+mod norm;
+
+use hooks::{fire, fire_if};
+
+pub use norm::InputNorm;
+pub(crate) use norm::NormState;
 
 /// A sparse autoencoder with SAELens v6 semantics:
 /// `h = (x - b_dec) W_enc + b_enc` (`- b_dec` when `apply_b_dec_to_input`), latents
@@ -51,13 +59,6 @@ pub const SAE_HOOK_NAMES: [&str; 6] = [
     "hook_sae_recons",
     "hook_sae_error",
 ];
-
-/// Per-call state of the runtime normalisations (what SAELens keeps on `self`).
-#[derive(Default)]
-pub(crate) struct NormState {
-    scale: Option<Tensor>,
-    layer_norm: Option<(Tensor, Tensor)>,
-}
 
 /// Whether the SAE's hook points fire (not while computing the clean error term).
 #[derive(Clone, Copy, PartialEq)]
@@ -199,31 +200,20 @@ impl Sae {
     /// Reconstruction `f W_dec + b_dec` of latents `[.., d_sae]` (SAELens `decode`), as
     /// `[.., d_in]` (also for `hook_z` SAEs, whose head split only `forward` knows).
     /// SAEs with a per-call normalisation (`constant_norm_rescale`, `layer_norm`) need
-    /// the input's statistics: use [`Sae::forward`].
+    /// the encoded input's statistics: use [`Sae::forward`], or
+    /// [`Sae::encode_with_norm`] then [`Sae::decode_with_norm`] (an error otherwise).
     pub fn decode(&self, f: &Tensor) -> Result<Tensor> {
         if matches!(
             self.cfg.normalize_activations,
             Normalization::ConstantNormRescale | Normalization::LayerNorm
         ) {
             return Err(Error::Invalid(format!(
-                "decode alone cannot undo normalize_activations = {}; use forward",
+                "decode alone cannot undo normalize_activations = {} (it needs the encoded \
+                 input's statistics): use forward, or encode_with_norm then decode_with_norm",
                 self.cfg.normalize_activations.name()
             )));
         }
-        let dims = f.dims();
-        let (&d, lead) = dims.split_last().ok_or_else(|| Error::Shape {
-            what: "latents".into(),
-            problem: "a scalar has no latent axis".into(),
-        })?;
-        if d != self.cfg.d_sae {
-            return Err(Error::Shape {
-                what: "latents".into(),
-                problem: format!("last axis is {d}, the SAE has d_sae = {}", self.cfg.d_sae),
-            });
-        }
-        let f2 = f.to_dtype(self.cfg.dtype)?.reshape(((), d))?;
-        let out = self.decode_2d(&f2, lead, &NormState::default(), Fire::Yes)?;
-        self.unflatten_output(&out, lead)
+        self.decode_checked(f, None)
     }
 
     /// The reconstruction of `x`, in `x`'s shape (SAELens `forward`).
@@ -282,7 +272,7 @@ impl Sae {
         Ok((x2, lead.to_vec()))
     }
 
-    fn unflatten_output(&self, out: &Tensor, lead: &[usize]) -> Result<Tensor> {
+    pub(crate) fn unflatten_output(&self, out: &Tensor, lead: &[usize]) -> Result<Tensor> {
         let mut shape = lead.to_vec();
         shape.push(self.cfg.d_in);
         Ok(out.reshape(shape)?)
@@ -369,39 +359,6 @@ impl Sae {
         self.normalize_out(&out, norm)
     }
 
-    fn normalize_in(&self, x: &Tensor, norm: &mut NormState) -> Result<Tensor> {
-        match self.cfg.normalize_activations {
-            Normalization::None | Normalization::ExpectedAverageOnlyIn => Ok(x.clone()),
-            Normalization::ConstantNormRescale => {
-                let n = x.sqr()?.sum_keepdim(1)?.sqrt()?;
-                let coeff = ((n.recip()?) * (self.cfg.d_in as f64).sqrt())?;
-                let out = x.broadcast_mul(&coeff)?;
-                norm.scale = Some(coeff);
-                Ok(out)
-            }
-            Normalization::LayerNorm => {
-                let mu = x.mean_keepdim(1)?;
-                let centered = x.broadcast_sub(&mu)?;
-                let d = self.cfg.d_in as f64;
-                // torch's std is the unbiased (n - 1) estimate.
-                let std = (centered.sqr()?.sum_keepdim(1)? / (d - 1.0).max(1.0))?.sqrt()?;
-                let out = centered.broadcast_div(&(&std + 1e-5)?)?;
-                norm.layer_norm = Some((mu, std));
-                Ok(out)
-            }
-        }
-    }
-
-    fn normalize_out(&self, x: &Tensor, norm: &NormState) -> Result<Tensor> {
-        if let Some(coeff) = &norm.scale {
-            return Ok(x.broadcast_div(coeff)?);
-        }
-        if let Some((mu, std)) = &norm.layer_norm {
-            return Ok(x.broadcast_mul(std)?.broadcast_add(mu)?);
-        }
-        Ok(x.clone())
-    }
-
     /// Moves / casts every weight.
     pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
         let mv = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
@@ -428,64 +385,8 @@ fn check_shape(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
     })
 }
 
-/// Fires `point` on the 2-D `t` seen with the input's leading axes; returns 2-D.
-fn fire(point: &HookPoint, t: Tensor, lead: &[usize]) -> Result<Tensor> {
-    let width = t.dim(1)?;
-    if lead.len() == 1 {
-        return Ok(point.fire(t)?);
-    }
-    let shaped = unflatten(&t, lead)?;
-    Ok(point.fire(shaped)?.reshape(((), width))?)
-}
-
-fn fire_if(on: Fire, point: &HookPoint, t: Tensor, lead: &[usize]) -> Result<Tensor> {
-    match on {
-        Fire::Yes => fire(point, t, lead),
-        Fire::No => Ok(t),
-    }
-}
-
-fn unflatten(t: &Tensor, lead: &[usize]) -> Result<Tensor> {
+pub(crate) fn unflatten(t: &Tensor, lead: &[usize]) -> Result<Tensor> {
     let mut shape = lead.to_vec();
     shape.push(t.dim(1)?);
     Ok(t.reshape(shape)?)
-}
-
-const POINT: Schema = Schema::Point;
-const SAE_SCHEMA: Schema = Schema::Struct(&[
-    ("hook_sae_input", &POINT),
-    ("hook_sae_acts_pre", &POINT),
-    ("hook_sae_acts_post", &POINT),
-    ("hook_sae_output", &POINT),
-    ("hook_sae_recons", &POINT),
-    ("hook_sae_error", &POINT),
-]);
-
-impl HookedModule for Sae {
-    const SCHEMA: Schema = SAE_SCHEMA;
-
-    fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
-        walker.module("auto_hook_sae::Sae");
-        walker.child("hook_sae_input", &self.hook_sae_input);
-        walker.child("hook_sae_acts_pre", &self.hook_sae_acts_pre);
-        walker.child("hook_sae_acts_post", &self.hook_sae_acts_post);
-        walker.child("hook_sae_output", &self.hook_sae_output);
-        walker.child("hook_sae_recons", &self.hook_sae_recons);
-        walker.child("hook_sae_error", &self.hook_sae_error);
-    }
-
-    fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
-        walker.child("hook_sae_input", &mut self.hook_sae_input);
-        walker.child("hook_sae_acts_pre", &mut self.hook_sae_acts_pre);
-        walker.child("hook_sae_acts_post", &mut self.hook_sae_acts_post);
-        walker.child("hook_sae_output", &mut self.hook_sae_output);
-        walker.child("hook_sae_recons", &mut self.hook_sae_recons);
-        walker.child("hook_sae_error", &mut self.hook_sae_error);
-    }
-}
-
-impl Module for Sae {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        Ok(Sae::forward(self, xs)?)
-    }
 }

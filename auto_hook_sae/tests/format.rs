@@ -204,3 +204,44 @@ fn wrong_input_width_is_an_error_not_a_panic() {
     let err = sae.forward(&x).unwrap_err().to_string();
     assert!(err.contains("width 9, the SAE has d_in = 8"), "{err}");
 }
+
+/// `constant_norm_rescale` and `layer_norm` SAEs decode with the statistics of the
+/// input they encoded (SAELens's `decode(encode(x))`); `decode` alone is a clear error.
+#[test]
+fn runtime_normalisations_decode_with_the_encoded_inputs_statistics() {
+    use auto_hook_sae::Normalization;
+    let x = Tensor::randn(0.5f32, 2.0, (2, 5, 8), &Device::Cpu).unwrap();
+    for norm in [Normalization::ConstantNormRescale, Normalization::LayerNorm] {
+        let mut cfg = SaeConfig::new(8, 32, Architecture::Standard);
+        cfg.normalize_activations = norm;
+        let sae = Sae::init(&cfg, Some(0.3), 1, &Device::Cpu).unwrap();
+        let err = sae
+            .decode(&sae.encode(&x).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(norm.name()) && err.contains("decode_with_norm"),
+            "{err}"
+        );
+        let (f, stats) = sae.encode_with_norm(&x).unwrap();
+        let out = sae.decode_with_norm(&f, &stats).unwrap();
+        assert_eq!(out.dims(), [2, 5, 8]);
+        let diff = (&out - sae.forward(&x).unwrap()).unwrap().abs().unwrap();
+        let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "{norm:?}: {diff}");
+        // Without the statistics the output would be in normalised units.
+        let plain = f.broadcast_matmul(sae.w_dec()).unwrap();
+        let plain = plain.broadcast_add(sae.b_dec()).unwrap();
+        let off = (&out - plain).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(
+            off.to_scalar::<f32>().unwrap() > 1e-2,
+            "{norm:?}: statistics unused"
+        );
+        let fewer = f.narrow(0, 0, 1).unwrap();
+        let err = sae
+            .decode_with_norm(&fewer, &stats)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rows"), "{err}");
+    }
+}
