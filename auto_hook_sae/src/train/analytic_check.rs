@@ -251,3 +251,24 @@ fn the_batch_selection_keeps_what_batch_topk_select_keeps() {
         }
     }
 }
+
+/// As SAELens 6.54, each jumprelu step first projects the threshold onto θ ≥ 0: a
+/// threshold set to −0.5 is within one Adam step (lr) of 0 after a step.
+#[test]
+fn jumprelu_steps_project_the_threshold_onto_non_negative_values() {
+    let mut t = jumprelu_trainer(SparsityLoss::Step, true);
+    let theta: Vec<f32> = (0..96)
+        .map(|j| if j % 2 == 0 { -0.5 } else { 0.2 })
+        .collect();
+    t.vars()[4]
+        .set(&Tensor::from_vec(theta, 96, &Device::Cpu).unwrap())
+        .unwrap();
+    let x = Tensor::randn(0.3f32, 1.0, (64, 16), &Device::Cpu).unwrap();
+    t.step(&x, 0, 10).unwrap();
+    let lr = t.cfg.lr as f32;
+    let after: Vec<f32> = t.vars()[4].as_tensor().to_vec1().unwrap();
+    for (j, &v) in after.iter().enumerate() {
+        let want = if j % 2 == 0 { 0.0 } else { 0.2 };
+        assert!((v - want).abs() <= 1.01 * lr, "θ[{j}] = {v}");
+    }
+}

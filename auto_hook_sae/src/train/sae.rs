@@ -159,6 +159,12 @@ impl SaeTrainer {
             Some(s) => (x * s)?,
             None => x,
         };
+        if matches!(self.cfg.sae.architecture, Architecture::JumpRelu) {
+            // SAELens 6.54 projects the threshold onto θ ≥ 0 before each training
+            // forward (below zero the gate would pass negative pre-activations).
+            let theta = self.vars[4].as_tensor().relu()?;
+            self.vars[4].set(&theta)?;
+        }
         let coefficient = self.cfg.coefficient_at(step);
         let lr = self.cfg.lr_at(step, total);
         let (mse, aux, l0, ev) = if self.analytic_supported() {
