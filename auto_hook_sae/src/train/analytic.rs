@@ -95,7 +95,8 @@ impl SaeTrainer {
         Ok(out)
     }
 
-    /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc`.
+    /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc` (for standard and jumprelu
+    /// without `b_enc`, which their first pass adds).
     fn encode_into(&self, s: &mut Scratch, x: &Tensor) -> Result<()> {
         let sae = &self.sae;
         let (n, d_in) = x.dims2()?;
@@ -114,11 +115,19 @@ impl SaeTrainer {
             }
         }
         let h = sized(&mut s.h, n * d_sae);
-        for row in h.chunks_exact_mut(d_sae) {
-            row.copy_from_slice(&s.b_enc);
+        // Standard and jumprelu add b_enc in their first pass over h; the others get it
+        // from the product, accumulated onto rows of b_enc.
+        let bias_later = matches!(
+            self.cfg.sae.architecture,
+            Architecture::Standard | Architecture::JumpRelu
+        );
+        if !bias_later {
+            for row in h.chunks_exact_mut(d_sae) {
+                row.copy_from_slice(&s.b_enc);
+            }
         }
         let (x_in, w_enc) = (Mat::new(&s.x_in, n, d_in), Mat::new(&s.w_enc, d_in, d_sae));
-        matmul(h, x_in, w_enc, true);
+        matmul(h, x_in, w_enc, !bias_later);
         Ok(())
     }
 
@@ -126,8 +135,14 @@ impl SaeTrainer {
     fn analytic_standard(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
         let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
         let norms = row_norms(&s.w_dec, d_in);
-        s.h.par_chunks_mut(BLOCK_ROWS * d_sae)
-            .for_each(|b| b.iter_mut().for_each(|v| *v = v.max(0.0)));
+        let b_enc = &s.b_enc;
+        s.h.par_chunks_mut(BLOCK_ROWS * d_sae).for_each(|block| {
+            for row in block.chunks_exact_mut(d_sae) {
+                row.iter_mut()
+                    .zip(b_enc)
+                    .for_each(|(v, &b)| *v = (*v + b).max(0.0));
+            }
+        });
         let f = std::mem::take(&mut s.h);
         let mse = decode_dense(s, &f);
         let l1: Vec<f32> = norms

@@ -151,12 +151,19 @@ fn topk_analytic_gradients_match_autograd_with_and_without_aux_k() {
 /// 600 rows: several blocks of the parallel passes.
 #[test]
 fn the_one_pass_top_k_keeps_what_topk_select_keeps() {
-    let h = Tensor::randn(0f32, 1.0, (600, 40), &Device::Cpu).unwrap();
+    // Centred, and mostly negative (rows with fewer than k positive scores).
+    for mean in [0f32, -2.0] {
+        let h = Tensor::randn(mean, 1.0, (600, 40), &Device::Cpu).unwrap();
+        check_top_k(&h);
+    }
+}
+
+fn check_top_k(h: &Tensor) {
     let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
     let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
-    for k in [1, 3, 8, 39, 40, 45] {
+    for k in [1, 3, 8, 16, 17, 39, 40, 45] {
         for scale in [None, Some(&scale[..])] {
-            let mask = crate::activation::topk_select(&h, scale, k, None).unwrap();
+            let mask = crate::activation::topk_select(h, scale, k, None).unwrap();
             let mask: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
             let want: Vec<Vec<usize>> = mask
                 .chunks_exact(40)

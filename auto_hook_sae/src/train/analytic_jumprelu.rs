@@ -26,13 +26,15 @@ impl SaeTrainer {
         let eps = self.cfg.jumprelu_bandwidth;
         let mut f = std::mem::take(&mut s.f);
         let block = BLOCK_ROWS * d_sae;
+        let b_enc = &s.b_enc;
         sized(&mut f, n * d_sae)
             .par_chunks_mut(block)
-            .zip(s.h.par_chunks(block))
+            .zip(s.h.par_chunks_mut(block))
             .for_each(|(fb, hb)| {
-                for (frow, hrow) in fb.chunks_exact_mut(d_sae).zip(hb.chunks_exact(d_sae)) {
-                    for j in 0..d_sae {
-                        frow[j] = if hrow[j] > theta[j] { hrow[j] } else { 0.0 };
+                for (frow, hrow) in fb.chunks_exact_mut(d_sae).zip(hb.chunks_exact_mut(d_sae)) {
+                    for (((f, h), &b), &th) in frow.iter_mut().zip(hrow).zip(b_enc).zip(&theta) {
+                        *h += b;
+                        *f = if *h > th { *h } else { 0.0 };
                     }
                 }
             });

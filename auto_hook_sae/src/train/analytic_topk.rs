@@ -250,12 +250,15 @@ pub(crate) fn select(
 
 /// The main top-k of each row: [`select`] without `only`.
 fn select_top(h: &[f32], d: usize, scale: Option<&[f32]>, k: usize) -> Vec<Vec<usize>> {
-    // The main top-k keeps the k largest positive scores: one pass per row over a
-    // sorted list of the best k so far, skipping blocks of 16 with nothing above the
-    // current floor (a vectorised test).
+    // The main top-k keeps the k largest positive scores. Per row: the maxima of 16
+    // strided lanes are 16 distinct entries, so (for k ≤ 16) the k-th largest of them
+    // bounds the row's k-th largest score from below; then one pass over a sorted list
+    // of the best k so far, skipping blocks of 16 with no score at or above the bound
+    // and above the current k-th best (vectorised tests).
     const BLOCK: usize = 16;
     let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
     let mut scores = vec![0f32; d];
+    let smallest_positive = f32::from_bits(1);
     h.chunks_exact(d)
         .map(|vals| {
             top.clear();
@@ -266,13 +269,17 @@ fn select_top(h: &[f32], d: usize, scale: Option<&[f32]>, k: usize) -> Vec<Vec<u
                     .for_each(|(o, (v, s))| *o = v * s),
                 None => scores.copy_from_slice(vals),
             }
-            let mut floor = 0f32;
+            let gate = lane_bound(&scores, k).max(smallest_positive);
+            let mut floor = f32::NEG_INFINITY;
             for (b, block) in scores.chunks(BLOCK).enumerate() {
-                if !block.iter().fold(false, |any, &s| any | (s > floor)) {
+                let any = block
+                    .iter()
+                    .fold(false, |any, &s| any | ((s >= gate) & (s > floor)));
+                if !any {
                     continue;
                 }
                 for (t, &s) in block.iter().enumerate() {
-                    if s > floor {
+                    if s >= gate && s > floor {
                         let at = top.partition_point(|&(t, _)| t >= s);
                         top.insert(at, (s, b * BLOCK + t));
                         top.truncate(k);
@@ -287,6 +294,23 @@ fn select_top(h: &[f32], d: usize, scale: Option<&[f32]>, k: usize) -> Vec<Vec<u
             kept
         })
         .collect()
+}
+
+/// A lower bound for the `k`-th largest of `scores`: the `k`-th largest maximum of 16
+/// strided lanes (−∞ when there are fewer than 16 scores or `k > 16`).
+fn lane_bound(scores: &[f32], k: usize) -> f32 {
+    const LANES: usize = 16;
+    if k == 0 || k > LANES || scores.len() < LANES {
+        return f32::NEG_INFINITY;
+    }
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for block in scores.chunks_exact(LANES) {
+        for (m, &s) in lanes.iter_mut().zip(block) {
+            *m = m.max(s);
+        }
+    }
+    lanes.sort_unstable_by(|a, b| b.total_cmp(a));
+    lanes[k - 1]
 }
 
 /// [`select`] as [`crate::activation::topk_select`] does it, with `select_nth_unstable`.
