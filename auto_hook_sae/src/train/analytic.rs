@@ -193,7 +193,9 @@ impl Scratch {
             matmul(gw_enc, x_in.t(), dh, false);
             return;
         }
-        // gemm splits `[d_sae, n] × [n, d_in]` over threads better than its transpose.
+        // gemm splits `[d_sae, n] × [n, d_in]` over threads better than its transpose
+        // (the two orders of the sums can differ in the last bits: results are
+        // reproducible for a given thread count).
         let gw_enc_t = sized(&mut self.gw_enc_t, d_sae * d_in);
         matmul(gw_enc_t, dh.t(), x_in, false);
         for (j, row) in gw_enc_t.chunks_exact(d_in).enumerate() {

@@ -56,7 +56,7 @@ fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
     let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
     close(a.mse, scalar(&out.mse), "mse");
     close(a.aux, scalar(&out.aux), "aux");
-    let ev = super::sae::explained_variance(&x, &out.recon).unwrap();
+    let ev = super::autograd::explained_variance(&x, &out.recon).unwrap();
     // Near 0 early in training: compared in absolute terms.
     let ev_diff = (a.explained_variance - ev).abs();
     assert!(

@@ -5,6 +5,7 @@ mod analytic;
 mod analytic_check;
 mod analytic_jumprelu;
 mod analytic_topk;
+mod autograd;
 mod checkpoint;
 mod config;
 #[cfg(test)]
@@ -21,4 +22,4 @@ pub use optim::Adam;
 pub use sae::{SaeTrainer, StepMetrics};
 pub use trainer::{TrainedSae, Trainer, TrainerConfig};
 
-pub(crate) use sae::explained_variance;
+pub(crate) use autograd::explained_variance;

@@ -1,0 +1,149 @@
+//! The training forward and loss through candle's autograd: every architecture, any
+//! dtype and device. It is the reference the analytic steps (`analytic*.rs`) are
+//! checked against, and the step for what they do not cover (not f32, not CPU).
+
+use super::config::SparsityLoss;
+use super::sae::SaeTrainer;
+use crate::activation;
+use crate::config::Architecture;
+use crate::error::Result;
+use candle_core::{DType, Tensor};
+
+impl SaeTrainer {
+    /// The training forward and loss on (scaled) inputs `x` `[n, d_in]`.
+    ///
+    /// topk / batchtopk select on `h · ‖W_dec,i‖` when rescaling, and decode
+    /// `(h · ‖W_dec,i‖ / ‖W_dec,i‖) W_dec`: the norms cancel in value and in gradient, so
+    /// the kept latents are decoded as `h · mask` directly (SAELens's graph, fewer ops).
+    pub(crate) fn forward(&self, x: &Tensor, coefficient: f64) -> Result<Forward> {
+        let sae = &self.sae;
+        let x_in = if sae.cfg.apply_b_dec_to_input {
+            x.broadcast_sub(&sae.b_dec)?
+        } else {
+            x.clone()
+        };
+        let h = x_in.matmul(&sae.w_enc)?.broadcast_add(&sae.b_enc)?;
+        let norms = self.selection_norms()?;
+        let mut min_kept = None;
+        let acts = match sae.cfg.architecture {
+            Architecture::Standard => h.relu()?,
+            Architecture::TopK { k } => {
+                (&h * activation::topk_select(&h, norms.as_deref(), k, None)?)?
+            }
+            Architecture::BatchTopK { k } => {
+                let (mask, min) = activation::batch_topk_select(&h, norms.as_deref(), k)?;
+                min_kept = min;
+                (&h * mask)?
+            }
+            Architecture::JumpRelu => {
+                let theta = self.vars()[4].as_tensor();
+                activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?
+            }
+        };
+        let decoded = match sae.cfg.architecture {
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. } => {
+                super::sparse::sparse_decode(&acts, &sae.w_dec)?
+            }
+            _ => acts.matmul(&sae.w_dec)?,
+        };
+        let recon = decoded.broadcast_add(&sae.b_dec)?;
+        let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
+        let aux = match sae.cfg.architecture {
+            Architecture::Standard => {
+                // Σ_i f_i ‖W_dec,i‖ per row, as a matmul (f >= 0).
+                let weighted = acts.matmul(&sae.decoder_norms()?.unsqueeze(1)?)?;
+                (weighted.mean_all()? * coefficient)?
+            }
+            Architecture::JumpRelu => self.l0_loss(&h, &acts, coefficient)?,
+            _ => {
+                let residual = (x - &recon)?.detach();
+                self.aux_k_loss(&residual, &h, &self.dead_mask())?
+            }
+        };
+        let loss = (&mse + &aux)?;
+        Ok(Forward {
+            loss,
+            mse,
+            aux,
+            acts,
+            recon,
+            min_kept,
+        })
+    }
+
+    /// Decoder row norms when topk selection is rescaled by them.
+    pub(crate) fn selection_norms(&self) -> Result<Option<Vec<f32>>> {
+        if !self.cfg.sae.rescale_acts_by_decoder_norm {
+            return Ok(None);
+        }
+        let norms = self
+            .sae
+            .decoder_norms()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        Ok(Some(norms))
+    }
+
+    fn l0_loss(&self, h: &Tensor, acts: &Tensor, coefficient: f64) -> Result<Tensor> {
+        let per_row = match self.cfg.jumprelu_sparsity_loss {
+            SparsityLoss::Step => {
+                activation::step_l0(h, self.vars()[4].as_tensor(), self.cfg.jumprelu_bandwidth)?
+            }
+            SparsityLoss::Tanh { scale } => {
+                let weighted = acts.broadcast_mul(&self.sae.decoder_norms()?)?;
+                (weighted * scale)?.tanh()?.sum(1)?
+            }
+        };
+        Ok((per_row.mean_all()? * coefficient)?)
+    }
+
+    /// SAELens's aux-k loss: the top `k_aux = d_in / 2` dead latents of each row (by the
+    /// rescaled pre-activation, not relu'd) reconstruct the detached residual `x - x̂`
+    /// (no bias); scaled by `min(n_dead / k_aux, 1)`.
+    pub(crate) fn aux_k_loss(
+        &self,
+        residual: &Tensor,
+        h: &Tensor,
+        dead: &[bool],
+    ) -> Result<Tensor> {
+        let n_dead = dead.iter().filter(|d| **d).count();
+        if n_dead == 0 {
+            return Ok(Tensor::zeros((), residual.dtype(), residual.device())?);
+        }
+        let k_aux = self.cfg.sae.d_in / 2;
+        let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
+        let k_aux = k_aux.min(n_dead).max(1);
+        let norms = self.selection_norms()?;
+        let mask = activation::topk_select(h, norms.as_deref(), k_aux, Some(dead))?;
+        let aux_recon = super::sparse::sparse_decode(&(h * mask)?, &self.sae.w_dec)?;
+        let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
+        Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
+    }
+}
+
+/// The tensors of one training forward.
+pub(crate) struct Forward {
+    pub(crate) loss: Tensor,
+    pub(crate) mse: Tensor,
+    pub(crate) aux: Tensor,
+    pub(crate) acts: Tensor,
+    pub(crate) recon: Tensor,
+    /// batchtopk: the smallest kept (rescaled) activation.
+    pub(crate) min_kept: Option<f64>,
+}
+
+/// `1 - Σ‖x - x̂‖² / Σ‖x - mean(x)‖²` over the rows.
+pub(crate) fn explained_variance(x: &Tensor, recon: &Tensor) -> Result<f64> {
+    let resid = (x - recon)?
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    let centered = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+    let total = centered
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    Ok(1.0 - resid / total.max(f64::MIN_POSITIVE))
+}
