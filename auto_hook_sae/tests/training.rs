@@ -154,6 +154,22 @@ fn a_d_in_that_differs_from_the_hook_width_is_named() {
 }
 
 #[test]
+fn an_empty_batch_is_an_error_for_every_architecture() {
+    for arch in [
+        Architecture::Standard,
+        Architecture::TopK { k: 2 },
+        Architecture::BatchTopK { k: 2.0 },
+        Architecture::JumpRelu,
+    ] {
+        let cfg = TrainConfig::new(SaeConfig::new(8, 16, arch).with_hook("h"));
+        let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+        let empty = Tensor::zeros((0, 8), DType::F32, &Device::Cpu).unwrap();
+        let err = t.step(&empty, 0, 10).unwrap_err().to_string();
+        assert!(err.contains("empty training batch"), "{arch:?}: {err}");
+    }
+}
+
+#[test]
 fn bad_training_settings_are_refused_before_any_work() {
     let model = model();
     let no_hook = vec![TrainConfig::new(SaeConfig::new(

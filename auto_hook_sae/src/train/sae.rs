@@ -142,7 +142,12 @@ impl SaeTrainer {
         step: usize,
         total: usize,
     ) -> Result<StepMetrics> {
-        let width = x.dim(1)?;
+        let (rows, width) = x.dims2()?;
+        if rows == 0 {
+            return Err(Error::Invalid(format!(
+                "empty training batch for the SAE on `{hook}` (0 rows of {width})"
+            )));
+        }
         if width != self.cfg.sae.d_in {
             return Err(Error::DInMismatch {
                 hook: hook.to_owned(),
