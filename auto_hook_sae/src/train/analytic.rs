@@ -13,7 +13,7 @@
 //! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
 
 use super::kernels::{
-    add_column_sums, matmul, read_into, sized, sum_blocks, threaded, Mat, BLOCK_ROWS,
+    add_column_sums, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
 };
 use super::sae::SaeTrainer;
 use crate::config::Architecture;
@@ -58,7 +58,8 @@ pub(crate) struct Scratch {
     pub(crate) b_dec: Vec<f32>,
     pub(crate) gw_enc: Vec<f32>,
     pub(crate) gw_dec: Vec<f32>,
-    gw_enc_t: Vec<f32>,
+    /// Partial products of [`matmul_long_inner`].
+    partial: Vec<f32>,
 }
 
 /// The four weight gradients, flat; turned into tensors by [`Grads::finish`].
@@ -180,29 +181,12 @@ impl Scratch {
     /// `∂W_dec = fᵀ g` and `∂W_enc = x'ᵀ ∂h` (from `dh`), into `gw_dec` and `gw_enc`.
     pub(crate) fn weight_grads(&mut self, f: &[f32]) {
         let (n, d_in, d_sae) = (self.n, self.d_in, self.d_sae);
+        let (f, g) = (Mat::new(f, n, d_sae), Mat::new(&self.g, n, d_in));
         let gw_dec = sized(&mut self.gw_dec, d_sae * d_in);
-        matmul(
-            gw_dec,
-            Mat::new(f, n, d_sae).t(),
-            Mat::new(&self.g, n, d_in),
-            false,
-        );
+        matmul_long_inner(gw_dec, f.t(), g, &mut self.partial);
         let (x_in, dh) = (Mat::new(&self.x_in, n, d_in), Mat::new(&self.dh, n, d_sae));
         let gw_enc = sized(&mut self.gw_enc, d_in * d_sae);
-        if !threaded() {
-            matmul(gw_enc, x_in.t(), dh, false);
-            return;
-        }
-        // gemm splits `[d_sae, n] × [n, d_in]` over threads better than its transpose
-        // (the two orders of the sums can differ in the last bits: results are
-        // reproducible for a given thread count).
-        let gw_enc_t = sized(&mut self.gw_enc_t, d_sae * d_in);
-        matmul(gw_enc_t, dh.t(), x_in, false);
-        for (j, row) in gw_enc_t.chunks_exact(d_in).enumerate() {
-            for (a, &v) in row.iter().enumerate() {
-                gw_enc[a * d_sae + j] = v;
-            }
-        }
+        matmul_long_inner(gw_enc, x_in.t(), dh, &mut self.partial);
     }
 
     /// The sparse steps' weight gradients, given flat.

@@ -38,6 +38,24 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Columns `c0..c1`.
+    fn col_range(self, c0: usize, c1: usize) -> Self {
+        Self {
+            data: &self.data[(c0 * self.cs).min(self.data.len())..],
+            cols: c1 - c0,
+            ..self
+        }
+    }
+
+    /// Rows `r0..r1`.
+    fn row_range(self, r0: usize, r1: usize) -> Self {
+        Self {
+            data: &self.data[(r0 * self.rs).min(self.data.len())..],
+            rows: r1 - r0,
+            ..self
+        }
+    }
+
     fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
@@ -45,8 +63,61 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major `a.rows × b.cols`.
+/// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major `a.rows × b.cols`,
+/// on candle's threads.
 pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    matmul_on(dst, a, b, accumulate, parallelism);
+}
+
+/// `dst = a · b` for a long inner dimension (the weight gradients' sums over the
+/// batch): gemm splits such products poorly over threads, so with several threads each
+/// one multiplies its own contiguous part of the inner dimension and the partial
+/// products are added in order (`partial` is scratch). Reproducible for a given thread
+/// count; 1 and 2 threads can differ in the last bits.
+pub(crate) fn matmul_long_inner(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, partial: &mut Vec<f32>) {
+    let parts = candle_core::utils::get_num_threads();
+    if parts < 2 || a.cols < 64 * parts {
+        return matmul(dst, a, b, false);
+    }
+    matmul_split(dst, a, b, parts, partial);
+}
+
+/// [`matmul_long_inner`] with the inner dimension split into `parts` (one rayon task
+/// each, single-threaded products).
+fn matmul_split(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, parts: usize, partial: &mut Vec<f32>) {
+    let k = a.cols;
+    let len = dst.len();
+    let partial = sized(partial, (parts - 1) * len);
+    let bounds: Vec<usize> = (0..=parts).map(|i| i * k / parts).collect();
+    {
+        let mut outs: Vec<&mut [f32]> = std::iter::once(&mut *dst)
+            .chain(partial.chunks_exact_mut(len))
+            .collect();
+        use rayon::prelude::*;
+        outs.par_iter_mut().enumerate().for_each(|(i, out)| {
+            let (k0, k1) = (bounds[i], bounds[i + 1]);
+            let (ai, bi) = (a.col_range(k0, k1), b.row_range(k0, k1));
+            matmul_on(out, ai, bi, false, gemm::Parallelism::None);
+        });
+    }
+    for p in partial.chunks_exact(len) {
+        dst.iter_mut().zip(p).for_each(|(d, &v)| *d += v);
+    }
+}
+
+fn matmul_on(
+    dst: &mut [f32],
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && dst.len() == m * n && a.fits() && b.fits(),
@@ -63,12 +134,6 @@ pub(crate) fn matmul(dst: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) 
         }
         return;
     }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: every index the product reads or writes is in bounds: `fits` checks the
     // largest offset of `a` and `b`, and `dst` is exactly `m × n`, row-major.
     unsafe {
@@ -131,11 +196,6 @@ pub(crate) fn sum_blocks(parts: impl IntoIterator<Item = Vec<f32>>, width: usize
     out
 }
 
-/// Whether the matmuls run on more than one thread.
-pub(crate) fn threaded() -> bool {
-    candle_core::utils::get_num_threads() > 1
-}
-
 /// `out += a · x`.
 pub(crate) fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += a * x);
@@ -195,6 +255,25 @@ mod tests {
                 let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
                 assert_eq!(got, twice, "accumulate ta={ta} tb={tb}");
             }
+        }
+    }
+
+    #[test]
+    fn the_long_inner_product_matches_the_naive_product() {
+        // Inner dimension 700 (split over the threads when there are several); both
+        // operands transposed views, as the weight gradients use them.
+        let (m, k, n) = (9, 700, 13);
+        let a: Vec<f32> = (0..k * m).map(|i| ((i * 37) % 17) as f32 - 8.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 11) % 13) as f32 - 6.0).collect();
+        let (va, vb) = (Mat::new(&a, k, m).t(), Mat::new(&b, k, n));
+        let want = naive(va, vb);
+        let mut got = vec![1f32; m * n];
+        matmul_long_inner(&mut got, va, vb, &mut Vec::new());
+        assert_eq!(got, want);
+        for parts in [2, 3, 7] {
+            let mut split = vec![1f32; m * n];
+            matmul_split(&mut split, va, vb, parts, &mut Vec::new());
+            assert_eq!(split, want, "split into {parts} parts");
         }
     }
 
