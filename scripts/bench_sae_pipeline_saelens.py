@@ -3,14 +3,15 @@ configuration of the `pipeline/*` bench of auto_hook_sae (benches/sae.rs).
 
 models/induction-2l (a Hugging Face GPT-2 checkpoint: 2 layers, d_model 64, n_ctx 32,
 vocab 64) becomes a TransformerLens HookedTransformer through TransformerLens's own GPT-2
-weight conversion (no weight processing, so the activations are the checkpoint's own);
-SAELens's LanguageModelSAETrainingRunner builds its ActivationsStore (model forwards
-stopped after block 0, context 32 with BOS, 32 prompts per forward, a mixing buffer of
-8192 rows = 8 forwards, mixing fraction 0.5) and SAE from an in-memory pretokenized dataset (BOS, then
-31 random ids, as the Rust bench's packing makes them); then SAETrainer's
-own steps run (the body of SAETrainer.fit: sparsity window, next batch from the store,
-training_forward_pass, backward, clipping, Adam, firing statistics). Prints the mean
-tokens/s over the timed steps (buffer refills included), per architecture.
+weight conversion (no weight processing, so the activations are the checkpoint's own;
+checked against the checkpoint's logits). SAELens's LanguageModelSAETrainingRunner builds
+its ActivationsStore (model forwards stopped after block 0, context 32 with BOS, 32
+prompts per forward, a mixing buffer of 8192 rows = 8 forwards, mixing fraction 0.5) and
+SAE from an in-memory pretokenized dataset (BOS, then 31 random ids, as the Rust bench's
+packing makes them); then SAETrainer's own steps run (the body of SAETrainer.fit:
+sparsity window, next batch from the store, training_forward_pass, backward, clipping,
+Adam, firing statistics). Prints the mean tokens/s over the timed steps (buffer refills
+included), per architecture. One torch thread (SAELENS_THREADS=2 for two).
 
     /work/pyenv/bin/python scripts/bench_sae_pipeline_saelens.py [standard topk ...]
 """

@@ -1,10 +1,12 @@
 """Dev-only: SAELens's trainer step alone, in the configuration of benches/sae.rs
 (standard, topk k=8, batchtopk k=8, jumprelu).
 
-d_in 64, d_sae 512, 4096 tokens per step, f32, CPU, one torch thread: the same work as
-SAETrainer._train_step (training_forward_pass, backward, clip_grad_norm_ 1.0, Adam).
+d_in 64, d_sae 512, 4096 tokens per step, f32, CPU, one torch thread (SAELENS_THREADS=2
+for two): the same work as SAETrainer._train_step (training_forward_pass, backward,
+clip_grad_norm_ 1.0, Adam).
 
     /work/pyenv/bin/python scripts/bench_sae_saelens.py
+    SAELENS_THREADS=2 /work/pyenv/bin/python scripts/bench_sae_saelens.py
 """
 
 import os
