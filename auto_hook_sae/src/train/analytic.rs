@@ -43,7 +43,7 @@ pub(crate) struct Scratch {
     pub(crate) x: Vec<f32>,
     /// `x'` (a copy of `x` without `apply_b_dec_to_input`).
     pub(crate) x_in: Vec<f32>,
-    /// `h` `[n, d_sae]`, bias included.
+    /// `h` `[n, d_sae]` (bias included once the first pass over it ran).
     pub(crate) h: Vec<f32>,
     /// The latents (standard: `h` itself is turned into them).
     pub(crate) f: Vec<f32>,
@@ -62,7 +62,8 @@ pub(crate) struct Scratch {
     partial: Vec<f32>,
 }
 
-/// The four weight gradients, flat; turned into tensors by [`Grads::finish`].
+/// `∂b_enc` and `Σ_rows g`, flat: with the weight gradients in [`Scratch`],
+/// [`Grads::finish`] makes the four gradient tensors.
 pub(crate) struct Grads {
     pub(crate) gb_enc: Vec<f32>,
     /// `Σ_rows g`.
