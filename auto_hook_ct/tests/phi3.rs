@@ -1,6 +1,7 @@
 //! candle-transformers' Phi-3 (fused QKV, `&mut self` forward) hooked with no edits, both
 //! ways, against its own model.
 
+#[macro_use]
 mod common;
 
 use auto_hook::prelude::*;
@@ -15,43 +16,9 @@ const CONFIG: &str = r#"{"vocab_size": 64, "hidden_act": "silu", "hidden_size": 
   "max_position_embeddings": 64, "original_max_position_embeddings": null,
   "partial_rotary_factor": null, "tie_word_embeddings": false}"#;
 
-macro_rules! phi3_checks {
-    ($variant:ident) => {
-        #[test]
-        fn $variant() -> Result<(), Box<dyn std::error::Error>> {
-            use auto_hook_ct::$variant::phi3 as hooked;
-            let cfg: hooked::Config = serde_json::from_str(CONFIG)?;
-            let ref_cfg: reference::Config = serde_json::from_str(CONFIG)?;
-            let (mut model, mut ct) = common::build_pair(
-                |vb| hooked::Model::new(&cfg, vb),
-                |vb| reference::Model::new(&ref_cfg, vb),
-            )?;
-            let names = model.hook_point_names();
-            assert!(
-                names.contains(&"layers.0.self_attn.qkv_proj.hook_point".into()),
-                "{names:?}"
-            );
-            let ids = common::tokens(&Device::Cpu)?;
-            let summary = check_model(
-                &mut model,
-                || {
-                    ct.clear_kv_cache();
-                    ct.forward(&ids, 0)
-                },
-                |m| {
-                    m.clear_kv_cache();
-                    m.forward(&ids, 0)
-                },
-                Stop {
-                    at: "layers.0.**",
-                    never: "layers.1.",
-                },
-            )?;
-            assert_eq!(summary.fire_counts.len(), names.len());
-            Ok(())
-        }
-    };
-}
-
-phi3_checks!(verbatim);
-phi3_checks!(built);
+kv_cache_model_checks!(
+    phi3,
+    Model(),
+    "layers.0.self_attn.qkv_proj.hook_point",
+    "layers"
+);
