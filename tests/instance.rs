@@ -2,33 +2,13 @@
 //! every point it has; an annotated model that is also a `Module` must name the kind
 //! (a compile error otherwise, see `tests/instance_ui`).
 
+mod common;
+
 use auto_hook::prelude::*;
 use auto_hook::{InnerPoints, RootOnly};
-use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
-
-#[auto_hook]
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-}
-
-#[auto_hook]
-impl Mlp {
-    fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            fc1: candle_nn::linear(4, 8, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(8, 4, vb.pp("fc2"))?,
-        })
-    }
-}
-
-#[auto_hook]
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.relu()?)
-    }
-}
+use candle_core::{Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use common::models::{random_vb, CountingLinear, TwoLinear};
 
 /// Annotated, with a two-argument forward: not a candle `Module`.
 #[auto_hook]
@@ -51,19 +31,13 @@ impl Gated {
     }
 }
 
-fn vb() -> (VarMap, VarBuilder<'static>) {
-    let map = VarMap::new();
-    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-    (map, vb)
-}
-
 fn input() -> Tensor {
     Tensor::new(&[[0.5f32, -1.0, 2.0, 0.25]], &Device::Cpu).unwrap()
 }
 
 #[test]
 fn a_plain_candle_module_gets_one_root_point() {
-    let (_map, vb) = vb();
+    let (_map, vb) = random_vb();
     let linear = candle_nn::linear(4, 4, vb).unwrap();
     let wrapped: auto_hook::AutoHooked<Linear, RootOnly> = auto_hook(linear.clone());
     assert_eq!(wrapped.hook_point_names(), ["hook_point"]);
@@ -81,8 +55,8 @@ fn a_plain_candle_module_gets_one_root_point() {
 
 #[test]
 fn an_annotated_module_keeps_its_inner_points_when_the_kind_is_named() {
-    let (_map, vb) = vb();
-    let model = Mlp::new(vb).unwrap();
+    let (_map, vb) = random_vb();
+    let model = TwoLinear::new(vb).unwrap();
     let clean = model.forward(&input()).unwrap();
     let wrapped = auto_hook::<_, InnerPoints>(model);
     assert_eq!(
@@ -90,8 +64,8 @@ fn an_annotated_module_keeps_its_inner_points_when_the_kind_is_named() {
         ["hook_point", "fc1.hook_point", "fc2.hook_point"]
     );
     assert_eq!(
-        <auto_hook::AutoHooked<Mlp, InnerPoints>>::hook_names(),
-        Mlp::hook_names()
+        <auto_hook::AutoHooked<TwoLinear, InnerPoints>>::hook_names(),
+        TwoLinear::hook_names()
     );
     let mut fired = Vec::new();
     let zeroed = wrapped
@@ -112,13 +86,13 @@ fn an_annotated_module_keeps_its_inner_points_when_the_kind_is_named() {
         out.to_vec2::<f32>().unwrap(),
         clean.to_vec2::<f32>().unwrap()
     );
-    let back: Mlp = wrapped.unwrap();
+    let back: TwoLinear = wrapped.unwrap();
     assert_eq!(back.hook_point_names().len(), 3);
 }
 
 #[test]
 fn an_annotated_model_that_is_not_a_module_keeps_its_points_without_naming_the_kind() {
-    let (_map, vb) = vb();
+    let (_map, vb) = random_vb();
     let wrapped = auto_hook(Gated::new(vb).unwrap());
     assert_eq!(
         wrapped.hook_point_names(),
@@ -138,32 +112,10 @@ fn ambiguous_or_unhookable_instances_are_compile_errors_with_a_message() {
     trybuild::TestCases::new().compile_fail("tests/instance_ui/*.rs");
 }
 
-/// Annotated, with a `&mut self` forward (state kept in the model).
-#[auto_hook]
-struct Counting {
-    fc: Linear,
-    calls: usize,
-}
-
-#[auto_hook]
-impl Counting {
-    fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            fc: candle_nn::linear(4, 4, vb.pp("fc"))?,
-            calls: 0,
-        })
-    }
-
-    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.calls += 1;
-        self.fc.forward(x)
-    }
-}
-
 #[test]
 fn a_wrapped_annotated_model_with_a_mut_forward_runs_through_the_mut_forms() {
-    let (_map, vb) = vb();
-    let mut wrapped = auto_hook(Counting::new(vb).unwrap());
+    let (_map, vb) = random_vb();
+    let mut wrapped = auto_hook(CountingLinear::new(vb).unwrap());
     let (_, cache) = wrapped
         .run_with_cache_mut(CacheOptions::all(), |m| m.forward(&input()))
         .unwrap();

@@ -2,12 +2,15 @@
 //! `run_with_cache_mut`, `run_with_cache_stop_at_mut`, `check_auto_hook_mut`), and the
 //! error for a run in which hooks were given but no hook point of the model fired.
 
+mod common;
+
 use auto_hook::prelude::*;
 use auto_hook::{
     check_auto_hook_mut, check_auto_hook_mut_strict, Error, Schema, Walker, WalkerMut,
 };
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
+use common::models::CountingLinear;
 
 /// A hand-written hooked model whose forward keeps state (a running sum of its inputs,
 /// standing in for a KV cache) and so takes `&mut self`.
@@ -282,34 +285,11 @@ fn a_failing_forward_keeps_its_own_error_even_when_nothing_fired() {
     );
 }
 
-/// An annotated model whose `forward` takes `&mut self` (a cache kept in the model):
-/// the struct's own point fires, and every `_mut` form sees it.
-#[auto_hook]
-struct CachedMlp {
-    fc: Linear,
-    calls: usize,
-}
-
-#[auto_hook]
-impl CachedMlp {
-    fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            fc: candle_nn::linear(4, 4, vb.pp("fc"))?,
-            calls: 0,
-        })
-    }
-
-    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.calls += 1;
-        self.fc.forward(x)?.relu()
-    }
-}
-
 #[test]
 fn an_annotated_mut_forward_fires_its_own_point_in_every_mut_form() {
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-    let mut model = CachedMlp::new(vb).unwrap();
+    let mut model = CountingLinear::new(vb).unwrap();
     let x = Tensor::new(&[[0.5f32, -1.0, 2.0, 0.25]], &Device::Cpu).unwrap();
     let (_, cache) = model
         .run_with_cache_mut(CacheOptions::all(), |m| m.forward(&x))

@@ -1,37 +1,17 @@
 //! Small things a newcomer meets first (issue 9, part 3).
 
+mod common;
+
 use auto_hook::prelude::*;
-use candle_core::{DType, Device, Module, Result, Tensor, Var};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use common::models::TwoLinear;
 use std::sync::{Arc, Mutex};
 
-#[auto_hook]
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-}
-
-#[auto_hook]
-impl Mlp {
-    fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            fc1: candle_nn::linear(4, 8, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(8, 4, vb.pp("fc2"))?,
-        })
-    }
-}
-
-#[auto_hook]
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.relu()?)
-    }
-}
-
-fn model() -> (VarMap, Mlp) {
+fn model() -> (VarMap, TwoLinear) {
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-    let model = Mlp::new(vb).unwrap();
+    let model = TwoLinear::new(vb).unwrap();
     (map, model)
 }
 

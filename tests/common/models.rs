@@ -367,3 +367,52 @@ impl Biased {
         Ok(y)
     }
 }
+
+/// Two Linears `4 → 8 → 4` with a relu between and no point of its own making: its
+/// points are `hook_point`, `fc1.hook_point` and `fc2.hook_point`. An annotated model that
+/// is also a candle `Module`.
+#[auto_hook]
+pub struct TwoLinear {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[auto_hook]
+impl TwoLinear {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: candle_nn::linear(4, 8, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(8, 4, vb.pp("fc2"))?,
+        })
+    }
+}
+
+#[auto_hook]
+impl Module for TwoLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.relu()?)
+    }
+}
+
+/// One Linear `4 → 4` and a relu, with a `&mut self` forward (state kept in the model)
+/// that counts its calls in `calls`.
+#[auto_hook]
+pub struct CountingLinear {
+    fc: Linear,
+    pub calls: usize,
+}
+
+#[auto_hook]
+impl CountingLinear {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc: candle_nn::linear(4, 4, vb.pp("fc"))?,
+            calls: 0,
+        })
+    }
+
+    pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.calls += 1;
+        self.fc.forward(x)?.relu()
+    }
+}
