@@ -108,36 +108,35 @@ impl Routes {
             .sum(1)?
             .t()?
             .contiguous()?;
-        let one_hot = one_hot.to_dtype(DType::F32)?;
-        // The number of slots that name a real expert, appended to the counts so that
-        // `Gather` reads both at once.
-        let matched = edited.then(|| one_hot.sum_all()?.reshape(1)).transpose()?;
-        let in_range = |matched: Option<u32>| {
-            match matched {
-            Some(m) if m != (t * k) as u32 => candle_core::bail!(
-                "hook_expert_indices holds expert ids outside 0..{n_experts} (there are {n_experts} experts)"
-            ),
-            _ => Ok(()),
-        }
-        };
+        let slots = (t * k) as u32;
         if dispatch == MoeDispatch::Dense {
-            if let Some(m) = matched {
-                in_range(Some(m.to_dtype(DType::U32)?.to_vec1::<u32>()?[0]))?;
+            if edited {
+                let matched = one_hot
+                    .to_dtype(DType::U32)?
+                    .sum_all()?
+                    .to_scalar::<u32>()?;
+                check_in_range(matched, slots, n_experts)?;
             }
             return Ok(Self {
                 combine,
                 gather: None,
             });
         }
-        // chosen[t, e] = 1 when token t uses expert e in any slot.
+        let one_hot = one_hot.to_dtype(DType::F32)?;
+        // chosen[t, e] = 1 when token t uses expert e in any slot. When the indices were
+        // edited, the number of slots that name a real expert rides on the same read.
         let chosen = one_hot.max(1)?;
         let mut parts = vec![chosen.sum(0)?];
-        parts.extend(matched);
+        if edited {
+            parts.push(one_hot.sum_all()?.reshape(1)?);
+        }
         let mut counts = Tensor::cat(&parts, 0)?
             .to_dtype(DType::U32)?
             .to_vec1::<u32>()?;
-        let matched = edited.then(|| counts.pop()).flatten();
-        in_range(matched)?;
+        if edited {
+            let matched = counts.pop().unwrap_or(0);
+            check_in_range(matched, slots, n_experts)?;
+        }
         // Sort key per (expert, token): chosen tokens first, each group by position.
         let position = Tensor::arange(0f32, t as f32, indices.device())?;
         let key = chosen
@@ -174,4 +173,15 @@ impl Routes {
             .unsqueeze(1)?;
         Ok(Some((tokens, weight)))
     }
+}
+
+/// `matched` of the `slots` routing slots name one of the `n_experts` experts.
+fn check_in_range(matched: u32, slots: u32, n_experts: usize) -> Result<()> {
+    if matched != slots {
+        candle_core::bail!(
+            "hook_expert_indices holds expert ids outside 0..{n_experts} \
+             (there are {n_experts} experts)"
+        );
+    }
+    Ok(())
 }
