@@ -87,9 +87,16 @@ struct Splice {
 }
 
 /// A model with SAEs spliced in at their hook points (SAELens's `HookedSAETransformer`).
-/// It is itself a hooked model: the model's hook names, then each SAE's under its hook
-/// point (`blocks.0.hook_resid_post.hook_sae_acts_post`, as in SAELens), so one
+/// It borrows the model, so the clean model stays usable beside it. It is itself a
+/// hooked model: the model's hook names, then each SAE's under its hook point
+/// (`blocks.0.hook_resid_post.hook_sae_acts_post`, as in SAELens), so one
 /// `run_with_cache` captures both. Run the model through [`Spliced::run`].
+///
+/// Persistent hooks (`add_hook`) added through a `Spliced` reach the SAEs' points only:
+/// the model is borrowed, so its points cannot be changed through it and a persistent
+/// hook named at one has no effect. Add those on the model itself before splicing; they
+/// fire in spliced runs too. Per-run hooks (`run_with_hooks`, `run_with_cache`) reach
+/// every point.
 ///
 /// ```
 /// use auto_hook::prelude::*;
@@ -108,24 +115,25 @@ struct Splice {
 /// # let map = VarMap::new();
 /// let mlp = Mlp::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
 /// let sae = Sae::init(&SaeConfig::new(8, 32, Architecture::TopK { k: 2 }), Some(0.1), 0, &Device::Cpu)?;
-/// let spliced = Spliced::new(mlp).with_sae("fc1.hook_point", sae, false)?;
+/// let spliced = Spliced::new(&mlp).with_sae("fc1.hook_point", sae, false)?;
 /// let x = Tensor::randn(0f32, 1.0, (3, 4), &Device::Cpu)?;
 /// let (out, cache) = spliced.run_with_cache(
 ///     ["fc1.hook_point", "fc1.hook_point.hook_sae_acts_post"],
 ///     |s| s.run(|m| m.fc2.forward(&m.fc1.forward(&x)?)),
 /// )?;
 /// assert_eq!(cache.get("fc1.hook_point.hook_sae_acts_post")?.dims(), [3, 32]);
-/// # let _ = out; Ok::<(), Box<dyn std::error::Error>>(())
+/// let clean = mlp.fc2.forward(&mlp.fc1.forward(&x)?)?; // the model is still ours
+/// # let _ = (out, clean); Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct Spliced<M> {
-    model: M,
+pub struct Spliced<'m, M> {
+    model: &'m M,
     splices: Vec<Splice>,
 }
 
-impl<M: HookedRoot> Spliced<M> {
+impl<'m, M: HookedRoot> Spliced<'m, M> {
     /// The model with no SAE spliced in yet.
-    pub fn new(model: M) -> Self {
+    pub fn new(model: &'m M) -> Self {
         Self {
             model,
             splices: Vec::new(),
@@ -150,8 +158,8 @@ impl<M: HookedRoot> Spliced<M> {
     }
 
     /// The model.
-    pub fn model(&self) -> &M {
-        &self.model
+    pub fn model(&self) -> &'m M {
+        self.model
     }
 
     /// The spliced SAEs with their hook names.
@@ -159,10 +167,9 @@ impl<M: HookedRoot> Spliced<M> {
         self.splices.iter().map(|s| (s.hook.as_str(), &s.sae))
     }
 
-    /// Gives back the model and the SAEs.
-    pub fn into_parts(self) -> (M, Vec<(String, Sae)>) {
-        let saes = self.splices.into_iter().map(|s| (s.hook, s.sae)).collect();
-        (self.model, saes)
+    /// Gives back the SAEs with their hook names.
+    pub fn into_saes(self) -> Vec<(String, Sae)> {
+        self.splices.into_iter().map(|s| (s.hook, s.sae)).collect()
     }
 
     /// Runs `run` on the model with every SAE spliced in.
@@ -181,7 +188,7 @@ impl<M: HookedRoot> Spliced<M> {
     }
 }
 
-impl<M: HookedModule> HookedModule for Spliced<M> {
+impl<M: HookedModule> HookedModule for Spliced<'_, M> {
     /// The type-level listing is the model's; the SAE names exist per instance.
     const SCHEMA: Schema = M::SCHEMA;
 
@@ -192,8 +199,8 @@ impl<M: HookedModule> HookedModule for Spliced<M> {
         }
     }
 
+    /// The SAEs' points only: the borrowed model's points are not reachable mutably.
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
-        self.model.visit_hooks_mut(walker);
         for splice in &mut self.splices {
             walker.child(&splice.hook, &mut splice.sae);
         }

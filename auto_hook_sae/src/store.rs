@@ -100,27 +100,31 @@ impl HookSpec {
     }
 }
 
-/// Store sizes and seed (SAELens's names).
+/// Store sizes and seed (SAELens's names; defaults in brackets, as SAELens's
+/// `LanguageModelSAERunnerConfig` except where noted). A full buffer holds
+/// `n_batches_in_buffer × store_batch_size_prompts × context_size` rows (64 × 8 × the
+/// context by default); half of it is kept back to mix with the next refill.
 ///
 /// ```
 /// let cfg = auto_hook_sae::StoreConfig { train_batch_size_tokens: 1024, ..Default::default() };
 /// assert_eq!(cfg.buffer_rows(32), 64 * 32 * 8);
+/// assert_eq!((cfg.store_batch_size_prompts, cfg.n_batches_in_buffer), (64, 8));
 /// ```
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Sequences per model forward.
+    /// Sequences per model forward (64; SAELens's default is 32).
     pub store_batch_size_prompts: usize,
-    /// Model forwards per buffer refill.
+    /// Model forwards per buffer refill (8; SAELens's default is 20).
     pub n_batches_in_buffer: usize,
-    /// Rows per training batch.
+    /// Rows per training batch (4096).
     pub train_batch_size_tokens: usize,
-    /// Fraction of the shuffled buffer kept back for mixing with the next refill.
+    /// Fraction of the shuffled buffer kept back for mixing with the next refill (0.5).
     pub mix_fraction: f64,
-    /// Drop position 0 (BOS) of each sequence.
+    /// Drop position 0 (BOS) of each sequence (false).
     pub skip_first_position: bool,
-    /// Shuffle seed.
+    /// Shuffle seed (0).
     pub seed: u64,
-    /// Where activations are stored (the SAE's device).
+    /// Where activations are stored: the SAE's device (CPU).
     pub device: Device,
 }
 

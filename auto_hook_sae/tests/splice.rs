@@ -75,7 +75,7 @@ fn splicing_replaces_the_activation_and_caches_model_and_sae_in_one_run() {
     let tokens = repeated_tokens(4, 10, 64, 5).unwrap();
     let clean = model.forward(&tokens, None).unwrap();
     let hook = "blocks.0.hook_resid_post";
-    let spliced = Spliced::new(model).with_sae(hook, sae(64), false).unwrap();
+    let spliced = Spliced::new(&model).with_sae(hook, sae(64), false).unwrap();
     let names = spliced.hook_point_names();
     assert!(names.contains(&"blocks.0.hook_resid_post.hook_sae_acts_post".to_string()));
     let filter = [
@@ -112,7 +112,7 @@ fn with_the_error_term_the_output_is_unchanged_until_a_latent_is_edited() {
     let model = model();
     let tokens = repeated_tokens(4, 10, 64, 6).unwrap();
     let clean = model.forward(&tokens, None).unwrap();
-    let spliced = Spliced::new(model)
+    let spliced = Spliced::new(&model)
         .with_sae("blocks.0.hook_resid_post", sae(64), true)
         .unwrap();
     let kept = spliced.run(|m| m.forward(&tokens, None)).unwrap();
@@ -137,7 +137,7 @@ fn hook_z_saes_splice_into_attention_heads() {
     let mut cfg = SaeConfig::new(64, 96, Architecture::Standard).with_hook("blocks.1.attn.hook_z");
     cfg.reshape_hook_z = true;
     let z_sae = Sae::init(&cfg, Some(0.1), 1, &Device::Cpu).unwrap();
-    let spliced = Spliced::new(model)
+    let spliced = Spliced::new(&model)
         .with_sae("blocks.1.attn.hook_z", z_sae, false)
         .unwrap();
     let (_, cache) = spliced
@@ -175,12 +175,58 @@ fn one_head_saes_replace_only_their_head() {
 
 #[test]
 fn splicing_at_an_unknown_hook_lists_the_nearest_names() {
-    let err = Spliced::new(model())
+    let err = Spliced::new(&model())
         .with_sae("blocks.0.hook_resid_pots", sae(64), false)
         .unwrap_err();
     assert!(err.to_string().contains("did you mean"), "{err}");
     assert!(
         err.to_string().contains("blocks.0.hook_resid_post"),
         "{err}"
+    );
+}
+
+#[test]
+fn spliced_borrows_the_model_which_keeps_its_persistent_hooks() {
+    let mut model = model();
+    let tokens = repeated_tokens(2, 10, 64, 8).unwrap();
+    let clean = model.forward(&tokens, None).unwrap();
+    // A persistent hook on the model (added before splicing) fires in spliced runs.
+    model
+        .add_hook("blocks.1.hook_resid_pre", |x: &Tensor, _: &HookInfo| {
+            x.zeros_like()
+        })
+        .unwrap();
+    let hook = "blocks.0.hook_resid_post";
+    let mut spliced = Spliced::new(&model).with_sae(hook, sae(64), true).unwrap();
+    let zeroed = model
+        .run_with_hooks(Hooks::new(), |m| m.forward(&tokens, None))
+        .unwrap();
+    let through = spliced.run(|m| m.forward(&tokens, None)).unwrap();
+    assert_eq!(max_diff(&through, &zeroed), 0.0);
+    assert!(max_diff(&through, &clean) > 1e-3);
+    // A persistent hook through the Spliced reaches the SAE's own points.
+    let acts = format!("{hook}.hook_sae_acts_post");
+    spliced
+        .add_hook(acts.as_str(), |f: &Tensor, _: &HookInfo| f.zeros_like())
+        .unwrap();
+    let (_, cache) = spliced
+        .run_with_cache(acts.as_str(), |s| s.run(|m| m.forward(&tokens, None)))
+        .unwrap();
+    assert_eq!(
+        cache
+            .get(&acts)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    // The model is still usable directly, beside the Spliced.
+    assert_eq!(
+        max_diff(&model.forward(&tokens, None).unwrap(), &zeroed),
+        0.0
     );
 }

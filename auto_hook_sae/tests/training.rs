@@ -258,3 +258,22 @@ fn downstream_scores_are_one_for_an_exact_sae_and_zero_for_a_zero_one() {
     );
     assert_eq!((m.dead, m.dense), (0, 128));
 }
+
+#[test]
+fn a_short_run_caps_the_dead_window_at_a_quarter_of_it() {
+    // One repeated row: each step fires one latent of 64, the others stay silent.
+    let cfg = TrainConfig::new(SaeConfig::new(8, 64, Architecture::TopK { k: 1 }).with_hook("x"));
+    assert_eq!(cfg.dead_feature_window, 1000);
+    let mut trainer = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (1, 8), &Device::Cpu)
+        .unwrap()
+        .repeat((16, 1))
+        .unwrap();
+    let total = 40;
+    let dead: Vec<usize> = (0..total)
+        .map(|step| trainer.step(&x, step, total).unwrap().dead)
+        .collect();
+    // Window min(1000, 40 / 4) = 10: nothing is dead before step 10, most latents after.
+    assert!(dead[..10].iter().all(|&d| d == 0), "{dead:?}");
+    assert!(dead[total - 1] >= 32, "{dead:?}");
+}

@@ -4,6 +4,9 @@ use crate::config::{Architecture, SaeConfig};
 use crate::error::{Error, Result};
 use crate::store::{HookSpec, Layout};
 
+/// The dead-feature window is at most `1 / DEAD_WINDOW_RUN_DIVISOR` of the run.
+const DEAD_WINDOW_RUN_DIVISOR: usize = 4;
+
 /// The learning-rate schedule after warm-up (SAELens's `lr_scheduler_name`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LrSchedule {
@@ -68,7 +71,9 @@ pub struct TrainConfig {
     pub topk_threshold_lr: f64,
     /// Decoder row norm at initialisation (0.1); `None` keeps kaiming rows.
     pub decoder_init_norm: Option<f64>,
-    /// A latent that has not fired for this many steps is dead (1000).
+    /// A latent that has not fired for this many steps is dead (1000), capped at a
+    /// quarter of the run ([`TrainConfig::dead_window`]) so a short run can still find
+    /// (and, for topk / batchtopk, revive through aux-k) its dead latents.
     pub dead_feature_window: usize,
     /// Firing frequencies are measured over windows of this many steps (2000).
     pub feature_sampling_window: usize,
@@ -159,6 +164,20 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+
+    /// The dead-feature window used in a run of `total` steps:
+    /// `min(dead_feature_window, max(1, total / 4))`.
+    ///
+    /// ```
+    /// # use auto_hook_sae::{Architecture, SaeConfig, TrainConfig};
+    /// let cfg = TrainConfig::new(SaeConfig::new(8, 32, Architecture::Standard).with_hook("x"));
+    /// assert_eq!(cfg.dead_window(500), 125);
+    /// assert_eq!(cfg.dead_window(100_000), 1000);
+    /// ```
+    pub fn dead_window(&self, total: usize) -> usize {
+        self.dead_feature_window
+            .min((total / DEAD_WINDOW_RUN_DIVISOR).max(1))
     }
 
     /// `lr_end`, defaulting to `lr / 10`.

@@ -21,7 +21,8 @@ pub struct StepMetrics {
     pub l0: f64,
     /// `1 - Σ‖x - x̂‖² / Σ‖x - mean‖²` over the batch.
     pub explained_variance: f64,
-    /// Latents that have not fired for `dead_feature_window` steps.
+    /// Latents that have not fired for the run's dead-feature window
+    /// ([`TrainConfig::dead_window`](crate::TrainConfig::dead_window)).
     pub dead: usize,
     /// Learning rate used.
     pub lr: f64,
@@ -54,6 +55,8 @@ pub struct SaeTrainer {
     pub(crate) freq_rows: u64,
     /// Log10 density of the last complete window (the current one until a window ends).
     pub(crate) batchtopk_threshold: f64,
+    /// The dead-feature window of this run ([`TrainConfig::dead_window`]).
+    pub(crate) dead_window: u32,
     /// `sqrt(d_in) / E‖x‖` when `normalize_activations = expected_average_only_in`.
     pub(crate) scale: Option<f64>,
     /// Buffers of the analytic step, reused from step to step.
@@ -95,6 +98,7 @@ impl SaeTrainer {
         let adam = Adam::new(vars.clone(), cfg.adam_beta1, cfg.adam_beta2)?;
         let d_sae = cfg.sae.d_sae;
         Ok(Self {
+            dead_window: cfg.dead_feature_window.min(u32::MAX as usize) as u32,
             cfg,
             sae,
             vars,
@@ -113,7 +117,7 @@ impl SaeTrainer {
     }
 
     pub(crate) fn dead_mask(&self) -> Vec<bool> {
-        let window = self.cfg.dead_feature_window as u32;
+        let window = self.dead_window;
         self.since_fired.iter().map(|&n| n > window).collect()
     }
 
@@ -155,6 +159,7 @@ impl SaeTrainer {
                 width,
             });
         }
+        self.dead_window = self.cfg.dead_window(total).min(u32::MAX as usize) as u32;
         if step.is_multiple_of(self.cfg.feature_sampling_window) && step > 0 {
             self.act_freq.iter_mut().for_each(|f| *f = 0.0);
             self.freq_rows = 0;

@@ -13,20 +13,23 @@ use std::path::{Path, PathBuf};
 /// Length of a run, checkpoints, progress bar.
 ///
 /// ```
+/// use std::io::IsTerminal;
 /// let cfg = auto_hook_sae::TrainerConfig { total_training_steps: 10, ..Default::default() };
 /// assert!(cfg.checkpoint_every.is_none());
+/// assert_eq!(cfg.progress, std::io::stderr().is_terminal());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
-    /// Optimisation steps (each on one batch of `train_batch_size_tokens` rows).
+    /// Optimisation steps (each on one batch of `train_batch_size_tokens` rows) (1000).
     pub total_training_steps: usize,
-    /// Save a checkpoint every this many steps (to `checkpoint_dir/step_{n}`).
+    /// Save a checkpoint every this many steps (to `checkpoint_dir/step_{n}`) (none).
     pub checkpoint_every: Option<usize>,
-    /// Where checkpoints go.
+    /// Where checkpoints go (none).
     pub checkpoint_dir: Option<PathBuf>,
-    /// Show an indicatif progress bar (step, tokens/s, loss, L0, explained variance, dead).
+    /// Show an indicatif progress bar (step, tokens/s, loss, L0, explained variance, dead)
+    /// on stderr (default: on when stderr is a terminal).
     pub progress: bool,
-    /// Batches used to estimate the `expected_average_only_in` input scale.
+    /// Batches used to estimate the `expected_average_only_in` input scale (10).
     pub n_batches_for_norm_estimate: usize,
 }
 
@@ -36,7 +39,7 @@ impl Default for TrainerConfig {
             total_training_steps: 1000,
             checkpoint_every: None,
             checkpoint_dir: None,
-            progress: false,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             n_batches_for_norm_estimate: 10,
         }
     }
