@@ -1,9 +1,9 @@
 //! Multi-head attention with grouped-query heads, rotary embeddings, a KV cache, and
 //! TransformerLens's hook points.
 
+use crate::proj::Proj;
 use auto_hook::prelude::*;
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::Linear;
 
 /// Rotary angles for the positions of one forward: `cos`/`sin` `[batch, pos, 1, d_head/2]`.
 #[derive(Debug, Clone)]
@@ -82,10 +82,14 @@ pub struct StepInputs {
 #[auto_hook]
 #[derive(Debug, Clone)]
 pub struct Attention {
-    w_q: Linear,
-    w_k: Linear,
-    w_v: Linear,
-    w_o: Linear,
+    #[auto_hook(leaf)]
+    w_q: Proj,
+    #[auto_hook(leaf)]
+    w_k: Proj,
+    #[auto_hook(leaf)]
+    w_v: Proj,
+    #[auto_hook(leaf)]
+    w_o: Proj,
     hook_q: HookPoint,
     hook_k: HookPoint,
     hook_v: HookPoint,
@@ -102,20 +106,20 @@ pub struct Attention {
 #[auto_hook]
 impl Attention {
     pub fn new(
-        w_q: Linear,
-        w_k: Linear,
-        w_v: Linear,
-        w_o: Linear,
+        w_q: impl Into<Proj>,
+        w_k: impl Into<Proj>,
+        w_v: impl Into<Proj>,
+        w_o: impl Into<Proj>,
         heads: (usize, usize, usize),
         rotary: bool,
     ) -> Self {
         let (n_heads, n_kv_heads, d_head) = heads;
         let rot = || rotary.then(HookPoint::new);
         Self {
-            w_q,
-            w_k,
-            w_v,
-            w_o,
+            w_q: w_q.into(),
+            w_k: w_k.into(),
+            w_v: w_v.into(),
+            w_o: w_o.into(),
             hook_q: HookPoint::new(),
             hook_k: HookPoint::new(),
             hook_v: HookPoint::new(),
@@ -192,4 +196,28 @@ fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
     x.unsqueeze(2)?
         .expand((b, h, n, t, d))?
         .reshape((b, h * n, t, d))
+}
+
+/// The parts, for weight access ([`crate::HookedTransformer::w_q`], ...).
+impl Attention {
+    /// The query projection, `[n_heads · d_head, d_model]`.
+    pub fn q_proj(&self) -> &Proj {
+        &self.w_q
+    }
+    /// The key projection, `[n_kv_heads · d_head, d_model]`.
+    pub fn k_proj(&self) -> &Proj {
+        &self.w_k
+    }
+    /// The value projection, `[n_kv_heads · d_head, d_model]`.
+    pub fn v_proj(&self) -> &Proj {
+        &self.w_v
+    }
+    /// The output projection, `[d_model, n_heads · d_head]`.
+    pub fn o_proj(&self) -> &Proj {
+        &self.w_o
+    }
+    /// `(n_heads, n_kv_heads, d_head)`.
+    pub fn heads(&self) -> (usize, usize, usize) {
+        (self.n_heads, self.n_kv_heads, self.d_head)
+    }
 }

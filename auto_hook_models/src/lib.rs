@@ -40,7 +40,9 @@ mod moe_load;
 mod moe_loss;
 mod moe_route;
 mod norm;
+mod proj;
 mod transformer;
+mod weights;
 
 pub use attention::{Attention, KvSlot, Rotary, StepInputs};
 pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
@@ -55,4 +57,5 @@ pub use mamba::{
 pub use mlp::Mlp;
 pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, MoeDispatch, SparseMoe};
 pub use norm::Norm;
+pub use proj::Proj;
 pub use transformer::{HookedTransformer, KvCache, TransformerBlock};

@@ -156,7 +156,7 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
             false,
         );
         let mlp = Mlp::new(
-            None,
+            None::<Linear>,
             conv1d(&vb.pp("mlp.c_fc"), d, cfg.d_mlp)?,
             conv1d(&vb.pp("mlp.c_proj"), cfg.d_mlp, d)?,
             cfg.act,

@@ -66,3 +66,23 @@ impl Module for Norm {
         }
     }
 }
+
+/// The parameters, for weight access.
+impl Norm {
+    /// The weight `[d_model]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.w
+    }
+    /// The bias `[d_model]` (LayerNorm).
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.b.as_ref()
+    }
+    /// LayerNorm or RMSNorm.
+    pub fn kind(&self) -> NormKind {
+        self.kind
+    }
+    /// The epsilon added to the mean square.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+}

@@ -6,9 +6,10 @@ use crate::config::{ArchConfig, Positions};
 use crate::mlp::Mlp;
 use crate::moe::{FeedForward, MoeDispatch};
 use crate::norm::Norm;
+use crate::proj::Proj;
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear};
+use candle_nn::Embedding;
 
 /// One pre-norm residual block: `hook_resid_pre`, `ln1`, `attn`, `hook_attn_out`,
 /// `hook_resid_mid`, `ln2`, `mlp`, `hook_mlp_out`, `hook_resid_post`.
@@ -74,6 +75,26 @@ impl TransformerBlock {
     }
 }
 
+/// The parts, for weight access and analysis.
+impl TransformerBlock {
+    /// The norm before attention.
+    pub fn ln1(&self) -> &Norm {
+        &self.ln1
+    }
+    /// The attention layer.
+    pub fn attn(&self) -> &Attention {
+        &self.attn
+    }
+    /// The norm before the MLP.
+    pub fn ln2(&self) -> &Norm {
+        &self.ln2
+    }
+    /// The MLP (dense or a mixture of experts).
+    pub fn mlp(&self) -> &FeedForward {
+        &self.mlp
+    }
+}
+
 /// Keys and values of every layer, for generation.
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -114,7 +135,8 @@ pub struct HookedTransformer {
     hook_pos_embed: Option<HookPoint>,
     blocks: Vec<TransformerBlock>,
     ln_final: Norm,
-    unembed: Linear,
+    #[auto_hook(leaf)]
+    unembed: Proj,
 }
 
 #[auto_hook]
@@ -126,7 +148,7 @@ impl HookedTransformer {
         pos_embed: Option<Embedding>,
         blocks: Vec<TransformerBlock>,
         ln_final: Norm,
-        unembed: Linear,
+        unembed: impl Into<Proj>,
     ) -> Self {
         let hook_pos_embed = pos_embed.is_some().then(HookPoint::new);
         Self {
@@ -137,13 +159,39 @@ impl HookedTransformer {
             hook_pos_embed,
             blocks,
             ln_final,
-            unembed,
+            unembed: unembed.into(),
         }
     }
 
     /// The architecture.
     pub fn config(&self) -> &ArchConfig {
         &self.cfg
+    }
+
+    /// The residual blocks.
+    pub fn blocks(&self) -> &[TransformerBlock] {
+        &self.blocks
+    }
+
+    /// The token embedding (`hook_embed` is its output).
+    pub fn embedding(&self) -> &Embedding {
+        &self.embed
+    }
+
+    /// The learned position embedding (GPT-2), if any.
+    pub fn pos_embedding(&self) -> Option<&Embedding> {
+        self.pos_embed.as_deref()
+    }
+
+    /// The final norm, callable on a residual stream `[.., d_model]` (the logit lens's
+    /// first step; `ln_final.hook_*` fire when it runs inside a hooked run).
+    pub fn ln_final(&self) -> &Norm {
+        &self.ln_final
+    }
+
+    /// The unembedding: final-norm output `[.., d_model]` → logits `[.., d_vocab]`.
+    pub fn unembed(&self) -> &Proj {
+        &self.unembed
     }
 
     /// Sets how Mixtral's MoE blocks send tokens to their experts: [`MoeDispatch`]
