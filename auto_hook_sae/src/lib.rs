@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod eval;
 mod io;
+mod params;
 mod rng;
 mod sae;
 mod splice;
@@ -39,6 +40,7 @@ pub use eval::{
     downstream_scores, reconstruction_metrics, DownstreamScores, ReconstructionMetrics,
 };
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
+pub use params::SaeParams;
 pub use rng::Rng;
 pub use sae::{InputNorm, Sae, SAE_HOOK_NAMES};
 pub use splice::Spliced;

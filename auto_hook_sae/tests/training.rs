@@ -113,7 +113,32 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let resumed = resumed.train().unwrap();
     assert_eq!(weights(&straight), weights(&resumed));
     assert!(dir.join("step_4/sae_0/cfg.json").exists());
+    // Checkpoints written before named keys (`sae.{i}.var.{j}`, `sae.{i}.adam_m.{j}`)
+    // resume the same way.
+    let state = dir.join("step_4/trainer_state.safetensors");
+    let tensors = candle_core::safetensors::load(&state, &Device::Cpu).unwrap();
+    assert!(tensors.contains_key("sae.2.threshold") && tensors.contains_key("sae.0.adam_v.W_dec"));
+    let legacy: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(key, t)| (legacy_key(&key), t))
+        .collect();
+    assert!(legacy.contains_key("sae.2.var.4") && legacy.contains_key("sae.0.adam_v.2"));
+    candle_core::safetensors::save(&legacy, &state).unwrap();
+    let mut old = Trainer::new(&model, forward, tokens(), store(), configs(), run(8)).unwrap();
+    old.resume(dir.join("step_4")).unwrap();
+    assert_eq!(weights(&straight), weights(&old.train().unwrap()));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A named checkpoint key in the numbering used before names: `var.{j}` for weights,
+/// `adam_m.{j}` / `adam_v.{j}` for Adam's moments.
+fn legacy_key(key: &str) -> String {
+    let (head, name) = key.rsplit_once('.').unwrap();
+    match SaeParams::<()>::NAMES.iter().position(|n| *n == name) {
+        Some(j) if head.ends_with("adam_m") || head.ends_with("adam_v") => format!("{head}.{j}"),
+        Some(j) => format!("{head}.var.{j}"),
+        None => key.to_owned(),
+    }
 }
 
 #[test]

@@ -18,12 +18,13 @@ use super::kernels::{
 use super::sae::SaeTrainer;
 use crate::config::Architecture;
 use crate::error::Result;
+use crate::params::SaeParams;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-/// Gradients (in the order of the trainer's variables) and losses of one step.
+/// Gradients (by parameter) and losses of one step.
 pub(crate) struct Analytic {
-    pub(crate) grads: Vec<Option<Tensor>>,
+    pub(crate) grads: SaeParams<Option<Tensor>>,
     pub(crate) mse: f64,
     pub(crate) aux: f64,
     pub(crate) explained_variance: f64,
@@ -92,7 +93,7 @@ impl SaeTrainer {
             Architecture::TopK { k } => self.analytic_topk(s, k as f64, false)?,
             Architecture::BatchTopK { k } => self.analytic_topk(s, k, true)?,
         };
-        out.grads.splice(0..0, grads.finish(self, s)?);
+        grads.finish(self, s, &mut out.grads)?;
         out.explained_variance = explained_variance(&s.x, out.mse, s.n, s.d_in);
         Ok(out)
     }
@@ -204,9 +205,14 @@ impl Grads {
         Self { gb_enc, g_sum }
     }
 
-    /// `[∂W_enc, ∂b_enc, ∂W_dec, ∂b_dec]` as tensors, with
+    /// `∂W_enc, ∂b_enc, ∂W_dec, ∂b_dec` as tensors into `out`, with
     /// `∂b_dec = Σ_rows g − W_enc ∂b_enc` (the second term when `apply_b_dec_to_input`).
-    fn finish(self, t: &SaeTrainer, s: &Scratch) -> Result<Vec<Option<Tensor>>> {
+    fn finish(
+        self,
+        t: &SaeTrainer,
+        s: &Scratch,
+        out: &mut SaeParams<Option<Tensor>>,
+    ) -> Result<()> {
         let (d_in, d_sae) = (s.d_in, s.d_sae);
         let mut gb_dec = self.g_sum;
         if t.sae.cfg.apply_b_dec_to_input {
@@ -215,12 +221,11 @@ impl Grads {
             }
         }
         let dev = Device::Cpu;
-        Ok(vec![
-            Some(Tensor::from_slice(&s.gw_enc, (d_in, d_sae), &dev)?),
-            Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?),
-            Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?),
-            Some(Tensor::from_vec(gb_dec, d_in, &dev)?),
-        ])
+        out.w_enc = Some(Tensor::from_slice(&s.gw_enc, (d_in, d_sae), &dev)?);
+        out.b_enc = Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?);
+        out.w_dec = Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?);
+        out.b_dec = Some(Tensor::from_vec(gb_dec, d_in, &dev)?);
+        Ok(())
     }
 }
 
@@ -264,7 +269,7 @@ pub(crate) fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
 
 pub(crate) fn analytic_out(mse: f64, aux: f64, fired: &[f32]) -> Analytic {
     Analytic {
-        grads: Vec::new(),
+        grads: SaeParams::default(),
         mse,
         aux,
         explained_variance: 0.0,

@@ -4,6 +4,7 @@
 use super::config::{SparsityLoss, TrainConfig};
 use super::sae::SaeTrainer;
 use crate::config::{Architecture, SaeConfig};
+use crate::params::SaeParams;
 use candle_core::{Device, Tensor};
 
 /// `max |a - b| / max |b|` over all entries.
@@ -29,8 +30,8 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
     // Non-zero biases, so every term of their gradients is exercised.
     let b_enc = Tensor::randn(0f32, 0.1, 96, &Device::Cpu).unwrap();
     let b_dec = Tensor::randn(0f32, 0.2, 16, &Device::Cpu).unwrap();
-    t.vars()[1].set(&b_enc).unwrap();
-    t.vars()[3].set(&b_dec).unwrap();
+    t.params().b_enc.set(&b_enc).unwrap();
+    t.params().b_dec.set(&b_dec).unwrap();
     if dead {
         let window = t.cfg.dead_feature_window as u32;
         for (i, s) in t.since_fired.iter_mut().enumerate() {
@@ -81,26 +82,27 @@ fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
         .to_vec1()
         .unwrap();
     assert_eq!(a.fired, fired, "{what} firings");
-    let want: Vec<Tensor> = t
-        .vars()
-        .iter()
-        .map(|v| grads.get(v.as_tensor()).unwrap().clone())
-        .collect();
+    let want = t
+        .params()
+        .try_map(|_, v| Ok(grads.get(v.as_tensor()).unwrap().clone()))
+        .unwrap();
     for (name, rel) in grad_diffs(&a.grads, &want, what) {
         assert!(rel < 1e-5, "{what} {name}: relative difference {rel}");
     }
 }
 
-const NAMES: [&str; 5] = ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"];
-
 /// The relative difference of each analytic gradient from the autograd one, by name.
-fn grad_diffs(got: &[Option<Tensor>], want: &[Tensor], what: &str) -> Vec<(&'static str, f32)> {
-    assert_eq!(got.len(), want.len(), "{what}: one gradient per variable");
-    NAMES
-        .iter()
-        .zip(got.iter().zip(want))
-        .map(|(&name, (got, want))| {
-            let got = got.as_ref().unwrap();
+fn grad_diffs(
+    got: &SaeParams<Option<Tensor>>,
+    want: &SaeParams<Tensor>,
+    what: &str,
+) -> Vec<(&'static str, f32)> {
+    let got_names: Vec<&str> = got.iter().map(|(n, _)| n).collect();
+    let want_names: Vec<&str> = want.iter().map(|(n, _)| n).collect();
+    assert_eq!(got_names, want_names, "{what}: one gradient per variable");
+    want.iter()
+        .map(|(name, want)| {
+            let got = got.get(name).unwrap().as_ref().unwrap();
             assert_eq!(got.dims(), want.dims(), "{what} {name} shape");
             (name, rel_diff(got, want))
         })
@@ -115,7 +117,8 @@ fn jumprelu_trainer(loss: SparsityLoss, apply_b_dec: bool) -> SaeTrainer {
     let theta: Vec<f32> = (0..96)
         .map(|j| -0.05 + 0.2 * (j % 12) as f32 / 12.0)
         .collect();
-    t.vars()[4]
+    t.threshold_var()
+        .unwrap()
         .set(&Tensor::from_vec(theta, 96, &Device::Cpu).unwrap())
         .unwrap();
     t
@@ -211,10 +214,11 @@ fn batchtopk_analytic_gradients_and_threshold_match_autograd() {
 #[test]
 fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
-    let reference = |t: &SaeTrainer, coefficient: f64| -> Vec<Tensor> {
+    let reference = |t: &SaeTrainer, coefficient: f64| -> SaeParams<Tensor> {
         let grads = t.forward(&x, coefficient).unwrap().loss.backward().unwrap();
-        let get = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().clone();
-        t.vars().iter().map(get).collect()
+        t.params()
+            .try_map(|_, v| Ok(grads.get(v.as_tensor()).unwrap().clone()))
+            .unwrap()
     };
     let worst = |diffs: Vec<(&str, f32)>, name: &str| {
         diffs.into_iter().find(|(n, _)| *n == name).unwrap().1
@@ -267,13 +271,14 @@ fn jumprelu_steps_project_the_threshold_onto_non_negative_values() {
     let theta: Vec<f32> = (0..96)
         .map(|j| if j % 2 == 0 { -0.5 } else { 0.2 })
         .collect();
-    t.vars()[4]
+    t.threshold_var()
+        .unwrap()
         .set(&Tensor::from_vec(theta, 96, &Device::Cpu).unwrap())
         .unwrap();
     let x = Tensor::randn(0.3f32, 1.0, (64, 16), &Device::Cpu).unwrap();
     t.step(&x, 0, 10).unwrap();
     let lr = t.cfg.lr as f32;
-    let after: Vec<f32> = t.vars()[4].as_tensor().to_vec1().unwrap();
+    let after: Vec<f32> = t.threshold_var().unwrap().to_vec1().unwrap();
     for (j, &v) in after.iter().enumerate() {
         let want = if j % 2 == 0 { 0.0 } else { 0.2 };
         assert!((v - want).abs() <= 1.01 * lr, "θ[{j}] = {v}");

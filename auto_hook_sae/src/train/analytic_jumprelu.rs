@@ -22,7 +22,7 @@ impl SaeTrainer {
     ) -> Result<(Analytic, Grads)> {
         let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
         let mut theta = Vec::new();
-        read_into(self.vars()[4].as_tensor(), &mut theta)?;
+        read_into(self.threshold_var()?.as_tensor(), &mut theta)?;
         let eps = self.cfg.jumprelu_bandwidth;
         let mut f = std::mem::take(&mut s.f);
         let block = BLOCK_ROWS * d_sae;
@@ -80,8 +80,7 @@ impl SaeTrainer {
         }
         s.f = f;
         let mut out = analytic_out(mse, coefficient * penalty / n as f64, &fired);
-        out.grads
-            .push(Some(Tensor::from_vec(g_theta, d_sae, &Device::Cpu)?));
+        out.grads.threshold = Some(Some(Tensor::from_vec(g_theta, d_sae, &Device::Cpu)?));
         Ok((out, Grads::new(gb_enc, s)))
     }
 }

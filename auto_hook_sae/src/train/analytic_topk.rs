@@ -79,7 +79,7 @@ impl SaeTrainer {
         }
         s.set_weight_grads(gw_enc, gw_dec);
         let out = Analytic {
-            grads: Vec::new(),
+            grads: Default::default(),
             mse,
             aux,
             explained_variance: 0.0,

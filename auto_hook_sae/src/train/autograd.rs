@@ -36,7 +36,7 @@ impl SaeTrainer {
                 (&h * mask)?
             }
             Architecture::JumpRelu => {
-                let theta = self.vars()[4].as_tensor();
+                let theta = self.threshold_var()?.as_tensor();
                 activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?
             }
         };
@@ -86,9 +86,11 @@ impl SaeTrainer {
 
     fn l0_loss(&self, h: &Tensor, acts: &Tensor, coefficient: f64) -> Result<Tensor> {
         let per_row = match self.cfg.jumprelu_sparsity_loss {
-            SparsityLoss::Step => {
-                activation::step_l0(h, self.vars()[4].as_tensor(), self.cfg.jumprelu_bandwidth)?
-            }
+            SparsityLoss::Step => activation::step_l0(
+                h,
+                self.threshold_var()?.as_tensor(),
+                self.cfg.jumprelu_bandwidth,
+            )?,
             SparsityLoss::Tanh { scale } => {
                 let weighted = acts.broadcast_mul(&self.sae.decoder_norms()?)?;
                 (weighted * scale)?.tanh()?.sum(1)?

@@ -26,13 +26,12 @@ impl<M: HookedRoot> Trainer<'_, M> {
         for (i, s) in self.saes.iter().enumerate() {
             s.export()?
                 .save(folder.join(format!("sae_{i}")), Some(&s.log_sparsity()?))?;
-            for (j, v) in s.vars().iter().enumerate() {
-                tensors.insert(format!("sae.{i}.var.{j}"), v.as_tensor().copy()?);
+            for (name, v) in s.params().iter() {
+                tensors.insert(format!("sae.{i}.{name}"), v.as_tensor().copy()?);
             }
-            let (m, v, t) = s.adam.state();
-            for (j, (m, v)) in m.iter().zip(v).enumerate() {
-                tensors.insert(format!("sae.{i}.adam_m.{j}"), m.copy()?);
-                tensors.insert(format!("sae.{i}.adam_v.{j}"), v.copy()?);
+            for (name, m, v) in s.adam.moments() {
+                tensors.insert(format!("sae.{i}.adam_m.{name}"), m.copy()?);
+                tensors.insert(format!("sae.{i}.adam_v.{name}"), v.copy()?);
             }
             let d = s.since_fired.len();
             tensors.insert(
@@ -46,7 +45,7 @@ impl<M: HookedRoot> Trainer<'_, M> {
             saes.push(json!({
                 "architecture": s.cfg.sae.architecture.name(),
                 "hook_name": s.cfg.sae.metadata.hook_name,
-                "adam_steps": t,
+                "adam_steps": s.adam.steps(),
                 "freq_rows": s.freq_rows,
                 "batchtopk_threshold": s.batchtopk_threshold,
                 "scale": s.scale,
@@ -101,23 +100,22 @@ impl<M: HookedRoot> Trainer<'_, M> {
                 )));
             }
             let device = s.sae.device().clone();
-            let mut m = Vec::new();
-            let mut v = Vec::new();
-            for (j, var) in s.vars().iter().enumerate() {
-                let saved = get(&format!("sae.{i}.var.{j}"))?;
+            let steps = info["adam_steps"].as_u64().unwrap_or(0);
+            for (j, (name, var)) in s.params.iter().enumerate() {
+                // Named keys (checkpoints written before them numbered the variables).
+                let saved = get_param(&get, i, "", name, j)?;
                 if saved.dims() != var.dims() {
                     return Err(bad(&format!(
-                        "SAE {i} weight {j} has shape {:?}, expected {:?}",
+                        "SAE {i} weight `{name}` has shape {:?}, expected {:?}",
                         saved.dims(),
                         var.dims()
                     )));
                 }
                 var.set(&saved.to_device(&device)?.to_dtype(var.dtype())?)?;
-                m.push(get(&format!("sae.{i}.adam_m.{j}"))?.to_device(&device)?);
-                v.push(get(&format!("sae.{i}.adam_v.{j}"))?.to_device(&device)?);
+                let m = get_param(&get, i, "adam_m.", name, j)?.to_device(&device)?;
+                let v = get_param(&get, i, "adam_v.", name, j)?.to_device(&device)?;
+                s.adam.restore(name, m, v, steps)?;
             }
-            s.adam
-                .restore(m, v, info["adam_steps"].as_u64().unwrap_or(0));
             s.since_fired = get(&format!("sae.{i}.since_fired"))?
                 .to_dtype(DType::U32)?
                 .to_vec1::<u32>()?;
@@ -141,6 +139,25 @@ impl<M: HookedRoot> Trainer<'_, M> {
         self.step = state["step"].as_u64().ok_or_else(|| bad("no step"))? as usize;
         Ok(())
     }
+}
+
+/// The checkpoint tensor of parameter `name` (index `j` in the legacy numbering) of SAE
+/// `i`: `sae.{i}.{kind}{name}`, or in checkpoints written before named keys
+/// `sae.{i}.var.{j}` (weights) / `sae.{i}.{kind}{j}` (Adam's moments).
+fn get_param(
+    get: &impl Fn(&str) -> Result<Tensor>,
+    i: usize,
+    kind: &str,
+    name: &str,
+    j: usize,
+) -> Result<Tensor> {
+    get(&format!("sae.{i}.{kind}{name}")).or_else(|named| {
+        let legacy = match kind {
+            "" => format!("sae.{i}.var.{j}"),
+            _ => format!("sae.{i}.{kind}{j}"),
+        };
+        get(&legacy).map_err(|_| named)
+    })
 }
 
 fn bad(msg: &str) -> Error {

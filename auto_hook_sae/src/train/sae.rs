@@ -5,6 +5,7 @@ use super::config::TrainConfig;
 use super::optim::Adam;
 use crate::config::{Architecture, Normalization};
 use crate::error::{Error, Result};
+use crate::params::SaeParams;
 use crate::sae::Sae;
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -46,7 +47,7 @@ pub struct StepMetrics {
 pub struct SaeTrainer {
     pub(crate) cfg: TrainConfig,
     pub(crate) sae: Sae,
-    vars: Vec<Var>,
+    pub(crate) params: SaeParams<Var>,
     pub(crate) adam: Adam,
     /// Steps since each latent last fired.
     pub(crate) since_fired: Vec<u32>,
@@ -72,36 +73,40 @@ impl SaeTrainer {
             init.threshold =
                 Some((Tensor::ones(d, cfg.sae.dtype, device)? * cfg.jumprelu_init_threshold)?);
         }
-        let var = |t: &Tensor| Var::from_tensor(t);
-        let mut vars = vec![
-            var(&init.w_enc)?,
-            var(&init.b_enc)?,
-            var(&init.w_dec)?,
-            var(&init.b_dec)?,
-        ];
-        if matches!(cfg.sae.architecture, Architecture::JumpRelu) {
-            vars.push(var(init
-                .threshold
-                .as_ref()
-                .expect("jumprelu init has a threshold"))?);
+        let threshold = match cfg.sae.architecture {
+            Architecture::JumpRelu => init.threshold.as_ref(),
+            _ => None,
+        };
+        let params = SaeParams {
+            w_enc: &init.w_enc,
+            b_enc: &init.b_enc,
+            w_dec: &init.w_dec,
+            b_dec: &init.b_dec,
+            threshold,
         }
+        .try_map(|_, t| Ok(Var::from_tensor(t)?))?;
         let sae = Sae::new(
             cfg.sae.clone(),
-            vars[0].as_tensor().clone(),
-            vars[1].as_tensor().clone(),
-            vars[2].as_tensor().clone(),
-            vars[3].as_tensor().clone(),
-            vars.get(4)
-                .map(|v| v.as_tensor().clone())
-                .or(init.threshold.clone()),
+            params.w_enc.as_tensor().clone(),
+            params.b_enc.as_tensor().clone(),
+            params.w_dec.as_tensor().clone(),
+            params.b_dec.as_tensor().clone(),
+            match &params.threshold {
+                Some(v) => Some(v.as_tensor().clone()),
+                None => init.threshold.clone(),
+            },
         )?;
-        let adam = Adam::new(vars.clone(), cfg.adam_beta1, cfg.adam_beta2)?;
+        let adam = Adam::new(
+            params.iter().map(|(name, v)| (name, v.clone())),
+            cfg.adam_beta1,
+            cfg.adam_beta2,
+        )?;
         let d_sae = cfg.sae.d_sae;
         Ok(Self {
             dead_window: cfg.dead_feature_window.min(u32::MAX as usize) as u32,
             cfg,
             sae,
-            vars,
+            params,
             adam,
             since_fired: vec![0; d_sae],
             act_freq: vec![0.0; d_sae],
@@ -112,8 +117,17 @@ impl SaeTrainer {
         })
     }
 
-    pub(crate) fn vars(&self) -> &[Var] {
-        &self.vars
+    /// The trained variables by name (shared with [`SaeTrainer::sae`]'s tensors).
+    pub fn params(&self) -> &SaeParams<Var> {
+        &self.params
+    }
+
+    /// jumprelu's trained threshold.
+    pub(crate) fn threshold_var(&self) -> Result<&Var> {
+        self.params
+            .threshold
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("this SAE trains no threshold".into()))
     }
 
     pub(crate) fn dead_mask(&self) -> Vec<bool> {
@@ -169,17 +183,18 @@ impl SaeTrainer {
             Some(s) => (x * s)?,
             None => x,
         };
-        if matches!(self.cfg.sae.architecture, Architecture::JumpRelu) {
+        if let Some(theta) = &self.params.threshold {
             // SAELens 6.54 projects the threshold onto θ ≥ 0 before each training
             // forward (below zero the gate would pass negative pre-activations).
-            let theta = self.vars[4].as_tensor().relu()?;
-            self.vars[4].set(&theta)?;
+            theta.set(&theta.as_tensor().relu()?)?;
         }
         let coefficient = self.cfg.coefficient_at(step);
         let lr = self.cfg.lr_at(step, total);
         let (mse, aux, l0, ev) = if self.analytic_supported() {
             let a = self.analytic(&x, coefficient)?;
-            self.adam.step_grads(a.grads, lr, Some(1.0))?;
+            let grads = a.grads;
+            self.adam
+                .step_named(|name| grads.get(name).cloned().flatten(), lr, Some(1.0))?;
             let l0 = self.track_fired(&a.fired, x.dim(0)?);
             self.update_batchtopk_threshold(a.min_kept);
             (a.mse, a.aux, l0, a.explained_variance)
