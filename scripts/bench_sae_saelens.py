@@ -5,11 +5,17 @@ d_in 64, d_sae 512, 4096 tokens per step, f32, CPU, one torch thread (SAELENS_TH
 for two): the same work as SAETrainer._train_step (training_forward_pass, backward,
 clip_grad_norm_ 1.0, Adam).
 
-    /work/pyenv/bin/python scripts/bench_sae_saelens.py
-    SAELENS_THREADS=2 /work/pyenv/bin/python scripts/bench_sae_saelens.py
+With --real, the configuration of benches/sae_real.rs instead: d_in 768 / d_sae 6144 and
+d_in 576 / d_sae 9216, k = 32, median of 5 steps after one; then torch's matmul rate
+(GFLOP/s, best of 5) on the shapes of a standard step's five products, as the
+`gemm/{m}x{k}x{n}` benches.
+
+    /work/venv/bin/python scripts/bench_sae_saelens.py
+    SAELENS_THREADS=2 /work/venv/bin/python scripts/bench_sae_saelens.py --real
 """
 
 import os
+import sys
 import time
 
 import torch
@@ -27,13 +33,15 @@ from sae_lens.saes.sae import TrainStepInput
 
 # One torch thread unless SAELENS_THREADS says otherwise.
 torch.set_num_threads(int(os.environ.get("SAELENS_THREADS", "1")))
-TOKENS, STEPS = 4096, 60
+REAL = "--real" in sys.argv
+TOKENS = 4096
+STEPS, SKIP = (6, 1) if REAL else (60, 10)
 
 
 def bench(name, sae, coefficients):
     opt = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
-    x = torch.randn(TOKENS, 64)
-    dead = torch.zeros(512, dtype=torch.bool)
+    x = torch.randn(TOKENS, sae.cfg.d_in)
+    dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     times = []
     for step in range(STEPS):
         t0 = time.perf_counter()
@@ -43,14 +51,41 @@ def bench(name, sae, coefficients):
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
-    times = sorted(times[10:])
+    times = sorted(times[SKIP:])
     median = times[len(times) // 2]
-    print(f"saelens sae_step/{name}: median {median * 1e3:.2f} ms = {TOKENS / median:,.0f} tokens/s")
+    group = f"sae_step_real/{sae.cfg.d_in}x{sae.cfg.d_sae}" if REAL else "sae_step"
+    print(f"saelens {group}/{name}: median {median * 1e3:.2f} ms = {TOKENS / median:,.0f} tokens/s")
 
 
-bench("standard", StandardTrainingSAE(StandardTrainingSAEConfig(d_in=64, d_sae=512)), {"l1": 1.0})
-bench("topk", TopKTrainingSAE(TopKTrainingSAEConfig(d_in=64, d_sae=512, k=8)), {})
-bench("batchtopk", BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=64, d_sae=512, k=8)), {})
-# SAELens's defaults, as ours: step L0 penalty, bandwidth 0.05, initial threshold 0.01.
-bench("jumprelu", JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=64, d_sae=512)), {"l0": 1.0})
-print("torch", torch.__version__, "threads", torch.get_num_threads())
+def all_architectures(d_in, d_sae, k):
+    sizes = {"d_in": d_in, "d_sae": d_sae}
+    bench("standard", StandardTrainingSAE(StandardTrainingSAEConfig(**sizes)), {"l1": 1.0})
+    bench("topk", TopKTrainingSAE(TopKTrainingSAEConfig(**sizes, k=k)), {})
+    bench("batchtopk", BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)), {})
+    # SAELens's defaults, as ours: step L0 penalty, bandwidth 0.05, initial threshold 0.01.
+    bench("jumprelu", JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)), {"l0": 1.0})
+
+
+def gemm_rate(d_in, d_sae):
+    """torch.matmul on the [m, k] x [k, n] shapes of a standard step's products."""
+    for m, k, n in [(TOKENS, d_in, d_sae), (TOKENS, d_sae, d_in), (d_sae, TOKENS, d_in), (d_in, TOKENS, d_sae)]:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        out = torch.empty(m, n)
+        times = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            torch.matmul(a, b, out=out)
+            times.append(time.perf_counter() - t0)
+        best = min(times[1:])
+        print(f"torch gemm/{m}x{k}x{n}: best {best * 1e3:.1f} ms = {2 * m * k * n / best / 1e9:.1f} GFLOP/s")
+
+
+if REAL:
+    for d_in, d_sae in [(768, 6144), (576, 9216)]:
+        all_architectures(d_in, d_sae, 32)
+    for d_in, d_sae in [(768, 6144), (576, 9216)]:
+        gemm_rate(d_in, d_sae)
+else:
+    all_architectures(64, 512, 8)
+blas = [w for w in torch.__config__.show().replace(",", " ").split() if w.startswith("BLAS_INFO")]
+print("torch", torch.__version__, "threads", torch.get_num_threads(), *blas)
