@@ -5,6 +5,7 @@
 //! rectangle pseudo-derivative is built as a straight-through term
 //! `(θ - stop_grad(θ)) · c`, whose value is exactly 0 and whose gradient is `c`.
 
+use crate::select;
 use candle_core::{DType, Result, Tensor};
 
 /// `1[|u| < 1/2]`, SAELens's `rectangle`.
@@ -12,127 +13,51 @@ fn rectangle(u: &Tensor) -> Result<Tensor> {
     u.abs()?.lt(0.5)?.to_dtype(u.dtype())
 }
 
-/// 0/1 mask (dtype of `h`) of the `k` largest entries of each row of the 2-D `h`.
-pub(crate) fn topk_mask(h: &Tensor, k: usize) -> Result<Tensor> {
-    let (n, d) = h.dims2()?;
-    let k = k.min(d);
-    let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut mask = vec![0f32; n * d];
-    let mut idx: Vec<usize> = Vec::with_capacity(d);
-    for row in 0..n {
-        let vals = &values[row * d..(row + 1) * d];
-        idx.clear();
-        idx.extend(0..d);
-        if k < d {
-            // Descending by value; NaN sorts last so it is never selected first.
-            idx.select_nth_unstable_by(k, |&a, &b| vals[b].total_cmp(&vals[a]));
-        }
-        for &i in &idx[..k] {
-            mask[row * d + i] = 1.0;
-        }
-    }
-    Tensor::from_vec(mask, (n, d), h.device())?.to_dtype(h.dtype())
+/// `h` (2-D) as flat f32 scores, with its row width.
+fn scores(h: &Tensor) -> Result<(Vec<f32>, usize)> {
+    let (_, d) = h.dims2()?;
+    Ok((h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, d))
 }
 
-/// 0/1 mask of the `count` largest entries of the whole (2-D) tensor.
-pub(crate) fn batch_topk_mask(acts: &Tensor, count: usize) -> Result<Tensor> {
-    let dims = acts.dims().to_vec();
-    let values = acts.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let total = values.len();
-    let count = count.min(total);
-    let mut idx: Vec<usize> = (0..total).collect();
-    if count < total {
-        idx.select_nth_unstable_by(count, |&a, &b| values[b].total_cmp(&values[a]));
-    }
-    let mut mask = vec![0f32; total];
-    for &i in &idx[..count] {
-        mask[i] = 1.0;
-    }
-    Tensor::from_vec(mask, dims, acts.device())?.to_dtype(acts.dtype())
+/// The 0/1 mask (shape, dtype and device of `h`) of the kept latents of each row.
+fn mask_like(h: &Tensor, kept: &[Vec<usize>], d: usize) -> Result<Tensor> {
+    Tensor::from_vec(select::mask(kept, d), h.dims(), h.device())?.to_dtype(h.dtype())
 }
 
 /// Training selection for topk: a 0/1 mask (dtype of `h`) of the `k` largest scores
-/// `h_ij · scale_j` of each row among the latents allowed by `only` (all when `None`).
-/// Without `only` (the main top-k), entries with a non-positive score are dropped, as
-/// the relu after SAELens's top-k zeroes them; with it (the aux-k selection of dead
-/// latents), they are kept.
+/// `h_ij · scale_j` of each row among the latents allowed by `only` (all when `None`),
+/// by [`select::rows`] (non-positive scores dropped without `only`).
 pub(crate) fn topk_select(
     h: &Tensor,
     scale: Option<&[f32]>,
     k: usize,
     only: Option<&[bool]>,
 ) -> Result<Tensor> {
-    let (n, d) = h.dims2()?;
-    let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut mask = vec![0f32; n * d];
-    let allowed: Vec<usize> = match only {
-        Some(only) => (0..d).filter(|&j| only[j]).collect(),
-        None => (0..d).collect(),
-    };
-    let k = k.min(allowed.len());
-    let mut scores: Vec<(f32, usize)> = Vec::with_capacity(allowed.len());
-    for row in 0..n {
-        let vals = &values[row * d..(row + 1) * d];
-        scores.clear();
-        scores.extend(
-            allowed
-                .iter()
-                .map(|&j| (vals[j] * scale.map_or(1.0, |s| s[j]), j)),
-        );
-        if k < scores.len() {
-            scores.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
-        }
-        for &(score, j) in &scores[..k] {
-            if only.is_some() || score > 0.0 {
-                mask[row * d + j] = 1.0;
-            }
-        }
-    }
-    Tensor::from_vec(mask, (n, d), h.device())?.to_dtype(h.dtype())
+    let (values, d) = scores(h)?;
+    mask_like(h, &select::rows(&values, d, scale, k, only), d)
 }
 
 /// Training selection for batchtopk: the mask of the `k · rows` largest positive scores
-/// `h_ij · scale_j` over the whole batch, and the smallest kept score (for the threshold).
+/// `h_ij · scale_j` over the whole batch, and the smallest kept score (for the threshold),
+/// by [`select::batch`].
 pub(crate) fn batch_topk_select(
     h: &Tensor,
     scale: Option<&[f32]>,
     k: f64,
 ) -> Result<(Tensor, Option<f64>)> {
-    let (n, d) = h.dims2()?;
-    let values = h.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut scores: Vec<(f32, usize)> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| ((v * scale.map_or(1.0, |s| s[i % d])).max(0.0), i))
-        .collect();
-    let count = ((k * n as f64) as usize).min(scores.len());
-    if count < scores.len() {
-        scores.select_nth_unstable_by(count, |a, b| b.0.total_cmp(&a.0));
-    }
-    let mut mask = vec![0f32; n * d];
-    let mut min = f32::INFINITY;
-    for &(score, i) in &scores[..count] {
-        if score > 0.0 {
-            mask[i] = 1.0;
-            min = min.min(score);
-        }
-    }
-    let mask = Tensor::from_vec(mask, (n, d), h.device())?.to_dtype(h.dtype())?;
-    Ok((mask, min.is_finite().then_some(min as f64)))
+    let (values, d) = scores(h)?;
+    let (kept, min) = select::batch(&values, d, scale, k);
+    Ok((mask_like(h, &kept, d)?, min))
 }
 
 /// `topk`: the `k` largest pre-activations of each row, relu'd; zeros elsewhere.
 pub(crate) fn topk(h: &Tensor, k: usize) -> Result<Tensor> {
-    h.relu()? * topk_mask(h, k)?
+    h.relu()? * topk_select(h, None, k, None)?
 }
 
 /// `batchtopk`: the `k * rows` largest entries of `relu(h)` over the whole batch.
 pub(crate) fn batch_topk(h: &Tensor, k: f64) -> Result<Tensor> {
-    let acts = h.relu()?;
-    let rows = h.dims()[0];
-    let count = (k * rows as f64) as usize;
-    let mask = batch_topk_mask(&acts, count)?;
-    acts * mask
+    h.relu()? * batch_topk_select(h, None, k)?.0
 }
 
 /// Inference jumprelu (SAELens `JumpReLUSAE.encode`): `relu(h) * 1[h > θ]`.

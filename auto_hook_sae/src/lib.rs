@@ -27,6 +27,7 @@ mod io;
 mod params;
 mod rng;
 mod sae;
+mod select;
 mod splice;
 mod store;
 mod tokens;

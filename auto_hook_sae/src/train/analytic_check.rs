@@ -151,36 +151,6 @@ fn topk_analytic_gradients_match_autograd_with_and_without_aux_k() {
     }
 }
 
-/// 600 rows: several blocks of the parallel passes.
-#[test]
-fn the_one_pass_top_k_keeps_what_topk_select_keeps() {
-    // Centred, and mostly negative (rows with fewer than k positive scores).
-    for mean in [0f32, -2.0] {
-        let h = Tensor::randn(mean, 1.0, (600, 40), &Device::Cpu).unwrap();
-        check_top_k(&h);
-    }
-}
-
-fn check_top_k(h: &Tensor) {
-    let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
-    let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
-    for k in [1, 3, 8, 16, 17, 39, 40, 45] {
-        for scale in [None, Some(&scale[..])] {
-            let mask = crate::activation::topk_select(h, scale, k, None).unwrap();
-            let mask: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
-            let want: Vec<Vec<usize>> = mask
-                .chunks_exact(40)
-                .map(|r| (0..40).filter(|&j| r[j] > 0.0).collect())
-                .collect();
-            assert_eq!(
-                super::analytic_topk::select(&values, 40, scale, k, None),
-                want,
-                "k={k}"
-            );
-        }
-    }
-}
-
 #[test]
 fn jumprelu_analytic_gradients_match_autograd_with_step_and_tanh_penalties() {
     for (loss, apply_b_dec) in [
@@ -240,27 +210,6 @@ fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     t.cfg.jumprelu_bandwidth = 0.05;
     let got = t.analytic(&x, 0.8).unwrap().grads;
     assert!(worst(grad_diffs(&got, &want, "same"), "threshold") < 1e-5);
-}
-
-/// 600 rows: several blocks of the parallel passes.
-#[test]
-fn the_batch_selection_keeps_what_batch_topk_select_keeps() {
-    let h = Tensor::randn(0f32, 1.0, (600, 40), &Device::Cpu).unwrap();
-    let scale: Vec<f32> = (0..40).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
-    let values: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
-    for k in [0.5, 2.0, 7.3, 40.0] {
-        for scale in [None, Some(&scale[..])] {
-            let (mask, min) = crate::activation::batch_topk_select(&h, scale, k).unwrap();
-            let mask: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
-            let want: Vec<Vec<usize>> = mask
-                .chunks_exact(40)
-                .map(|r| (0..40).filter(|&j| r[j] > 0.0).collect())
-                .collect();
-            let (got, got_min) = super::analytic_topk::select_batch(&values, 40, scale, k);
-            assert_eq!(got, want, "k={k}");
-            assert_eq!(got_min, min, "k={k}");
-        }
-    }
 }
 
 /// As SAELens 6.54, each jumprelu step first projects the threshold onto θ ≥ 0: a

@@ -183,9 +183,7 @@ pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Rows per block of the parallel passes over the latents: fixed, so that the order of
-/// every sum (and so the result) does not depend on the number of threads.
-pub(crate) const BLOCK_ROWS: usize = 256;
+pub(crate) use crate::select::BLOCK_ROWS;
 
 /// The element-wise sum of per-block column sums, in block order.
 pub(crate) fn sum_blocks(parts: impl IntoIterator<Item = Vec<f32>>, width: usize) -> Vec<f32> {

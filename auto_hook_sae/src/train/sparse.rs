@@ -93,7 +93,7 @@ mod tests {
     fn sparse_decode_matches_the_dense_matmul_and_its_gradients() -> Result<()> {
         let d = &Device::Cpu;
         let h = Tensor::randn(0f32, 1.0, (7, 20), d)?;
-        let mask = crate::activation::topk_mask(&h, 3)?;
+        let mask = crate::activation::topk_select(&h, None, 3, None)?;
         let hv = Var::from_tensor(&h)?;
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (20, 5), d)?)?;
         let g = Tensor::randn(0f32, 1.0, (7, 5), d)?;
