@@ -61,6 +61,12 @@ pub struct ArchConfig {
     pub eos_token_id: Option<u32>,
     /// Sparse mixture-of-experts MLP (Mixtral); `None` for a dense MLP.
     pub moe: Option<crate::moe::MoeConfig>,
+    /// The longest sequence (cached and new tokens) a forward accepts, when the checkpoint
+    /// states one the model was trained for and nothing else limits it: a GGUF file's
+    /// `context_length`. `None` for Hugging Face folders, whose rotary models run past
+    /// `max_position_embeddings` as transformers does (GPT-2's learned positions are
+    /// limited by `n_positions` anyway).
+    pub context_length: Option<usize>,
 }
 
 impl ArchConfig {
@@ -181,6 +187,7 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
         sliding_window: None,
         eos_token_id,
         moe: None,
+        context_length: None,
     })
 }
 
@@ -288,6 +295,7 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
         sliding_window,
         eos_token_id,
         moe: None,
+        context_length: None,
     })
 }
 

@@ -31,6 +31,12 @@ pub enum Error {
     Unsupported(String),
     /// Weights or tokenizer that cannot be read.
     Io(String),
+    /// A GGUF file that cannot be read: truncated or corrupt, a metadata key missing or
+    /// of the wrong type, a tensor of the wrong shape.
+    Gguf(String),
+    /// A tokenizer that cannot be built or used: a missing tokenizer field, an
+    /// unsupported tokenizer model, no tokenizer on the model, a broken chat template.
+    Tokenizer(String),
     /// Bad input to a forward or to `generate` (shape, dtype, mask, sampling options).
     Input(String),
     /// An empty token sequence (`input_ids` of shape `[batch, 0]` or `[0, pos]`), or an
@@ -55,6 +61,8 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported checkpoint: {m}"),
             Error::Io(m) => write!(f, "{m}"),
+            Error::Gguf(m) => write!(f, "GGUF: {m}"),
+            Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
             Error::Input(m) => write!(f, "bad input: {m}"),
             Error::EmptyInput { what } => write!(f, "bad input: {what} has no tokens"),
             Error::TokenOutOfVocabulary {

@@ -31,6 +31,7 @@ pub mod config;
 mod error;
 mod feed_forward;
 mod generate;
+mod gguf;
 pub mod induction;
 mod load;
 pub mod mamba;
@@ -41,6 +42,7 @@ mod moe_loss;
 mod moe_route;
 mod norm;
 mod proj;
+mod text;
 mod transformer;
 mod weights;
 
@@ -49,7 +51,7 @@ pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, Re
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
 pub use generate::{next_token_log_probs, Eos, GenerateOptions, Sampling};
-pub use load::{from_var_builder, load, load_tokenizer, weight_files};
+pub use load::{from_var_builder, load, load_quantized, load_tokenizer, weight_files};
 pub use mamba::{
     at_position, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock, MambaCache,
     MambaConfig,
@@ -58,4 +60,5 @@ pub use mlp::Mlp;
 pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, MoeDispatch, SparseMoe};
 pub use norm::Norm;
 pub use proj::Proj;
+pub use text::{ChatMessage, Text};
 pub use transformer::{HookedTransformer, KvCache, TransformerBlock};

@@ -6,22 +6,65 @@ use crate::error::{Error, Result};
 use crate::mlp::Mlp;
 use crate::moe::FeedForward;
 use crate::norm::Norm;
+use crate::proj::Proj;
 use crate::transformer::{HookedTransformer, TransformerBlock};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Loads a checkpoint saved by Hugging Face `save_pretrained`: `config.json` and
-/// `model.safetensors` or a sharded `model.safetensors.index.json`, in `dtype`.
+/// Loads a checkpoint: a folder saved by Hugging Face `save_pretrained` (`config.json`
+/// and `model.safetensors` or a sharded `model.safetensors.index.json`), or a GGUF file
+/// (llama.cpp's format: Llama and Qwen2 architectures), dequantised to `dtype`. The
+/// tokenizer comes along when the checkpoint has one (`tokenizer.json`, or the GGUF
+/// metadata): see [`HookedTransformer::to_tokens`]. [`load_quantized`] keeps a GGUF
+/// file's weights quantized.
 ///
 /// ```no_run
 /// let model = auto_hook_models::load("models/gpt2", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+/// let smol = auto_hook_models::load("SmolLM2-135M-Instruct.Q4_1.gguf", candle_core::DType::F32, &candle_core::Device::Cpu)?;
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```
-pub fn load(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedTransformer> {
-    let folder = folder.as_ref();
-    let cfg = ArchConfig::from_json(&read_config(folder)?)?;
-    from_var_builder(cfg, open_weights(folder, dtype, device)?)
+pub fn load(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedTransformer> {
+    let path = path.as_ref();
+    if crate::gguf::is_gguf(path) {
+        return crate::gguf::load_dequantized(path, dtype, device);
+    }
+    let cfg = ArchConfig::from_json(&read_config(path)?)?;
+    let mut model = from_var_builder(cfg, open_weights(path, dtype, device)?)?;
+    if let Some(tokenizer) = load_tokenizer(path)? {
+        model.set_text(crate::text::Text::new(tokenizer).with_chat_template(chat_template(path)));
+    }
+    Ok(model)
+}
+
+/// Loads a GGUF file with its projections kept quantized (candle's `QMatMul`; the
+/// activations are f32), under the same hook names as [`load`]. Norms and the token
+/// embedding are dequantised to f32; a tied unembedding stays quantized.
+///
+/// ```no_run
+/// let model = auto_hook_models::load_quantized("SmolLM2-135M-Instruct.Q4_1.gguf", &candle_core::Device::Cpu)?;
+/// assert!(model.unembed().is_quantized());
+/// # Ok::<(), auto_hook_models::Error>(())
+/// ```
+pub fn load_quantized(path: impl AsRef<Path>, device: &Device) -> Result<HookedTransformer> {
+    let path = path.as_ref();
+    if !crate::gguf::is_gguf(path) {
+        return Err(Error::Input(format!(
+            "{} is not a GGUF file: only GGUF checkpoints load quantized",
+            path.display()
+        )));
+    }
+    crate::gguf::load_quantized(path, device)
+}
+
+/// `chat_template` of a folder's `tokenizer_config.json`, if any.
+fn chat_template(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join("tokenizer_config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("chat_template")?.as_str().map(str::to_owned)
 }
 
 /// The text of a checkpoint folder's `config.json`.
@@ -73,9 +116,61 @@ pub fn weight_files(folder: &Path) -> Result<Vec<PathBuf>> {
 
 /// Builds the hooked model from Hugging Face weight names.
 pub fn from_var_builder(cfg: ArchConfig, vb: VarBuilder) -> Result<HookedTransformer> {
+    build(cfg, Weights::dense(vb))
+}
+
+/// Where the weights come from: a `VarBuilder` of Hugging Face names, and (for a
+/// quantized GGUF) the projections that stay quantized, under the same names.
+pub(crate) struct Weights<'a> {
+    vb: VarBuilder<'a>,
+    quantized: HashMap<String, Arc<QTensor>>,
+}
+
+impl<'a> Weights<'a> {
+    pub(crate) fn dense(vb: VarBuilder<'a>) -> Self {
+        Self {
+            vb,
+            quantized: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn with_quantized(mut self, q: crate::gguf::Quantized) -> Self {
+        self.quantized = q.0;
+        self
+    }
+
+    /// The projection `{vb's prefix}.weight` `[d_out, d_in]` (+ bias): quantized when
+    /// the quantized store has it, dense otherwise.
+    fn linear(&self, vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Proj> {
+        let b = if bias {
+            Some(vb.get_with_hints(d_out, "bias", ZEROS)?)
+        } else {
+            None
+        };
+        let name = format!("{}.weight", vb.prefix());
+        match self.quantized.get(&name) {
+            Some(q) => {
+                if q.shape().dims() != [d_out, d_in] {
+                    return Err(Error::Gguf(format!(
+                        "tensor `{name}` has shape {:?}, expected [{d_out}, {d_in}]",
+                        q.shape().dims()
+                    )));
+                }
+                Ok(Proj::quantized(q.clone(), b)?)
+            }
+            None => Ok(Proj::Dense(Linear::new(
+                vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?,
+                b,
+            ))),
+        }
+    }
+}
+
+/// Builds the model from its weights.
+pub(crate) fn build(cfg: ArchConfig, weights: Weights) -> Result<HookedTransformer> {
     match cfg.model_type.as_str() {
-        "gpt2" => gpt2(cfg, vb),
-        _ => llama(cfg, vb),
+        "gpt2" => gpt2(cfg, weights.vb),
+        _ => llama(cfg, &weights),
     }
 }
 
@@ -185,17 +280,9 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     ))
 }
 
-fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let w = vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?;
-    let b = if bias {
-        Some(vb.get_with_hints(d_out, "bias", ZEROS)?)
-    } else {
-        None
-    };
-    Ok(Linear::new(w, b))
-}
-
-fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
+fn llama(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
+    let root = &weights.vb;
+    let linear = |vb, d_in, d_out, bias| weights.linear(vb, d_in, d_out, bias);
     let vb = root.pp("model");
     let (d, dh) = (cfg.d_model, cfg.d_head);
     let rms = |vb: VarBuilder| -> Result<Norm> {
@@ -237,10 +324,13 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
         ));
     }
     let wte: Tensor = vb.get_with_hints((cfg.vocab_size, d), "embed_tokens.weight", WEIGHT)?;
-    let lm_head = if cfg.tie_embeddings {
-        wte.clone()
+    let unembed = if cfg.tie_embeddings {
+        match weights.quantized.get("model.embed_tokens.weight") {
+            Some(q) => Proj::quantized(q.clone(), None)?,
+            None => Proj::Dense(Linear::new(wte.clone(), None)),
+        }
     } else {
-        root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?
+        weights.linear(root.pp("lm_head"), d, cfg.vocab_size, false)?
     };
     let ln_final = rms(vb.pp("norm"))?;
     Ok(HookedTransformer::new(
@@ -249,17 +339,24 @@ fn llama(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
         None,
         blocks,
         ln_final,
-        Linear::new(lm_head, None),
+        unembed,
     ))
 }
 
-/// The tokenizer of a checkpoint folder (`tokenizer.json`), when there is one.
-pub fn load_tokenizer(folder: impl AsRef<Path>) -> Result<Option<tokenizers::Tokenizer>> {
-    let path = folder.as_ref().join("tokenizer.json");
-    if !path.exists() {
+/// The tokenizer of a checkpoint: a folder's `tokenizer.json` (`None` when there is
+/// none), or the one a GGUF file's metadata describes (built as transformers builds it,
+/// so the ids match).
+pub fn load_tokenizer(path: impl AsRef<Path>) -> Result<Option<tokenizers::Tokenizer>> {
+    let path = path.as_ref();
+    if crate::gguf::is_gguf(path) {
+        let text = crate::gguf::tokenizer::text_from_gguf(&crate::gguf::Gguf::open(path)?)?;
+        return Ok(Some(text.tokenizer().clone()));
+    }
+    let file = path.join("tokenizer.json");
+    if !file.exists() {
         return Ok(None);
     }
-    tokenizers::Tokenizer::from_file(&path)
+    tokenizers::Tokenizer::from_file(&file)
         .map(Some)
-        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.display())))
 }

@@ -39,8 +39,13 @@ impl From<Linear> for Proj {
 
 impl Proj {
     /// A projection over a quantized `[d_out, d_in]` weight and an optional bias.
-    pub fn quantized(q: QTensor, b: Option<Tensor>) -> Result<Self> {
-        let q = Arc::new(q);
+    /// A weight stored as F32, F16 or BF16 is not quantized: it becomes a dense f32 weight.
+    pub fn quantized(q: impl Into<Arc<QTensor>>, b: Option<Tensor>) -> Result<Self> {
+        let q = q.into();
+        if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+            let w = q.dequantize(&q.device())?;
+            return Ok(Proj::Dense(Linear::new(w, b)));
+        }
         Ok(Proj::Quantized {
             w: QMatMul::from_arc(q.clone())?,
             q,

@@ -7,6 +7,7 @@ use crate::mlp::Mlp;
 use crate::moe::{FeedForward, MoeDispatch};
 use crate::norm::Norm;
 use crate::proj::Proj;
+use crate::text::Text;
 use auto_hook::prelude::*;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::Embedding;
@@ -137,6 +138,8 @@ pub struct HookedTransformer {
     ln_final: Norm,
     #[auto_hook(leaf)]
     unembed: Proj,
+    #[auto_hook(skip)]
+    text: Option<Text>,
 }
 
 #[auto_hook]
@@ -160,12 +163,23 @@ impl HookedTransformer {
             blocks,
             ln_final,
             unembed: unembed.into(),
+            text: None,
         }
     }
 
     /// The architecture.
     pub fn config(&self) -> &ArchConfig {
         &self.cfg
+    }
+
+    /// Gives the model a tokenizer (with its chat template and special tokens), for
+    /// [`HookedTransformer::to_tokens`] and the other text helpers.
+    pub fn set_text(&mut self, text: Text) {
+        self.text = Some(text);
+    }
+
+    pub(crate) fn text_ref(&self) -> Option<&Text> {
+        self.text.as_ref()
     }
 
     /// The residual blocks.
@@ -252,7 +266,14 @@ impl HookedTransformer {
         let past = cache.as_ref().map_or(0, |c| c.len());
         let device = input_ids.device();
         let keys = key_mask(attention_mask, b, past + t)?;
-        if let Positions::Learned { n_ctx } = self.cfg.positions {
+        let limit = match self.cfg.positions {
+            Positions::Learned { n_ctx } => Some((n_ctx, "learned positions (n_positions)")),
+            Positions::Rotary { .. } => self
+                .cfg
+                .context_length
+                .map(|n| (n, "positions of context (context_length)")),
+        };
+        if let Some((n_ctx, what)) = limit {
             let longest = keys
                 .iter()
                 .map(|row| row.iter().filter(|&&k| k > 0.0).count());
@@ -260,7 +281,7 @@ impl HookedTransformer {
             if longest > n_ctx {
                 return Err(crate::Error::Input(format!(
                     "a sequence of {longest} tokens (cached and new) is longer than the model's \
-                     {n_ctx} learned positions (n_positions)"
+                     {n_ctx} {what}"
                 ))
                 .into());
             }

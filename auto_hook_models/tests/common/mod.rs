@@ -1,6 +1,8 @@
 //! Tiny random checkpoints in Hugging Face layout, written by the tests themselves.
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,88 @@
+//! A GGUF file's `{arch}.*` metadata read into an [`ArchConfig`].
+
+use super::Gguf;
+use crate::config::{Activation, ArchConfig, Positions};
+use crate::error::{Error, Result};
+
+/// Architectures whose GGUF files load: llama.cpp's `general.architecture` values that
+/// map onto the Llama-family port.
+const SUPPORTED: &[&str] = &["llama", "qwen2"];
+
+pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
+    let arch = file.string("general.architecture")?.to_owned();
+    if !SUPPORTED.contains(&arch.as_str()) {
+        return Err(Error::Unsupported(format!(
+            "GGUF architecture `{arch}` (supported from GGUF: {}; Hugging Face folders also \
+             load gpt2, mistral, mixtral and mamba)",
+            SUPPORTED.join(", ")
+        )));
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    if file.opt_usize(&key("expert_count"))?.unwrap_or(0) > 0 {
+        return Err(Error::Unsupported(format!(
+            "a mixture-of-experts `{arch}` GGUF (load Mixtral from a Hugging Face folder)"
+        )));
+    }
+    if let Some(scaling) = file.value(&key("rope.scaling.type")) {
+        let kind = match scaling {
+            candle_core::quantized::gguf_file::Value::String(s) => s.as_str(),
+            _ => "?",
+        };
+        if kind != "none" {
+            return Err(Error::Unsupported(format!(
+                "rope scaling type `{kind}` (only the default rope is implemented)"
+            )));
+        }
+    }
+    let d_model = file.usize(&key("embedding_length"))?;
+    let n_heads = file.usize(&key("attention.head_count"))?;
+    let n_kv_heads = file
+        .opt_usize(&key("attention.head_count_kv"))?
+        .unwrap_or(n_heads);
+    if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
+        return Err(Error::Config(format!(
+            "{arch}.attention.head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}"
+        )));
+    }
+    let d_head = match file.opt_usize(&key("attention.key_length"))? {
+        Some(d) => d,
+        None => d_model / n_heads,
+    };
+    let vocab_size = match file.opt_usize(&key("vocab_size"))? {
+        Some(v) => v,
+        None => file
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|t| t.shape.dims()[0])
+            .ok_or_else(|| file.missing(&key("vocab_size")))?,
+    };
+    let norm_eps = file
+        .opt_f64(&key("attention.layer_norm_rms_epsilon"))?
+        .ok_or_else(|| file.missing(&key("attention.layer_norm_rms_epsilon")))?;
+    let theta = file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+    let eos_token_id = file
+        .opt_usize("tokenizer.ggml.eos_token_id")?
+        .map(|id| id as u32);
+    Ok(ArchConfig {
+        model_type: arch.clone(),
+        vocab_size,
+        d_model,
+        n_layers: file.usize(&key("block_count"))?,
+        n_heads,
+        n_kv_heads,
+        d_head,
+        d_mlp: file.usize(&key("feed_forward_length"))?,
+        norm_eps,
+        act: Activation::Silu,
+        positions: Positions::Rotary { theta },
+        qkv_bias: file.has_tensor("blk.0.attn_q.bias"),
+        o_bias: file.has_tensor("blk.0.attn_output.bias"),
+        mlp_bias: file.has_tensor("blk.0.ffn_up.bias"),
+        tie_embeddings: !file.has_tensor("output.weight"),
+        sliding_window: None,
+        eos_token_id,
+        moe: None,
+        context_length: file.opt_usize(&key("context_length"))?,
+    })
+}

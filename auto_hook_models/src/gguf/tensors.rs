@@ -1,0 +1,191 @@
+//! llama.cpp tensor names → Hugging Face names, the query/key row order, and reading
+//! every tensor dequantised or quantized.
+
+use super::Gguf;
+use crate::config::ArchConfig;
+use crate::error::{Error, Result};
+use crate::load::Weights;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{DType, Device, Tensor};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Quantized projection weights by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`).
+#[derive(Default)]
+pub(crate) struct Quantized(pub(crate) HashMap<String, Arc<QTensor>>);
+
+/// The Hugging Face name of a llama.cpp tensor of the Llama family, or `None`.
+fn hf_name(name: &str) -> Option<String> {
+    let top = match name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(top.to_owned());
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let hf = match part {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// The projections a quantized model keeps quantized (everything else is dequantised:
+/// norms, and the token embedding, which is looked up rather than multiplied).
+fn is_projection(hf: &str) -> bool {
+    hf.ends_with("_proj.weight") || hf == "lm_head.weight"
+}
+
+/// llama.cpp stores Llama's query and key rows of each head as interleaved pairs
+/// (`d0, d_half, d1, d_half+1, ...`); this is the row order back to Hugging Face's halves
+/// (transformers' `reverse_permute_weights`), for `heads` heads of `rows / heads` rows.
+pub(crate) fn unpermute_order(rows: usize, heads: usize) -> Vec<usize> {
+    let d_head = rows / heads;
+    let half = d_head / 2;
+    let mut order = Vec::with_capacity(rows);
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                order.push(h * d_head + 2 * i + j);
+            }
+        }
+    }
+    order
+}
+
+/// `q` with its rows (first dimension) taken in `order`; quantized blocks run along a
+/// row, so whole rows move without dequantising.
+pub(crate) fn take_rows(q: &QTensor, order: &[usize]) -> Result<QTensor> {
+    let dims = q.shape().dims().to_vec();
+    let rows = dims.first().copied().unwrap_or(0);
+    let data = q.data()?;
+    if rows == 0 || order.len() != rows || data.len() % rows != 0 {
+        return Err(Error::Gguf(format!(
+            "cannot reorder the {rows} rows of a {:?} tensor of shape {dims:?}",
+            q.dtype()
+        )));
+    }
+    let row_bytes = data.len() / rows;
+    let mut out = Vec::with_capacity(data.len());
+    for &r in order {
+        out.extend_from_slice(&data[r * row_bytes..(r + 1) * row_bytes]);
+    }
+    let storage = QStorage::from_data(Cow::Owned(out), &q.device(), q.dtype())?;
+    Ok(QTensor::new(storage, dims)?)
+}
+
+fn check_quant_type(name: &str, dtype: GgmlDType) -> Result<()> {
+    // Q8_1 and Q8_K are llama.cpp's internal activation formats: candle reads them, but
+    // no converter writes weights in them and candle cannot dequantise Q8_1.
+    if matches!(dtype, GgmlDType::Q8_1 | GgmlDType::Q8K) {
+        return Err(Error::Unsupported(format!(
+            "tensor `{name}` is stored as {dtype:?}, which is not a weight format \
+             (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K)"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads every tensor under its Hugging Face name: projections into `quantized` when
+/// given, everything else (and every tensor when `quantized` is `None`) dequantised to
+/// `dtype`. Query and key rows are put back in Hugging Face's order for Llama.
+pub(crate) fn read_all(
+    file: &mut Gguf,
+    cfg: &ArchConfig,
+    mut quantized: Option<&mut Quantized>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Weights<'static>> {
+    let permuted = cfg.model_type == "llama";
+    let mut names: Vec<String> = file.content.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let mut dense = HashMap::new();
+    for name in names {
+        let Some(hf) = hf_name(&name) else {
+            return Err(Error::Unsupported(format!(
+                "{} holds tensor `{name}`, which the {} port has no place for{}",
+                file.path.display(),
+                cfg.model_type,
+                if name == "rope_freqs.weight" {
+                    " (rope frequency factors: Llama 3 rope scaling is not implemented)"
+                } else {
+                    ""
+                }
+            )));
+        };
+        let info = &file.content.tensor_infos[&name];
+        check_quant_type(&name, info.ggml_dtype)?;
+        let mut q = info
+            .read(&mut file.reader, file.content.tensor_data_offset, device)
+            .map_err(|e| Error::Gguf(format!("tensor `{name}` of {}: {e}", file.path.display())))?;
+        if permuted && (hf.contains("q_proj.") || hf.contains("k_proj.")) {
+            let heads = if hf.contains("q_proj.") {
+                cfg.n_heads
+            } else {
+                cfg.n_kv_heads
+            };
+            q = take_rows(&q, &unpermute_order(q.shape().dims()[0], heads))?;
+        }
+        let keep_quantized = quantized.is_some() && is_projection(&hf);
+        let q = Arc::new(q);
+        if let Some(store) = quantized.as_deref_mut() {
+            // The embedding's quantized form serves a tied unembedding.
+            if keep_quantized || hf == "model.embed_tokens.weight" {
+                store.0.insert(hf.clone(), q.clone());
+            }
+        }
+        if !keep_quantized {
+            let t: Tensor = q.dequantize(device)?.to_dtype(dtype)?;
+            dense.insert(hf, t);
+        }
+    }
+    Ok(Weights::dense(candle_nn::VarBuilder::from_tensors(
+        dense, dtype, device,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_cpp_names_map_to_hugging_face_names() {
+        assert_eq!(
+            hf_name("blk.12.attn_q.weight").as_deref(),
+            Some("model.layers.12.self_attn.q_proj.weight")
+        );
+        assert_eq!(
+            hf_name("blk.0.attn_k.bias").as_deref(),
+            Some("model.layers.0.self_attn.k_proj.bias")
+        );
+        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(hf_name("blk.0.attn_q.scale"), None);
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+
+    #[test]
+    fn unpermuting_undoes_llama_cpp_interleaving() {
+        // One head of 4 rows: llama.cpp's rows are (h0, h2, h1, h3) of the halves h0 h1 | h2 h3.
+        assert_eq!(unpermute_order(4, 1), [0, 2, 1, 3]);
+        assert_eq!(unpermute_order(8, 2), [0, 2, 1, 3, 4, 6, 5, 7]);
+        assert_eq!(unpermute_order(6, 1), [0, 2, 4, 1, 3, 5]);
+    }
+}

@@ -1,0 +1,276 @@
+//! Small GGUF files written with candle's GGUF writer: a Llama-family model of random
+//! weights in any quantization, with a tiny byte-level BPE vocabulary, and the same
+//! weights (as the file holds them) in a Hugging Face folder.
+
+use super::Gauss;
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// d_model 256 (K-quant blocks hold 256 values), 4 heads of 64, 2 KV heads, d_mlp 512.
+pub const D: usize = 256;
+pub const HEADS: usize = 4;
+pub const KV: usize = 2;
+pub const D_HEAD: usize = 64;
+pub const D_MLP: usize = 512;
+pub const LAYERS: usize = 2;
+
+/// The vocabulary: the 256 byte-level characters, then `ab`, `Ġab`, `Ġt`, `he`, and the
+/// control tokens `<|s|>` (BOS) and `<|e|>` (EOS).
+pub fn vocab() -> Vec<String> {
+    let mut tokens: Vec<String> = byte_chars().iter().map(|c| c.to_string()).collect();
+    for t in ["ab", "\u{120}ab", "\u{120}t", "he", "<|s|>", "<|e|>"] {
+        tokens.push(t.to_owned());
+    }
+    tokens
+}
+
+pub const BOS: u32 = 260;
+pub const EOS: u32 = 261;
+
+fn byte_chars() -> Vec<char> {
+    let mut extra = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            if (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE {
+                b as char
+            } else {
+                extra += 1;
+                char::from_u32(255 + extra).unwrap()
+            }
+        })
+        .collect()
+}
+
+/// What to write.
+pub struct Spec {
+    pub arch: &'static str,
+    pub quant: GgmlDType,
+    pub tied: bool,
+    pub qkv_bias: bool,
+    pub context_length: u32,
+    /// Extra or replaced metadata.
+    pub metadata: Vec<(String, Value)>,
+    /// Metadata keys left out.
+    pub without: Vec<&'static str>,
+}
+
+impl Spec {
+    pub fn llama(quant: GgmlDType) -> Self {
+        Self {
+            arch: "llama",
+            quant,
+            tied: false,
+            qkv_bias: false,
+            context_length: 64,
+            metadata: Vec::new(),
+            without: Vec::new(),
+        }
+    }
+}
+
+/// Hugging Face names and weights (f32) of a random model.
+fn hf_weights(spec: &Spec) -> Vec<(String, Tensor)> {
+    let v = vocab().len();
+    let mut g = Gauss::new(7);
+    let mut t = Vec::new();
+    let mut push = |name: String, shape: &[usize], scale: f64, offset: f64| {
+        let values: Vec<f32> = g
+            .values(shape.iter().product(), scale)
+            .into_iter()
+            .map(|x| (x + offset) as f32)
+            .collect();
+        t.push((name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap()));
+    };
+    push("model.embed_tokens.weight".into(), &[v, D], 0.5, 0.0);
+    for l in 0..LAYERS {
+        let p = format!("model.layers.{l}");
+        push(format!("{p}.input_layernorm.weight"), &[D], 0.1, 1.0);
+        push(
+            format!("{p}.post_attention_layernorm.weight"),
+            &[D],
+            0.1,
+            1.0,
+        );
+        for (name, rows, cols) in [
+            ("q_proj", HEADS * D_HEAD, D),
+            ("k_proj", KV * D_HEAD, D),
+            ("v_proj", KV * D_HEAD, D),
+            ("o_proj", D, HEADS * D_HEAD),
+        ] {
+            push(
+                format!("{p}.self_attn.{name}.weight"),
+                &[rows, cols],
+                0.08,
+                0.0,
+            );
+            if spec.qkv_bias && name != "o_proj" {
+                push(format!("{p}.self_attn.{name}.bias"), &[rows], 0.1, 0.0);
+            }
+        }
+        push(format!("{p}.mlp.gate_proj.weight"), &[D_MLP, D], 0.08, 0.0);
+        push(format!("{p}.mlp.up_proj.weight"), &[D_MLP, D], 0.08, 0.0);
+        push(format!("{p}.mlp.down_proj.weight"), &[D, D_MLP], 0.06, 0.0);
+    }
+    push("model.norm.weight".into(), &[D], 0.1, 1.0);
+    if !spec.tied {
+        push("lm_head.weight".into(), &[v, D], 0.3, 0.0);
+    }
+    t
+}
+
+/// llama.cpp's name for a Hugging Face name.
+fn gguf_name(hf: &str) -> String {
+    let renames = [
+        ("model.embed_tokens.", "token_embd."),
+        ("model.norm.", "output_norm."),
+        ("lm_head.", "output."),
+        ("model.layers.", "blk."),
+        (".input_layernorm.", ".attn_norm."),
+        (".post_attention_layernorm.", ".ffn_norm."),
+        (".self_attn.q_proj.", ".attn_q."),
+        (".self_attn.k_proj.", ".attn_k."),
+        (".self_attn.v_proj.", ".attn_v."),
+        (".self_attn.o_proj.", ".attn_output."),
+        (".mlp.gate_proj.", ".ffn_gate."),
+        (".mlp.up_proj.", ".ffn_up."),
+        (".mlp.down_proj.", ".ffn_down."),
+    ];
+    let mut name = hf.to_owned();
+    for (from, to) in renames {
+        name = name.replace(from, to);
+    }
+    name
+}
+
+/// llama.cpp's reordering of a Llama query/key weight's rows (halves → interleaved pairs).
+fn permute(w: &Tensor, heads: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    let half = rows / heads / 2;
+    w.reshape((heads, 2, half, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+}
+
+/// Writes `spec` as `folder/model.gguf` and, with the weights the GGUF holds
+/// (dequantised, back in Hugging Face row order), `folder/hf/` as a Hugging Face folder.
+pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
+    let llama = spec.arch == "llama";
+    let mut qtensors: Vec<(String, QTensor)> = Vec::new();
+    let mut hf = HashMap::new();
+    for (name, w) in hf_weights(spec) {
+        let heads = if name.contains("q_proj") { HEADS } else { KV };
+        let permuted = llama && (name.contains("q_proj.") || name.contains("k_proj."));
+        let stored = if permuted { permute(&w, heads) } else { w };
+        let dtype = if stored.rank() == 1 {
+            GgmlDType::F32
+        } else {
+            spec.quant
+        };
+        let q = QTensor::quantize(&stored, dtype).unwrap();
+        // What the file holds, back in Hugging Face's order for the folder.
+        let held = q.dequantize(&Device::Cpu).unwrap();
+        let held = if permuted {
+            unpermute(&held, heads)
+        } else {
+            held
+        };
+        hf.insert(name.clone(), held);
+        qtensors.push((gguf_name(&name), q));
+    }
+    let arch = spec.arch;
+    let tokens = vocab();
+    let mut types = vec![Value::I32(1); tokens.len()];
+    types[BOS as usize] = Value::I32(3);
+    types[EOS as usize] = Value::I32(3);
+    let mut meta: Vec<(String, Value)> =
+        vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (format!("{arch}.block_count"), Value::U32(LAYERS as u32)),
+        (format!("{arch}.context_length"), Value::U32(spec.context_length)),
+        (format!("{arch}.embedding_length"), Value::U32(D as u32)),
+        (format!("{arch}.feed_forward_length"), Value::U32(D_MLP as u32)),
+        (format!("{arch}.attention.head_count"), Value::U32(HEADS as u32)),
+        (format!("{arch}.attention.head_count_kv"), Value::U32(KV as u32)),
+        (format!("{arch}.rope.freq_base"), Value::F32(10000.0)),
+        (format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+        ),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(
+                ["a b", "\u{120} ab", "\u{120} t", "h e"]
+                    .iter()
+                    .map(|m| Value::String((*m).into()))
+                    .collect(),
+            ),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(BOS)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(EOS)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(
+                "{% for m in messages %}<|s|>{{ m['role'] }}: {{ m['content'] }}<|e|>{% endfor %}\
+                 {% if add_generation_prompt %}<|s|>assistant: {% endif %}"
+                    .into(),
+            ),
+        ),
+    ];
+    meta.retain(|(k, _)| !spec.without.contains(&k.as_str()));
+    for (k, v) in &spec.metadata {
+        meta.retain(|(key, _)| key != k);
+        meta.push((k.clone(), v.clone()));
+    }
+    let path = folder.join("model.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> =
+        qtensors.iter().map(|(k, q)| (k.as_str(), q)).collect();
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
+    write_hf(&folder.join("hf"), spec, hf);
+    path
+}
+
+fn unpermute(w: &Tensor, heads: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    let half = rows / heads / 2;
+    w.reshape((heads, half, 2, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+}
+
+fn write_hf(folder: &Path, spec: &Spec, tensors: HashMap<String, Tensor>) {
+    std::fs::create_dir_all(folder).unwrap();
+    let model_type = if spec.arch == "qwen2" {
+        "qwen2"
+    } else {
+        "llama"
+    };
+    let config = format!(
+        r#"{{"model_type":"{model_type}","vocab_size":{},"hidden_size":{D},"intermediate_size":{D_MLP},
+        "num_hidden_layers":{LAYERS},"num_attention_heads":{HEADS},"num_key_value_heads":{KV},"rms_norm_eps":1e-5,
+        "rope_theta":10000.0,"tie_word_embeddings":{},"attention_bias":{}}}"#,
+        vocab().len(),
+        spec.tied,
+        spec.qkv_bias && model_type == "llama"
+    );
+    std::fs::write(folder.join("config.json"), config).unwrap();
+    candle_core::safetensors::save(&tensors, folder.join("model.safetensors")).unwrap();
+}
