@@ -51,6 +51,7 @@ pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, Re
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
 pub use generate::{next_token_log_probs, Eos, GenerateOptions, Sampling};
+pub use gguf::gguf_tensors;
 pub use load::{from_var_builder, load, load_quantized, load_tokenizer, weight_files};
 pub use mamba::{
     at_position, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock, MambaCache,

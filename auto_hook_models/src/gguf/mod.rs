@@ -13,9 +13,11 @@ pub(crate) mod tokenizer;
 pub(crate) use tensors::Quantized;
 
 use crate::error::{Error, Result};
+use crate::load::Weights;
 use crate::transformer::HookedTransformer;
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -143,7 +145,7 @@ pub(crate) fn load_dequantized(
     let mut file = Gguf::open(path)?;
     let cfg = config::arch_config(&file)?;
     let weights = tensors::read_all(&mut file, &cfg, None, dtype, device)?;
-    let model = crate::load::build(cfg, weights)?;
+    let model = crate::load::build(cfg, dense(weights, dtype, device))?;
     attach_text(model, &file)
 }
 
@@ -153,8 +155,33 @@ pub(crate) fn load_quantized(path: &Path, device: &Device) -> Result<HookedTrans
     let cfg = config::arch_config(&file)?;
     let mut quantized = tensors::Quantized::default();
     let weights = tensors::read_all(&mut file, &cfg, Some(&mut quantized), DType::F32, device)?;
-    let model = crate::load::build(cfg, weights.with_quantized(quantized))?;
+    let weights = dense(weights, DType::F32, device).with_quantized(quantized);
+    let model = crate::load::build(cfg, weights)?;
     attach_text(model, &file)
+}
+
+fn dense(tensors: HashMap<String, Tensor>, dtype: DType, device: &Device) -> Weights<'static> {
+    Weights::dense(candle_nn::VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+/// Every tensor of a GGUF file (Llama family) dequantised to `dtype`, under Hugging Face
+/// names (`model.layers.0.self_attn.q_proj.weight`, ...) with the query and key rows in
+/// Hugging Face's order: what [`crate::load`] builds the model from, ready for
+/// `candle_core::safetensors::save` or another library's loader.
+///
+/// ```no_run
+/// let tensors = auto_hook_models::gguf_tensors("model.gguf", candle_core::DType::F32, &candle_core::Device::Cpu)?;
+/// candle_core::safetensors::save(&tensors, "model.safetensors")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn gguf_tensors(
+    path: impl AsRef<Path>,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let mut file = Gguf::open(path.as_ref())?;
+    let cfg = config::arch_config(&file)?;
+    tensors::read_all(&mut file, &cfg, None, dtype, device)
 }
 
 fn attach_text(mut model: HookedTransformer, file: &Gguf) -> Result<HookedTransformer> {

@@ -4,7 +4,6 @@
 use super::Gguf;
 use crate::config::ArchConfig;
 use crate::error::{Error, Result};
-use crate::load::Weights;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::borrow::Cow;
@@ -113,7 +112,7 @@ pub(crate) fn read_all(
     mut quantized: Option<&mut Quantized>,
     dtype: DType,
     device: &Device,
-) -> Result<Weights<'static>> {
+) -> Result<HashMap<String, Tensor>> {
     let permuted = cfg.model_type == "llama";
     let mut names: Vec<String> = file.content.tensor_infos.keys().cloned().collect();
     names.sort();
@@ -157,9 +156,7 @@ pub(crate) fn read_all(
             dense.insert(hf, t);
         }
     }
-    Ok(Weights::dense(candle_nn::VarBuilder::from_tensors(
-        dense, dtype, device,
-    )))
+    Ok(dense)
 }
 
 #[cfg(test)]
