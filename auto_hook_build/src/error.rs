@@ -14,7 +14,6 @@ use std::path::PathBuf;
 /// };
 /// assert!(err.to_string().contains("models/qwen9.rs"));
 /// ```
-#[derive(Debug)]
 pub enum Error {
     /// `cargo metadata` could not be run or read, or an environment variable is missing.
     Metadata(String),
@@ -44,12 +43,39 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    /// The file names a crate that the dependency has but the calling package lacks.
+    /// The files name crates that the dependency has but the calling package lacks: every
+    /// one of them, as `(the file's name for it, package)`, sorted.
     MissingDependency {
-        file: PathBuf,
-        name: String,
-        package: String,
+        files: Vec<PathBuf>,
+        missing: Vec<(String, String)>,
     },
+}
+
+impl Error {
+    /// Merges the missing dependencies of several files into one error; any other
+    /// error is kept as it is (the first one wins).
+    pub(crate) fn merge(errors: Vec<Error>) -> Option<Error> {
+        let mut files = Vec::new();
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for err in errors {
+            match err {
+                Error::MissingDependency {
+                    files: f,
+                    missing: m,
+                } => {
+                    files.extend(f);
+                    missing.extend(m);
+                }
+                other => return Some(other),
+            }
+        }
+        if missing.is_empty() {
+            return None;
+        }
+        missing.sort();
+        missing.dedup();
+        Some(Error::MissingDependency { files, missing })
+    }
 }
 
 impl fmt::Display for Error {
@@ -88,17 +114,42 @@ impl fmt::Display for Error {
                 line,
                 message,
             } => write!(f, "auto_hook_build: {}:{line}: {message}", file.display()),
-            Error::MissingDependency {
-                file,
-                name,
-                package,
-            } => write!(
-                f,
-                "auto_hook_build: {} uses `{name}::` (package `{package}`), which the calling \
-                 package does not depend on; add `{package}` to its [dependencies]",
-                file.display()
-            ),
+            Error::MissingDependency { files, missing } => {
+                let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                let uses: Vec<String> = missing
+                    .iter()
+                    .map(|(name, package)| format!("`{name}::` (package `{package}`)"))
+                    .collect();
+                let mut packages: Vec<&str> = missing.iter().map(|(_, p)| p.as_str()).collect();
+                packages.sort_unstable();
+                packages.dedup();
+                write!(
+                    f,
+                    "auto_hook_build: {} use{} {}, which the calling package does not depend on; \
+                     add to its [dependencies]:",
+                    files.join(", "),
+                    if files.len() == 1 { "s" } else { "" },
+                    uses.join(", ")
+                )?;
+                for package in packages {
+                    write!(f, "\n    {package} = \"*\"")?;
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// The same friendly text as `Display`, so `fn main() -> Result<(), auto_hook_build::Error>`
+/// in a build script prints it.
+///
+/// ```
+/// let err = auto_hook_build::Error::Metadata("OUT_DIR is not set".into());
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -46,6 +46,23 @@ pub(crate) fn hook_file(dep: &Dependency, file: &str, name: &str) -> Result<Stri
     Ok(print(dep, file, name, ast, "hooked by auto_hook_build"))
 }
 
+/// The module-or-data decision of every struct of `file`, in source order.
+pub(crate) fn struct_report(
+    dep: &Dependency,
+    file: &str,
+) -> Result<Vec<crate::StructDecision>, Error> {
+    let (_, ast) = load(dep, file)?;
+    auto_hook_internals::register_structs(&ast.items);
+    Ok(auto_hook_internals::decisions(&ast.items)
+        .into_iter()
+        .map(|(ident, d)| crate::StructDecision {
+            name: ident.to_string(),
+            module: d.module,
+            reason: d.reason,
+        })
+        .collect())
+}
+
 /// [`hook_file`] without the hooks: only the path and feature fixes.
 pub(crate) fn fixed_file(dep: &Dependency, file: &str, name: &str) -> Result<String, Error> {
     let (_, ast) = load(dep, file)?;
@@ -105,11 +122,10 @@ pub(crate) fn fix_paths(
         missing: Default::default(),
     };
     fix.visit_file_mut(ast);
-    if let Some((name, package)) = fix.missing.into_iter().next() {
+    if !fix.missing.is_empty() {
         return Err(Error::MissingDependency {
-            file: path.to_path_buf(),
-            name,
-            package,
+            files: vec![path.to_path_buf()],
+            missing: fix.missing.into_iter().collect(),
         });
     }
     reexport_file_modules(&mut ast.items, &dep.lib_name, &module);

@@ -48,26 +48,29 @@ pub use metadata::Dependency;
 
 use std::path::{Path, PathBuf};
 
-/// Hooks module files of one dependency into `OUT_DIR`. See the crate docs.
+/// Hooks module files of dependencies into `OUT_DIR`. See the crate docs.
 ///
 /// ```no_run
 /// let files = auto_hook_build::Builder::new("candle-transformers")
 ///     .module("models/qwen2.rs")
 ///     .module_as("models/phi3.rs", "phi3_hooked")
+///     .dependency("candle-nn") // the following modules come from candle-nn
+///     .module("linear.rs")
 ///     .generate()?;
-/// assert_eq!(files.len(), 2);
+/// assert_eq!(files.len(), 3);
 /// # Ok::<(), auto_hook_build::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     crate_name: String,
-    modules: Vec<(String, Option<String>)>,
+    /// `(crate, file, module name)`.
+    modules: Vec<(String, String, Option<String>)>,
     out_dir: Option<PathBuf>,
     manifest_dir: Option<PathBuf>,
 }
 
 impl Builder {
-    /// A builder for the dependency `crate_name` (`candle-transformers`).
+    /// A builder whose modules come from the dependency `crate_name` (`candle-transformers`).
     pub fn new(crate_name: &str) -> Self {
         Builder {
             crate_name: crate_name.to_owned(),
@@ -77,15 +80,27 @@ impl Builder {
         }
     }
 
+    /// The modules added after this call come from the dependency `crate_name`: one build
+    /// script hooks files of several crates.
+    pub fn dependency(mut self, crate_name: &str) -> Self {
+        self.crate_name = crate_name.to_owned();
+        self
+    }
+
     /// Hooks `file` (relative to the dependency's `src/`), as a module named after it.
     pub fn module(mut self, file: &str) -> Self {
-        self.modules.push((file.to_owned(), None));
+        self.modules
+            .push((self.crate_name.clone(), file.to_owned(), None));
         self
     }
 
     /// Hooks `file` as a module called `name`.
     pub fn module_as(mut self, file: &str, name: &str) -> Self {
-        self.modules.push((file.to_owned(), Some(name.to_owned())));
+        self.modules.push((
+            self.crate_name.clone(),
+            file.to_owned(),
+            Some(name.to_owned()),
+        ));
         self
     }
 
@@ -102,26 +117,46 @@ impl Builder {
     }
 
     /// Writes `<out_dir>/<package>/<file>` for each module, prints the
-    /// `cargo:rerun-if-changed` lines, and returns the written paths.
+    /// `cargo:rerun-if-changed` lines, and returns the written paths. Nothing is written
+    /// unless every module hooks: the dependencies the calling package lacks are named
+    /// all at once, for every module.
     pub fn generate(self) -> Result<Vec<PathBuf>, Error> {
         let manifest_dir = dir_or_env(self.manifest_dir, "CARGO_MANIFEST_DIR")?;
         let out_dir = dir_or_env(self.out_dir, "OUT_DIR")?;
-        let dep = Dependency::locate(&manifest_dir, &self.crate_name)?;
-        for path in &dep.watch {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
-        let mut written = Vec::new();
-        for (file, name) in &self.modules {
-            let name = match name {
-                Some(name) => name.clone(),
-                None => module_name(&dep, file),
+        let mut deps: Vec<Dependency> = Vec::new();
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for (crate_name, file, name) in &self.modules {
+            let wanted = crate_name.replace('-', "_");
+            let dep = match deps
+                .iter()
+                .position(|d| d.package.replace('-', "_") == wanted)
+            {
+                Some(i) => &deps[i],
+                None => {
+                    let dep = Dependency::locate(&manifest_dir, crate_name)?;
+                    for path in &dep.watch {
+                        println!("cargo:rerun-if-changed={}", path.display());
+                    }
+                    deps.push(dep);
+                    &deps[deps.len() - 1]
+                }
             };
-            let source = hook_module_as(&dep, file, &name)?;
+            let name = name.clone().unwrap_or_else(|| module_name(dep, file));
             println!(
                 "cargo:rerun-if-changed={}",
                 dep.src_dir.join(file).display()
             );
-            let target = out_dir.join(&dep.package).join(file);
+            match hook_module_as(dep, file, &name) {
+                Ok(source) => sources.push((out_dir.join(&dep.package).join(file), source)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(err) = Error::merge(errors) {
+            return Err(err);
+        }
+        let mut written = Vec::new();
+        for (target, source) in sources {
             write(&target, &source)?;
             written.push(target);
         }
@@ -196,4 +231,32 @@ pub fn hook_module_as(dep: &Dependency, file: &str, name: &str) -> Result<String
 /// ```
 pub fn fixed_module_as(dep: &Dependency, file: &str, name: &str) -> Result<String, Error> {
     generate::fixed_file(dep, file, name)
+}
+
+/// What the rewrite makes of one struct of a file: a module (hooked) or data (left as it
+/// is), and why. See [`struct_report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StructDecision {
+    /// The struct's name.
+    pub name: String,
+    /// Hooked (`true`) or left as data.
+    pub module: bool,
+    /// The reason, in words (`field `dense` is a module`).
+    pub reason: String,
+}
+
+/// Every struct of `file` of `dep`, in source order, with the module-or-data decision
+/// the rewrite takes and its reason: the report of what was left as data and why.
+///
+/// ```no_run
+/// let dep = auto_hook_build::Dependency::locate(env!("CARGO_MANIFEST_DIR"), "candle-transformers")?;
+/// for s in auto_hook_build::struct_report(&dep, "models/bert.rs")? {
+///     if !s.module {
+///         println!("{} left as data: {}", s.name, s.reason);
+///     }
+/// }
+/// # Ok::<(), auto_hook_build::Error>(())
+/// ```
+pub fn struct_report(dep: &Dependency, file: &str) -> Result<Vec<StructDecision>, Error> {
+    generate::struct_report(dep, file)
 }

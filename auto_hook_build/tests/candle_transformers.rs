@@ -44,13 +44,43 @@ fn hooked_qwen2_is_a_module_with_absolute_paths_and_hooked_structs() {
 }
 
 #[test]
-fn a_crate_the_caller_lacks_is_named_in_the_error() {
+fn every_crate_the_caller_lacks_is_named_in_one_error() {
     let err = hook_module_as(&dependency(), "models/qwen2.rs", "qwen2").unwrap_err();
-    assert!(matches!(err, Error::MissingDependency { .. }), "{err}");
-    let msg = err.to_string();
+    let Error::MissingDependency { missing, .. } = &err else {
+        panic!("expected missing dependencies, got {err}");
+    };
+    let packages: Vec<&str> = missing.iter().map(|(_, p)| p.as_str()).collect();
     assert!(
-        msg.contains("qwen2.rs") && msg.contains("candle-core"),
+        packages.contains(&"candle-core") && packages.contains(&"serde"),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("qwen2.rs"), "{msg}");
+    assert!(
+        msg.contains("candle-core = ") && msg.contains("serde = "),
         "{msg}"
+    );
+    // a build script's `fn main() -> Result<(), Error>` prints Debug: the same text
+    assert_eq!(format!("{err:?}"), msg);
+}
+
+#[test]
+fn the_struct_report_says_what_is_data_and_why() {
+    let report =
+        auto_hook_build::struct_report(&with_all_names(dependency()), "models/bert.rs").unwrap();
+    let find = |name: &str| report.iter().find(|s| s.name == name).unwrap();
+    let out = find("BertSelfOutput");
+    assert!(out.module, "{out:?}");
+    assert!(out.reason.contains("`dense`"), "{out:?}");
+    let dropout = find("Dropout");
+    assert!(
+        !dropout.module,
+        "bert's own Dropout holds plain values: {dropout:?}"
+    );
+    let config = find("Config");
+    assert!(
+        !config.module && config.reason.contains("derives"),
+        "{config:?}"
     );
 }
 
@@ -80,18 +110,26 @@ fn a_parse_error_names_the_file_and_line() {
 }
 
 #[test]
-fn builder_reports_the_first_failing_module_and_writes_nothing_for_it() {
+fn builder_names_every_missing_dependency_of_every_crate_and_writes_nothing() {
     let out = std::env::temp_dir().join(format!("auto_hook_build_out_{}", std::process::id()));
     let result = auto_hook_build::Builder::new("candle-transformers")
         .manifest_dir(env!("CARGO_MANIFEST_DIR"))
         .out_dir(&out)
         .module("models/qwen2.rs")
+        .module("models/bert.rs")
+        .dependency("candle-nn")
+        .module("linear.rs")
         .generate();
     let written = out.join("candle-transformers/models/qwen2.rs").exists();
     let _ = std::fs::remove_dir_all(&out);
-    // this crate lacks candle-core, which the generated module would need
+    // this crate lacks candle-core, serde, ..., which the generated modules would need
     let err = result.unwrap_err();
-    assert!(matches!(err, Error::MissingDependency { .. }), "{err}");
+    let Error::MissingDependency { files, missing } = &err else {
+        panic!("expected missing dependencies, got {err}");
+    };
+    assert_eq!(files.len(), 3, "one error for the three files: {err}");
+    assert!(files.iter().any(|f| f.ends_with("linear.rs")), "{err}");
+    assert!(missing.iter().any(|(_, p)| p == "serde"), "{err}");
     assert!(!written);
 }
 

@@ -151,3 +151,29 @@ pub fn same_bits(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> 
         )),
     }
 }
+
+/// Zeroing the activation at `point` changes the output of `run`: an edit in the middle
+/// of the model takes effect (and the point fires). `run` must compute the same function
+/// on each call (clear any KV cache it keeps).
+///
+/// Returns a sentence naming the failure.
+pub fn check_edit<M: HookedRoot>(
+    model: &mut M,
+    mut run: impl FnMut(&mut M) -> candle::Result<Tensor>,
+    point: &str,
+) -> Result<(), String> {
+    let clean = run(model).map_err(|e| format!("plain forward: {e}"))?;
+    let zero = Hooks::new().add(point, |a: &Tensor, _| a.zeros_like());
+    let edited = model
+        .run_with_hooks_mut(zero, |m| run(m))
+        .map_err(|e| format!("zeroing {point}: {e}"))?;
+    if same_bits("", &edited, &clean).is_ok() {
+        return Err(format!("zeroing {point} left the output unchanged"));
+    }
+    let again = run(model).map_err(|e| format!("forward after the edit: {e}"))?;
+    same_bits(
+        &format!("the forward after zeroing {point}"),
+        &again,
+        &clean,
+    )
+}

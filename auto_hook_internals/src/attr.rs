@@ -32,9 +32,17 @@ pub struct MethodAttrs {
     pub skip: bool,
 }
 
-/// Options on the item itself: none yet, so any argument is reported as unknown.
+/// Options on the item itself: `#[auto_hook(data)]` / `#[auto_hook(module)]` on a struct
+/// override the structural decision (see `decide`); anything else is reported as unknown.
 #[derive(Debug, Default, FromMeta)]
-pub struct ItemArgs {}
+pub struct ItemArgs {
+    /// Leave the struct as data, whatever its fields.
+    #[darling(default)]
+    pub data: bool,
+    /// Hook the struct, whatever its fields.
+    #[darling(default)]
+    pub module: bool,
+}
 
 pub fn parse_item_args(args: TokenStream) -> darling::Result<ItemArgs> {
     if args.is_empty() {

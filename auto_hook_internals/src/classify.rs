@@ -152,6 +152,9 @@ pub fn classify(ty: &Type, leaf: bool, generics: &[Ident]) -> Shape {
                 ("Option", [elem]) => container(Container::Option, classify(elem, leaf)),
                 ("Box", [elem]) => container(Container::Box, classify(elem, leaf)),
                 _ if leaf => Shape::Module,
+                // A type of the file's own with a candle name (bert's `Dropout`): the
+                // compiler decides whether it is hooked, as for any other type.
+                _ if is_local_type(&path.path) => Shape::Probe,
                 ("Tensor", []) => Shape::Param,
                 ("HookPoint", []) => Shape::Nested,
                 (n, _) if MODULES.contains(&n) => Shape::Module,
@@ -169,6 +172,19 @@ pub fn classify(ty: &Type, leaf: bool, generics: &[Ident]) -> Shape {
         // References, pointers, tuples, function pointers, trait objects: data.
         _ => Shape::Data,
     }
+}
+
+/// A type the crate defines itself: `crate::config::Activation`, `self::x::T`,
+/// `super::T`, or a bare name that the same file defines (see `registry`).
+fn is_local_type(path: &syn::Path) -> bool {
+    let first = &path.segments[0].ident;
+    if path.leading_colon.is_none()
+        && path.segments.len() > 1
+        && (first == "crate" || first == "self" || first == "super")
+    {
+        return true;
+    }
+    path.segments.len() == 1 && crate::registry::is_local(first)
 }
 
 /// `String`, `&str`, `Cow<str>`, `Arc<str>`, `Rc<str>`: keys that name map elements.

@@ -13,6 +13,7 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
         Type::Path(p) => p.path.segments.last().map(|s| s.ident.clone()),
         _ => None,
     };
+    let mut kinds: Vec<u8> = Vec::new();
     for impl_item in item.items.iter_mut() {
         let ImplItem::Fn(method) = impl_item else {
             continue;
@@ -40,9 +41,52 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
             errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
         } else if (attrs.forward || named_forward) && by_ref && !attrs.skip {
             wrap_forward(method, errors);
+            let kind = forward_kind(item.trait_.as_ref().map(|t| &t.0), &method.sig.ident);
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
         }
     }
-    quote!(#item)
+    let markers = kinds.iter().filter_map(|k| forward_marker(&item, *k));
+    quote!(#item #(#markers)*)
+}
+
+/// How many `HasForward<K>` slots a struct's own-point probe asks about.
+pub const FORWARD_KINDS: u8 = 16;
+
+/// The slot of a forward: a hash of the trait's name (none for an inherent method) and
+/// the method's, so two impl blocks of one type (`impl Module`, an inherent
+/// `forward_t`) implement different marker traits.
+fn forward_kind(trait_path: Option<&syn::Path>, method: &syn::Ident) -> u8 {
+    let trait_name = trait_path
+        .and_then(|p| p.segments.last())
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    let text = format!("{trait_name}::{method}");
+    let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % u32::from(FORWARD_KINDS)) as u8
+}
+
+/// `impl HasForward<K> for Self {}` with the block's generics: tells the struct's
+/// expansion that a forward fires its own point. None for a blanket impl (`impl<T> X
+/// for T`), which is no struct's own forward.
+fn forward_marker(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
+    let Type::Path(path) = &*item.self_ty else {
+        return None;
+    };
+    let first = path.path.segments.first()?;
+    if path.qself.is_some() || item.generics.type_params().any(|p| p.ident == first.ident) {
+        return None;
+    }
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    Some(quote! {
+        #[automatically_derived]
+        #[doc(hidden)]
+        impl #impl_generics ::auto_hook::__private::HasForward<#kind> for #self_ty #where_clause {}
+    })
 }
 
 /// `#[auto_hook]` on a free function: its struct literals and parameter uses are

@@ -1,8 +1,9 @@
 //! Code generation for annotated structs and `derive(HookedRoot)`.
 
 use crate::ast::{parse_fields, Field, Mode, OWN_POINT};
-use crate::attr::parse_item_args;
+use crate::attr::{parse_item_args, ItemArgs};
 use crate::classify::{convert, wrapped_type};
+use crate::decide::{decide, Decision, Override};
 use crate::expand_impl::expand_impl;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -12,13 +13,14 @@ use syn::{Generics, Item, ItemStruct};
 /// Entry point of `#[auto_hook]`: dispatches on the annotated item.
 pub fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = darling::Error::accumulator();
-    errors.handle(parse_item_args(args));
+    let args = errors.handle(parse_item_args(args)).unwrap_or_default();
     let item = match syn::parse2::<Item>(input.clone()) {
         Ok(item) => item,
         Err(e) => return e.to_compile_error(),
     };
+    let forced = item_override(&args, &item, &mut errors);
     let expanded = match item {
-        Item::Struct(item) => expand_struct(item, &mut errors),
+        Item::Struct(item) => expand_struct(item, forced, &mut errors),
         Item::Impl(item) => expand_impl(item, &mut errors),
         Item::Fn(item) => crate::expand_impl::expand_fn(item),
         Item::Enum(e) => unsupported(&e.enum_token, "an enum", input, &mut errors),
@@ -26,6 +28,38 @@ pub fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
         other => unsupported(&other, "this item", input, &mut errors),
     };
     with_errors(expanded, errors)
+}
+
+/// `#[auto_hook(module)]` / `#[auto_hook(data)]`: only on a struct, not both.
+fn item_override(
+    args: &ItemArgs,
+    item: &Item,
+    errors: &mut darling::error::Accumulator,
+) -> Override {
+    if !args.data && !args.module {
+        return Override::None;
+    }
+    let what = if args.data { "data" } else { "module" };
+    if args.data && args.module {
+        let msg = "`data` and `module` contradict each other: a struct is one or the other";
+        errors.push(darling::Error::custom(msg).with_span(&item_span(item)));
+        return Override::None;
+    }
+    if !matches!(item, Item::Struct(_)) {
+        let msg = format!("`{what}` decides about a struct; it has no meaning on this item");
+        errors.push(darling::Error::custom(msg).with_span(&item_span(item)));
+        return Override::None;
+    }
+    if args.data {
+        Override::Data
+    } else {
+        Override::Module
+    }
+}
+
+/// The item's first token (`struct`, `impl`, `fn`, ...), to point errors at.
+fn item_span(item: &Item) -> TokenStream {
+    item.to_token_stream().into_iter().take(1).collect()
 }
 
 fn unsupported(
@@ -71,44 +105,37 @@ pub fn derive_root(input: TokenStream) -> TokenStream {
     with_errors(quote!(const _: () = { #body };), errors)
 }
 
-/// A struct is data when it derives one of these, is named like a configuration, or
-/// has no field that is a module or a parameter.
-/// Derives that mark a value type (a config, a key, an enum-like record): such a struct
-/// is data, and `#[auto_hook]` leaves it as it is.
-const DATA_DERIVES: &[&str] = &[
-    "Deserialize",
-    "Serialize",
-    "PartialEq",
-    "Eq",
-    "Hash",
-    "Copy",
-    "PartialOrd",
-    "Ord",
-];
-
-/// Whether the struct derives one of [`DATA_DERIVES`].
-fn derives_data(item: &ItemStruct) -> bool {
-    let mut found = false;
-    for attr in item.attrs.iter().filter(|a| a.path().is_ident("derive")) {
-        let _ = attr.parse_nested_meta(|meta| {
-            let last = meta.path.segments.last().map(|s| s.ident.to_string());
-            found |= last.is_some_and(|n| DATA_DERIVES.contains(&n.as_str()));
-            Ok(())
-        });
+/// Records which of `items` (and of their inline modules) are hooked structs, before any
+/// is expanded, so a literal that comes before its struct's definition is rewritten too,
+/// and which types the file defines (a local `Dropout` is not candle's). The build
+/// helper calls it on a whole file; the attribute sees one item at a time.
+pub fn register_structs(items: &[Item]) {
+    crate::registry::clear_local();
+    register_local(items);
+    // a struct holding a hooked struct is hooked: repeat until nothing changes
+    let mut hooked = 0;
+    loop {
+        let now: Vec<Ident> = decisions(items)
+            .into_iter()
+            .filter(|(_, d)| d.module)
+            .map(|(i, _)| i)
+            .collect();
+        now.iter().for_each(crate::registry::register_hooked);
+        if now.len() == hooked {
+            break;
+        }
+        hooked = now.len();
     }
-    found
 }
 
-/// Records which of `items` (and of their inline modules) are hooked structs, before any
-/// is expanded, so a literal that comes before its struct's definition is rewritten too.
-/// The build helper calls it on a whole file; the attribute sees one item at a time.
-pub fn register_structs(items: &[Item]) {
+fn register_local(items: &[Item]) {
     for item in items {
         match item {
-            Item::Struct(s) if is_hooked_struct(s) => crate::registry::register_hooked(&s.ident),
+            Item::Struct(s) => crate::registry::register_local(&s.ident),
+            Item::Enum(e) => crate::registry::register_local(&e.ident),
             Item::Mod(m) => {
                 if let Some((_, inner)) = &m.content {
-                    register_structs(inner);
+                    register_local(inner);
                 }
             }
             _ => {}
@@ -116,55 +143,45 @@ pub fn register_structs(items: &[Item]) {
     }
 }
 
-/// Whether `#[auto_hook]` would hook this struct (rather than leave it as data).
-fn is_hooked_struct(item: &ItemStruct) -> bool {
-    if !matches!(item.fields, syn::Fields::Named(_)) {
-        return false;
+/// The module-or-data decision for every struct of `items` (inline modules included),
+/// in source order, as `#[auto_hook]` would take it (see `decide`).
+pub fn decisions(items: &[Item]) -> Vec<(Ident, Decision)> {
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Struct(s) => {
+                let mut errors = darling::Error::accumulator();
+                let mut copy = s.clone();
+                let fields = match copy.fields {
+                    syn::Fields::Named(_) => parse_fields(&mut copy, Mode::Annotate, &mut errors),
+                    _ => Vec::new(),
+                };
+                let _ = errors.finish();
+                out.push((s.ident.clone(), decide(s, &fields, Override::None)));
+            }
+            Item::Mod(m) => {
+                if let Some((_, inner)) = &m.content {
+                    out.extend(decisions(inner));
+                }
+            }
+            _ => {}
+        }
     }
-    let mut errors = darling::Error::accumulator();
-    let fields = parse_fields(&mut item.clone(), Mode::Annotate, &mut errors);
-    let _ = errors.finish();
-    !is_data(item, &fields)
+    out
 }
 
-/// The one rule for "data, left as it is" (see [`DATA_DERIVES`]).
-fn is_data(item: &ItemStruct, fields: &[Field]) -> bool {
-    derives_data(item) || named_config(item) || !fields.iter().any(|f| f.shape.is_hooked())
-}
-
-/// Whether the struct is named like a configuration (`Config`, `LlamaConfig`, `Cfg`) or
-/// like run-time state or a result (`Cache`, `KvCache`, `State`, `StatePerLayer`,
-/// `TopKOutput`): data.
-fn named_config(item: &ItemStruct) -> bool {
-    let name = item.ident.to_string();
-    name.ends_with("Config")
-        || name.ends_with("Cfg")
-        || camel_words(&name).any(|w| {
-            matches!(
-                w,
-                "Cache" | "Caches" | "State" | "States" | "Output" | "Outputs"
-            )
-        })
-}
-
-/// The words of a CamelCase name (`KvCache` → `Kv`, `Cache`).
-fn camel_words(name: &str) -> impl Iterator<Item = &str> {
-    let starts: Vec<usize> = name
-        .char_indices()
-        .filter(|(i, c)| *i == 0 || c.is_uppercase())
-        .map(|(i, _)| i)
-        .chain(std::iter::once(name.len()))
-        .collect();
-    (0..starts.len().saturating_sub(1)).map(move |k| &name[starts[k]..starts[k + 1]])
-}
-
-fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator) -> TokenStream {
+fn expand_struct(
+    mut item: ItemStruct,
+    forced: Override,
+    errors: &mut darling::error::Accumulator,
+) -> TokenStream {
+    crate::registry::register_local(&item.ident);
     if !matches!(item.fields, syn::Fields::Named(_)) {
         // Tuple and unit structs are data: nothing to name their fields by.
         return expand_data_struct(&item, &[]);
     }
     let fields = parse_fields(&mut item, Mode::Annotate, errors);
-    if is_data(&item, &fields) {
+    if !decide(&item, &fields, forced).module {
         return expand_data_struct(&item, &fields);
     }
     crate::registry::register_hooked(&item.ident);
@@ -186,8 +203,16 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
     let converters = converters(&item, &fields, true);
     let name = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let has_forward = has_forward(&item.generics);
     quote! {
         #item
+        #[automatically_derived]
+        impl #impl_generics #name #ty_generics #where_clause {
+            /// Whether the struct's own `hook_point` is listed: it has a hooked forward.
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            const __AUTO_HOOK_OWN: bool = #has_forward;
+        }
         const _: () = {
             #hooked
             #[automatically_derived]
@@ -200,6 +225,23 @@ fn expand_struct(mut item: ItemStruct, errors: &mut darling::error::Accumulator)
         };
         #converters
     }
+}
+
+/// Whether a struct has a forward that fires its own point: asked of the compiler (the
+/// annotated impl blocks that wrap a forward implement `HasForward<K>`, `K` one of
+/// [`FORWARD_KINDS`] slots). A struct with type or const parameters cannot be asked
+/// for every instance: its own point is always listed.
+fn has_forward(generics: &Generics) -> TokenStream {
+    if generics.type_params().next().is_some() || generics.const_params().next().is_some() {
+        return quote!(true);
+    }
+    let probes = (0..crate::expand_impl::FORWARD_KINDS)
+        .map(|k| quote!(<::auto_hook::__private::ForwardProbe<Self, #k>>::YES));
+    quote!({
+        #[allow(unused_imports)]
+        use ::auto_hook::__private::NoForward as _;
+        false #(|| #probes)*
+    })
 }
 
 /// A struct that is not a module (a config, a cache record): left as it is, with the
@@ -252,10 +294,21 @@ fn hooked_module_impl(item: &ItemStruct, fields: &[Field], own_point: bool) -> T
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let (schema_consts, schema_entries) = schema_entries(name, &generics, &hooked);
-    let own = own_point.then(|| quote!((#OWN_POINT, &::auto_hook::Schema::Point),));
-    let own_visit = own_point.then(|| quote!(__w.child(#OWN_POINT, &self.__auto_hook_point);));
-    let own_visit_mut =
-        own_point.then(|| quote!(__w.child(#OWN_POINT, &mut self.__auto_hook_point);));
+    let own = own_point.then(|| {
+        quote! {
+            (#OWN_POINT, if Self::__AUTO_HOOK_OWN {
+                &::auto_hook::Schema::Point
+            } else {
+                &::auto_hook::Schema::Struct(&[])
+            }),
+        }
+    });
+    let own_visit = own_point.then(
+        || quote!(if Self::__AUTO_HOOK_OWN { __w.child(#OWN_POINT, &self.__auto_hook_point); }),
+    );
+    let own_visit_mut = own_point.then(
+        || quote!(if Self::__AUTO_HOOK_OWN { __w.child(#OWN_POINT, &mut self.__auto_hook_point); }),
+    );
     let visits = hooked.iter().map(|f| visit_field(f, false));
     let visits_mut = hooked.iter().map(|f| visit_field(f, true));
     quote! {

@@ -8,10 +8,12 @@
 mod ast;
 mod attr;
 mod classify;
+mod decide;
 mod expand_impl;
 mod expand_struct;
 mod mentions;
 mod registry;
 mod rewrite;
 
-pub use expand_struct::{attribute, derive_root, register_structs};
+pub use decide::Decision;
+pub use expand_struct::{attribute, decisions, derive_root, register_structs};

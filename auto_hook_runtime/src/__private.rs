@@ -38,6 +38,25 @@ pub trait NoOwnHookPoint<T: ?Sized> {
 
 impl<T: ?Sized> NoOwnHookPoint<T> for OwnProbe<T> {}
 
+/// Implemented by the annotated impl blocks that wrap a forward of `Self` (one slot `K`
+/// per trait and method name): the struct lists its own `hook_point` only then.
+pub trait HasForward<const K: u8> {}
+
+/// `<ForwardProbe<T, K>>::YES`: whether `T: HasForward<K>`, decided by the compiler
+/// ([`NoForward`] answers `false` for other types).
+pub struct ForwardProbe<T: ?Sized, const K: u8>(std::marker::PhantomData<T>);
+
+impl<T: HasForward<K> + ?Sized, const K: u8> ForwardProbe<T, K> {
+    pub const YES: bool = true;
+}
+
+/// What [`ForwardProbe`] answers for a type without that forward.
+pub trait NoForward {
+    const YES: bool = false;
+}
+
+impl<T: ?Sized, const K: u8> NoForward for ForwardProbe<T, K> {}
+
 /// `&self.param` in annotated methods reads as `&Tensor`, as the field was written;
 /// any other field keeps its type ([`RefOther`]).
 pub trait RefParam<'a> {

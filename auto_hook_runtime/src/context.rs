@@ -112,7 +112,12 @@ pub(crate) struct Slot {
     pub(crate) hooks: Vec<usize>,
     pub(crate) backward: Vec<SharedHook>,
     pub(crate) stop_target: bool,
+    /// Fired, or (for `stop_at`) covered: a module whose own point is a target returned,
+    /// so the targets inside it that did not fire will not fire in this call.
     fired: Cell<bool>,
+    /// For a target that is a module's own point (`P.hook_point`): the other targets
+    /// under `P.`, covered when it fires.
+    covers: Vec<HookId>,
 }
 
 impl Slot {
@@ -123,6 +128,7 @@ impl Slot {
             backward: Vec::new(),
             stop_target: false,
             fired: Cell::new(false),
+            covers: Vec::new(),
         }
     }
 }
@@ -142,12 +148,15 @@ pub(crate) struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(
-        slots: IdMap<Slot>,
+        mut slots: IdMap<Slot>,
         hooks: Vec<CallHook<'a>>,
         stop_enabled: bool,
         watch: Option<FireWatch>,
     ) -> Self {
         let stop_targets = slots.values().filter(|s| s.stop_target).count();
+        if stop_enabled {
+            link_covers(&mut slots);
+        }
         Self {
             slots,
             hooks: hooks.into_iter().map(RefCell::new).collect(),
@@ -255,10 +264,15 @@ impl<'a> Context<'a> {
         slot.backward
             .iter()
             .for_each(|hook| backward.push(&slot.name, hook));
-        if slot.stop_target && !slot.fired.replace(true) {
-            let left = self.stop_remaining.get() - 1;
+        if slot.stop_target {
+            // the target, and the targets inside a module whose forward just returned
+            let newly = std::iter::once(slot)
+                .chain(slot.covers.iter().filter_map(|id| self.slots.get(id)))
+                .filter(|s| !s.fired.replace(true))
+                .count();
+            let left = self.stop_remaining.get() - newly;
             self.stop_remaining.set(left);
-            if left == 0 {
+            if newly > 0 && left == 0 {
                 self.stopped.set(true);
                 return Err(candle_core::Error::Msg(STOP_MESSAGE.into()));
             }
@@ -271,5 +285,33 @@ impl<'a> Context<'a> {
         let msg = candle_core::Error::Msg(e.to_string());
         self.error.borrow_mut().get_or_insert(e);
         msg
+    }
+}
+
+/// `stop_at` stops after the last selected point that fires: a selected module's own
+/// point (`layers.0.hook_point`) fires when its forward returns, after every point
+/// inside it that fires at all, so it covers the selected points under `layers.0.`
+/// (a branch not taken, a value the model memoized on an earlier call).
+fn link_covers(slots: &mut IdMap<Slot>) {
+    let targets: Vec<(HookId, Arc<str>)> = slots
+        .iter()
+        .filter(|(_, s)| s.stop_target)
+        .map(|(id, s)| (*id, s.name.clone()))
+        .collect();
+    for (id, name) in &targets {
+        let Some(prefix) = name.strip_suffix("hook_point") else {
+            continue;
+        };
+        if !(prefix.is_empty() || prefix.ends_with('.')) {
+            continue;
+        }
+        let covers: Vec<HookId> = targets
+            .iter()
+            .filter(|(other, n)| other != id && n.starts_with(prefix))
+            .map(|(other, _)| *other)
+            .collect();
+        if let Some(slot) = slots.get_mut(id) {
+            slot.covers = covers;
+        }
     }
 }
