@@ -313,3 +313,173 @@ fn stop_at_a_layer_glob_stops_after_the_last_matching_point_that_fires() -> Test
     assert!(err.to_string().contains("layers.0.b.hook_point"), "{err}");
     Ok(())
 }
+
+// Parameter reads that bypassed their point: `&*self.b`, `self.c.tensor()`, iterator
+// adaptors over a `Vec<Tensor>` field.
+#[auto_hook]
+struct Reads {
+    b: Tensor,
+    c: Tensor,
+    ws: Vec<Tensor>,
+    vs: Vec<Tensor>,
+}
+
+#[auto_hook]
+impl Reads {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            b: tensor(1, 4, 1)?,
+            c: tensor(1, 4, 2)?,
+            ws: vec![tensor(4, 4, 3)?, tensor(4, 4, 4)?, tensor(4, 4, 5)?],
+            vs: vec![tensor(1, 4, 6)?, tensor(1, 4, 7)?, tensor(1, 4, 8)?],
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_add(&*self.b)?;
+        let mut z = y.broadcast_mul(self.c.tensor())?;
+        for w in self.ws.iter().skip(1) {
+            z = z.matmul(w)?;
+        }
+        for (w, v) in self.ws.iter().zip(self.vs.iter()).take(1) {
+            z = (z.matmul(w)? + 1.0)?.broadcast_add(v)?;
+        }
+        Ok(z)
+    }
+}
+
+#[test]
+fn deref_tensor_of_and_iterator_adaptor_reads_fire_their_parameters() -> TestResult {
+    let model = Reads::new()?;
+    let counts = fire_counts(&model, |m| m.forward(&tensor(2, 4, 9)?))?;
+    assert_eq!(counts.get("b.hook_point"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("c.hook_point"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("ws.0.hook_point"), Some(&1), "zip: {counts:?}");
+    assert_eq!(
+        counts.get("ws.1.hook_point"),
+        Some(&1),
+        "skip(1): {counts:?}"
+    );
+    assert_eq!(
+        counts.get("ws.2.hook_point"),
+        Some(&1),
+        "skip(1): {counts:?}"
+    );
+    assert_eq!(counts.get("vs.0.hook_point"), Some(&1), "zip: {counts:?}");
+    Ok(())
+}
+
+// An enum whose variants hold hooked modules (candle-transformers' `MlpOrMoe`).
+#[auto_hook]
+#[derive(Clone)]
+struct Expert {
+    w: Linear,
+}
+
+#[auto_hook]
+impl Expert {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.w.forward(x)
+    }
+}
+
+#[auto_hook]
+enum MlpOrMoe {
+    Mlp(Expert),
+    Moe {
+        experts: Vec<Expert>,
+        top: usize,
+    },
+    #[allow(dead_code)]
+    Off,
+}
+
+#[auto_hook]
+impl Module for MlpOrMoe {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Mlp(mlp) => mlp.forward(x),
+            Self::Moe { experts, top } => experts[*top].forward(x),
+            Self::Off => Ok(x.clone()),
+        }
+    }
+}
+
+#[auto_hook]
+struct Block {
+    mlp: MlpOrMoe,
+    shared: std::sync::Arc<Expert>,
+}
+
+#[auto_hook]
+impl Block {
+    fn new(mlp: MlpOrMoe, shared: std::sync::Arc<Expert>) -> Self {
+        Self { mlp, shared }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.shared.forward(&self.mlp.forward(x)?)
+    }
+}
+
+#[auto_hook]
+fn expert(seed: u64) -> Result<Expert> {
+    Ok(Expert {
+        w: linear(4, seed)?,
+    })
+}
+
+#[test]
+fn an_enum_of_modules_lists_every_variant_and_fires_the_taken_one() -> TestResult {
+    assert_eq!(
+        Block::hook_names(),
+        [
+            "hook_point",
+            "mlp.Mlp.hook_point",
+            "mlp.Mlp.w.hook_point",
+            "mlp.Moe.experts.*.hook_point",
+            "mlp.Moe.experts.*.w.hook_point",
+            "shared.hook_point",
+            "shared.w.hook_point",
+        ]
+    );
+    let shared = std::sync::Arc::new(expert(5)?);
+    let dense = Block::new(MlpOrMoe::Mlp(expert(1)?), shared.clone());
+    let sparse = Block::new(
+        MlpOrMoe::Moe {
+            experts: vec![expert(2)?, expert(3)?],
+            top: 1,
+        },
+        shared.clone(),
+    );
+    let x = tensor(2, 4, 9)?;
+    for (block, taken) in [
+        (&dense, "mlp.Mlp.w.hook_point"),
+        (&sparse, "mlp.Moe.experts.1.w.hook_point"),
+    ] {
+        let names = block.hook_point_names();
+        assert!(names.contains(&taken.to_owned()), "{names:?}");
+        let counts = fire_counts(block, |m| m.forward(&x))?;
+        assert_eq!(counts.get(taken), Some(&1), "{counts:?}");
+        assert_eq!(counts.get("shared.w.hook_point"), Some(&1), "{counts:?}");
+    }
+    // two holders of one `Arc` get points of their own
+    let (a, b) = (dense.hook_point_names(), sparse.hook_point_names());
+    assert!(
+        a.contains(&"shared.hook_point".to_owned()) && b.contains(&"shared.hook_point".to_owned())
+    );
+    let mut ids = Vec::new();
+    auto_hook::walk(&dense, &mut |n, p| {
+        if n == "shared.hook_point" {
+            ids.push(p.id())
+        }
+    });
+    auto_hook::walk(&sparse, &mut |n, p| {
+        if n == "shared.hook_point" {
+            ids.push(p.id())
+        }
+    });
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "the shared expert's point is shared");
+    Ok(())
+}

@@ -155,7 +155,9 @@ fn hook_items(items: &mut Vec<Item>, errors: &mut Vec<(usize, String)>) {
     let mut out = Vec::with_capacity(items.len());
     for item in std::mem::take(items) {
         match item {
-            Item::Struct(_) | Item::Impl(_) | Item::Fn(_) if !has_auto_hook(&item) => {
+            Item::Struct(_) | Item::Enum(_) | Item::Impl(_) | Item::Fn(_)
+                if !has_auto_hook(&item) =>
+            {
                 let line = item_line(&item);
                 let tokens =
                     auto_hook_internals::attribute(TokenStream::new(), item.to_token_stream());
@@ -186,6 +188,7 @@ fn hook_items(items: &mut Vec<Item>, errors: &mut Vec<(usize, String)>) {
 fn has_auto_hook(item: &Item) -> bool {
     let attrs = match item {
         Item::Struct(s) => &s.attrs,
+        Item::Enum(e) => &e.attrs,
         Item::Impl(i) => &i.attrs,
         Item::Fn(f) => &f.attrs,
         _ => return false,

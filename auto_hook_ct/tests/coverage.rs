@@ -229,3 +229,215 @@ fn t5() -> TestResult {
     )?;
     Ok(())
 }
+
+/// A tiny llama GGUF (f32 tensors, seeded values) in memory: 2 layers, 4 heads of 8.
+fn tiny_llama_gguf() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    use candle::quantized::{gguf_file, GgmlDType, QTensor};
+    let dev = Device::Cpu;
+    let (d, ff, vocab, layers) = (32usize, 64usize, 64usize, 2usize);
+    let mut names: Vec<(String, Vec<usize>)> = vec![
+        ("token_embd.weight".into(), vec![vocab, d]),
+        ("output_norm.weight".into(), vec![d]),
+        ("output.weight".into(), vec![vocab, d]),
+    ];
+    for l in 0..layers {
+        for (name, shape) in [
+            ("attn_q", vec![d, d]),
+            ("attn_k", vec![d / 2, d]),
+            ("attn_v", vec![d / 2, d]),
+            ("attn_output", vec![d, d]),
+            ("attn_norm", vec![d]),
+            ("ffn_gate", vec![ff, d]),
+            ("ffn_down", vec![d, ff]),
+            ("ffn_up", vec![ff, d]),
+            ("ffn_norm", vec![d]),
+        ] {
+            names.push((format!("blk.{l}.{name}.weight"), shape));
+        }
+    }
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle::DType::F32, &dev);
+    let tensors: Vec<(String, candle::Tensor)> = names
+        .iter()
+        .map(|(n, s)| Ok((n.clone(), vb.get(s.as_slice(), n)?)))
+        .collect::<candle::Result<_>>()?;
+    auto_hook_ct::weights::fill(&varmap, 7)?;
+    let qtensors: Vec<(String, QTensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), QTensor::quantize(t, GgmlDType::F32)?)))
+        .collect::<candle::Result<_>>()?;
+    let u32v = |v: u32| gguf_file::Value::U32(v);
+    let metadata = [
+        (
+            "general.architecture",
+            gguf_file::Value::String("llama".into()),
+        ),
+        ("llama.attention.head_count", u32v(4)),
+        ("llama.attention.head_count_kv", u32v(2)),
+        ("llama.block_count", u32v(layers as u32)),
+        ("llama.embedding_length", u32v(d as u32)),
+        ("llama.rope.dimension_count", u32v(8)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            gguf_file::Value::F32(1e-5),
+        ),
+    ];
+    let metadata: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensors)?;
+    Ok(out.into_inner())
+}
+
+#[test]
+fn quantized_llama() -> TestResult {
+    use candle::quantized::gguf_file;
+    let bytes = tiny_llama_gguf()?;
+    let load = |bytes: &[u8]| -> candle::Result<(gguf_file::Content, std::io::Cursor<Vec<u8>>)> {
+        let mut reader = std::io::Cursor::new(bytes.to_vec());
+        Ok((gguf_file::Content::read(&mut reader)?, reader))
+    };
+    let (content, mut reader) = load(&bytes)?;
+    let mut model =
+        built::quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)?;
+    let (content, mut reader) = load(&bytes)?;
+    let mut reference =
+        ct::quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)?;
+    let names = model.hook_point_names();
+    // the file's own tracing QMatMul is its own, hooked struct: its points fire
+    assert_listed(&names, "layers.1.attention_wo.hook_point");
+    assert_listed(&names, "layers.1.attention_wo.inner.hook_point");
+    // the MLP sits in the `MlpOrMoe` enum, under its variant's name
+    assert_listed(&names, "layers.0.mlp_or_moe.Mlp.feed_forward_w2.hook_point");
+    // the layer has no forward (the loop is in ModelWeights::forward): no own point
+    assert!(
+        !names.iter().any(|n| n == "layers.0.hook_point"),
+        "{names:?}"
+    );
+    let ids = common::tokens(&Device::Cpu)?.narrow(0, 0, 1)?;
+    // a fresh position each call: the KV cache grows in step on both models
+    let (mut pos, mut ref_pos) = (0, 0);
+    let len = ids.dim(1)?;
+    let mut reference = || {
+        ref_pos += len;
+        reference.forward(&ids, ref_pos - len)
+    };
+    let mut run = |m: &mut built::quantized_llama::ModelWeights| {
+        pos += len;
+        m.forward(&ids, pos - len)
+    };
+    // the edit at the last layer's output projection takes effect (it changes no KV
+    // cache: layer 1's keys and values come before its output projection)
+    let zero = Hooks::new().add(
+        "layers.1.attention_wo.hook_point",
+        |a: &candle::Tensor, _| a.zeros_like(),
+    );
+    let edited = model.run_with_hooks_mut(zero, &mut run)?;
+    let clean = reference()?;
+    assert!(
+        auto_hook_ct::check::same_bits("", &edited, &clean).is_err(),
+        "zeroing layers.1.attention_wo.hook_point changed nothing"
+    );
+    check_model(
+        &mut model,
+        &mut reference,
+        &mut run,
+        stop("layers.0.**", "layers.1."),
+    )?;
+    Ok(())
+}
+
+/// The checks for a decoder whose `forward(&mut self, ids, 0)` keeps a KV cache that
+/// `clear_kv_cache` empties; `$new` builds it from `(&cfg, vb)`.
+macro_rules! decoder_coverage {
+    ($name:ident, $module:ident, $model:ident, $config:expr, $point:literal, $edit:literal) => {
+        #[test]
+        fn $name() -> TestResult {
+            let cfg: built::$module::Config = serde_json::from_str($config)?;
+            let ref_cfg: ct::$module::Config = serde_json::from_str($config)?;
+            let (mut model, mut reference) = common::build_pair(
+                |vb| built::$module::$model::new(&cfg, vb),
+                |vb| ct::$module::$model::new(&ref_cfg, vb),
+            )?;
+            assert_listed(&model.hook_point_names(), $point);
+            let ids = common::tokens(&Device::Cpu)?;
+            let run = |m: &mut built::$module::$model| {
+                m.clear_kv_cache();
+                m.forward(&ids, 0)
+            };
+            let reference = || {
+                reference.clear_kv_cache();
+                reference.forward(&ids, 0)
+            };
+            check_model(&mut model, reference, run, stop("layers.0.**", "layers.1."))?;
+            check_edit(&mut model, run, $edit)?;
+            Ok(())
+        }
+    };
+}
+
+decoder_coverage!(
+    starcoder2,
+    starcoder2,
+    Model,
+    r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_act": "gelu_pytorch_tanh",
+      "max_position_embeddings": 64, "norm_epsilon": 1e-5, "rope_theta": 10000.0,
+      "use_bias": true, "sliding_window": null}"#,
+    "layers.0.self_attn.q_proj.hook_point",
+    "layers.1.mlp.c_proj.hook_point"
+);
+
+decoder_coverage!(
+    olmo,
+    olmo,
+    Model,
+    r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "attention_bias": false,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "hidden_act": "silu", "max_position_embeddings": 64, "rope_theta": 10000.0,
+      "tie_word_embeddings": false, "clip_qkv": null}"#,
+    "layers.0.self_attn.q_proj.hook_point",
+    "layers.1.mlp.down_proj.hook_point"
+);
+
+decoder_coverage!(
+    qwen2_moe,
+    qwen2_moe,
+    Model,
+    r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64,
+      "sliding_window": 64, "max_window_layers": 2, "tie_word_embeddings": false,
+      "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "use_sliding_window": false,
+      "hidden_act": "silu", "decoder_sparse_step": 1, "moe_intermediate_size": 16,
+      "shared_expert_intermediate_size": 24, "num_experts_per_tok": 4, "num_experts": 4,
+      "norm_topk_prob": false}"#,
+    "layers.0.self_attn.q_proj.hook_point",
+    "layers.1.self_attn.o_proj.hook_point"
+);
+
+#[test]
+fn distilbert() -> TestResult {
+    const CONFIG: &str = r#"{"vocab_size": 64, "dim": 32, "n_layers": 2, "n_heads": 4,
+      "hidden_dim": 48, "activation": "gelu", "max_position_embeddings": 64,
+      "initializer_range": 0.02, "pad_token_id": 0, "model_type": "distilbert"}"#;
+    let cfg: built::distilbert::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::distilbert::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::distilbert::DistilBertModel::load(vb, &cfg),
+        |vb| ct::distilbert::DistilBertModel::load(vb, &ref_cfg),
+    )?;
+    let names = model.hook_point_names();
+    let ids = common::tokens(&Device::Cpu)?;
+    // nothing masked: [batch, 1, 1, seq], broadcast over heads and queries
+    let mask = ids.zeros_like()?.reshape((2, 1, 1, 5))?;
+    let run = |m: &mut built::distilbert::DistilBertModel| m.forward(&ids, &mask);
+    check_model(
+        &mut model,
+        || reference.forward(&ids, &mask),
+        run,
+        stop("transformer.layers.0.**", "transformer.layers.1."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "transformer.layers.1.ffn.lin2.hook_point")?;
+    Ok(())
+}

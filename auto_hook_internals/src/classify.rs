@@ -60,8 +60,6 @@ const DATA: &[&str] = &[
     "PathBuf",
     "Duration",
     "Instant",
-    "Rc",
-    "Arc",
     "Mutex",
     "RwLock",
     "Cell",
@@ -85,6 +83,9 @@ pub enum Shape {
     /// A type the macro does not know (an annotated struct, an enum, a foreign type):
     /// visited if it implements `HookedModule`, data otherwise, decided by the compiler.
     Probe,
+    /// `Arc<T>` / `Rc<T>` of a type the macro does not know: probed like [`Shape::Probe`];
+    /// a hooked value is copied on construction, so that no two holders share points.
+    SharedProbe,
     /// A container whose elements have the inner shape.
     Container(Container, Box<Shape>),
 }
@@ -96,6 +97,8 @@ pub enum Container {
     Map,
     Option,
     Box,
+    /// `Arc` / `Rc`: the module is copied into a new one of its own on construction.
+    Shared,
 }
 
 impl Shape {
@@ -115,7 +118,7 @@ impl Shape {
 
     /// Whether the compiler decides (the macro does not know the type).
     pub fn is_probe(&self) -> bool {
-        matches!(self, Shape::Probe)
+        matches!(self, Shape::Probe | Shape::SharedProbe)
     }
 
     /// Whether the field's type changes (so values need converting).
@@ -123,7 +126,7 @@ impl Shape {
         match self {
             Shape::Module | Shape::ModuleT | Shape::Param => true,
             Shape::Container(_, inner) => inner.wraps(),
-            Shape::Data | Shape::Nested | Shape::Probe => false,
+            Shape::Data | Shape::Nested | Shape::Probe | Shape::SharedProbe => false,
         }
     }
 }
@@ -151,6 +154,12 @@ pub fn classify(ty: &Type, leaf: bool, generics: &[Ident]) -> Shape {
                 ("HashMap" | "BTreeMap" | "IndexMap", _) => Shape::Data,
                 ("Option", [elem]) => container(Container::Option, classify(elem, leaf)),
                 ("Box", [elem]) => container(Container::Box, classify(elem, leaf)),
+                // a shared module: each holder gets its own copy of the hook points
+                ("Arc" | "Rc", [elem]) => match classify(elem, leaf) {
+                    Shape::Probe => Shape::SharedProbe,
+                    Shape::Nested => Shape::Data,
+                    inner => container(Container::Shared, inner),
+                },
                 _ if leaf => Shape::Module,
                 // A type of the file's own with a candle name (bert's `Dropout`): the
                 // compiler decides whether it is hooked, as for any other type.
@@ -290,8 +299,17 @@ pub fn convert(shape: &Shape, value: TokenStream) -> TokenStream {
                     let each = convert(inner, quote!(*#value));
                     quote!(::std::boxed::Box::new(#each))
                 }
+                Container::Shared => {
+                    let each = convert(inner, quote!((*#value).clone()));
+                    quote!(::auto_hook::__private::Shared::share(&#value, #each))
+                }
             }
         }
+        Shape::SharedProbe => quote! {{
+            #[allow(unused_imports)]
+            use ::auto_hook::__private::{KeepShared as _, UnshareHooked as _};
+            (&::auto_hook::__private::Probe(&#value)).unshare()
+        }},
         _ => value,
     }
 }

@@ -133,7 +133,7 @@ fn is_module_shape(shape: &Shape) -> bool {
     match shape {
         Shape::Module | Shape::ModuleT | Shape::Nested => true,
         Shape::Container(_, inner) => is_module_shape(inner),
-        Shape::Data | Shape::Param | Shape::Probe => false,
+        Shape::Data | Shape::Param | Shape::Probe | Shape::SharedProbe => false,
     }
 }
 
@@ -152,7 +152,7 @@ fn is_value_module(ty: &syn::Type) -> bool {
 
 fn contains_probe(shape: &Shape) -> bool {
     match shape {
-        Shape::Probe => true,
+        Shape::Probe | Shape::SharedProbe => true,
         Shape::Container(_, inner) => contains_probe(inner),
         _ => false,
     }

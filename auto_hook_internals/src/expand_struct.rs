@@ -3,7 +3,7 @@
 use crate::ast::{parse_fields, Field, Mode, OWN_POINT};
 use crate::attr::{parse_item_args, ItemArgs};
 use crate::classify::{convert, wrapped_type};
-use crate::decide::{decide, Decision, Override};
+use crate::decide::{decide, Override};
 use crate::expand_impl::expand_impl;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -23,7 +23,7 @@ pub fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
         Item::Struct(item) => expand_struct(item, forced, &mut errors),
         Item::Impl(item) => expand_impl(item, &mut errors),
         Item::Fn(item) => crate::expand_impl::expand_fn(item),
-        Item::Enum(e) => unsupported(&e.enum_token, "an enum", input, &mut errors),
+        Item::Enum(e) => crate::expand_enum::expand_enum(e),
         Item::Union(u) => unsupported(&u.union_token, "a union", input, &mut errors),
         other => unsupported(&other, "this item", input, &mut errors),
     };
@@ -69,7 +69,7 @@ fn unsupported(
     errors: &mut darling::error::Accumulator,
 ) -> TokenStream {
     let msg = format!(
-        "#[auto_hook] goes on a struct with named fields, its impl blocks and functions that build it, not on {what}"
+        "#[auto_hook] goes on a struct with named fields, an enum, their impl blocks and functions that build them, not on {what}"
     );
     errors.push(darling::Error::custom(msg).with_span(&span.to_token_stream()));
     input
@@ -103,71 +103,6 @@ pub fn derive_root(input: TokenStream) -> TokenStream {
     let fields = parse_fields(&mut item, Mode::DeriveRoot, &mut errors);
     let body = hooked_module_impl(&item, &fields, false);
     with_errors(quote!(const _: () = { #body };), errors)
-}
-
-/// Records which of `items` (and of their inline modules) are hooked structs, before any
-/// is expanded, so a literal that comes before its struct's definition is rewritten too,
-/// and which types the file defines (a local `Dropout` is not candle's). The build
-/// helper calls it on a whole file; the attribute sees one item at a time.
-pub fn register_structs(items: &[Item]) {
-    crate::registry::clear_local();
-    register_local(items);
-    // a struct holding a hooked struct is hooked: repeat until nothing changes
-    let mut hooked = 0;
-    loop {
-        let now: Vec<Ident> = decisions(items)
-            .into_iter()
-            .filter(|(_, d)| d.module)
-            .map(|(i, _)| i)
-            .collect();
-        now.iter().for_each(crate::registry::register_hooked);
-        if now.len() == hooked {
-            break;
-        }
-        hooked = now.len();
-    }
-}
-
-fn register_local(items: &[Item]) {
-    for item in items {
-        match item {
-            Item::Struct(s) => crate::registry::register_local(&s.ident),
-            Item::Enum(e) => crate::registry::register_local(&e.ident),
-            Item::Mod(m) => {
-                if let Some((_, inner)) = &m.content {
-                    register_local(inner);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The module-or-data decision for every struct of `items` (inline modules included),
-/// in source order, as `#[auto_hook]` would take it (see `decide`).
-pub fn decisions(items: &[Item]) -> Vec<(Ident, Decision)> {
-    let mut out = Vec::new();
-    for item in items {
-        match item {
-            Item::Struct(s) => {
-                let mut errors = darling::Error::accumulator();
-                let mut copy = s.clone();
-                let fields = match copy.fields {
-                    syn::Fields::Named(_) => parse_fields(&mut copy, Mode::Annotate, &mut errors),
-                    _ => Vec::new(),
-                };
-                let _ = errors.finish();
-                out.push((s.ident.clone(), decide(s, &fields, Override::None)));
-            }
-            Item::Mod(m) => {
-                if let Some((_, inner)) = &m.content {
-                    out.extend(decisions(inner));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 fn expand_struct(

@@ -9,11 +9,14 @@ mod ast;
 mod attr;
 mod classify;
 mod decide;
+mod expand_enum;
 mod expand_impl;
 mod expand_struct;
 mod mentions;
 mod registry;
 mod rewrite;
+mod scan;
 
 pub use decide::Decision;
-pub use expand_struct::{attribute, decisions, derive_root, register_structs};
+pub use expand_struct::{attribute, derive_root};
+pub use scan::{decisions, register_structs};

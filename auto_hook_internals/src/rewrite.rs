@@ -14,7 +14,7 @@
 //! compiler (autoref specialisation) and is the identity for fields that are not
 //! parameters.
 
-use crate::mentions::{chain, Chain};
+use crate::mentions::{chain, loop_bindings, some_binding, Chain};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::visit_mut::{self, VisitMut};
@@ -307,68 +307,6 @@ fn rewrite_literal(lit: &mut ExprStruct) -> Option<TokenStream> {
         #(let #locals = #values;)*
         #path::__auto_hook_new(#(#sorted),*)
     }})
-}
-
-/// `Some(name)` matched against `&self.field`, `self.field.as_ref()` or `self.field`:
-/// `name` then stands for the field's content.
-fn some_binding(pat: &syn::Pat, scrutinee: &Expr) -> Option<(Ident, Expr)> {
-    let syn::Pat::TupleStruct(tuple) = pat else {
-        return None;
-    };
-    if !tuple.path.is_ident("Some") || tuple.elems.len() != 1 {
-        return None;
-    }
-    let syn::Pat::Ident(name) = &tuple.elems[0] else {
-        return None;
-    };
-    let mut field = scrutinee;
-    loop {
-        field = match field {
-            Expr::Reference(r) => &r.expr,
-            Expr::Paren(p) => &p.expr,
-            Expr::MethodCall(call) if call.method == "as_ref" && call.args.is_empty() => {
-                &call.receiver
-            }
-            _ => break,
-        };
-    }
-    self_field(field).map(|_| (name.ident.clone(), field.clone()))
-}
-
-/// `for w in &self.ws`, `for w in self.ws.iter()`, `for (i, w) in self.ws.iter().enumerate()`:
-/// `w` is an element of the field (`*w` is probed).
-fn loop_bindings(pat: &syn::Pat, iter: &Expr) -> Vec<(Ident, Expr)> {
-    let mut source = iter;
-    let mut enumerated = false;
-    loop {
-        source = match source {
-            Expr::Reference(r) if r.mutability.is_none() => &r.expr,
-            Expr::Paren(p) => &p.expr,
-            Expr::MethodCall(call) if call.args.is_empty() && call.method == "iter" => {
-                &call.receiver
-            }
-            Expr::MethodCall(call) if call.args.is_empty() && call.method == "enumerate" => {
-                enumerated = true;
-                &call.receiver
-            }
-            _ => break,
-        };
-    }
-    if self_field(source).is_none() {
-        return Vec::new();
-    }
-    let element = match (pat, enumerated) {
-        (syn::Pat::Ident(name), false) => Some(&name.ident),
-        (syn::Pat::Tuple(tuple), true) if tuple.elems.len() == 2 => match &tuple.elems[1] {
-            syn::Pat::Ident(name) => Some(&name.ident),
-            _ => None,
-        },
-        _ => None,
-    };
-    element
-        .map(|ident| (ident.clone(), syn::parse_quote!((*#ident))))
-        .into_iter()
-        .collect()
 }
 
 /// `&self.field` or `&self.field[i]`: read through [`RefParam`](auto_hook::__private),

@@ -207,3 +207,54 @@ impl<T: Clone> CloneOther for &Probe<'_, T> {
         self.0.clone()
     }
 }
+
+/// `Arc<M>` / `Rc<M>` fields of modules: a new handle around a converted copy.
+pub trait Shared<T> {
+    type To<U>;
+    fn share<U>(&self, value: U) -> Self::To<U>;
+}
+
+impl<T> Shared<T> for std::sync::Arc<T> {
+    type To<U> = std::sync::Arc<U>;
+    fn share<U>(&self, value: U) -> std::sync::Arc<U> {
+        std::sync::Arc::new(value)
+    }
+}
+
+impl<T> Shared<T> for std::rc::Rc<T> {
+    type To<U> = std::rc::Rc<U>;
+    fn share<U>(&self, value: U) -> std::rc::Rc<U> {
+        std::rc::Rc::new(value)
+    }
+}
+
+/// `(&Probe(&shared)).unshare()`: a hooked value behind an `Arc` / `Rc` is copied into a
+/// handle of its own (new hook points, so two holders never share a point); anything
+/// else keeps its handle ([`KeepShared`]).
+pub trait UnshareHooked<S> {
+    fn unshare(&self) -> S;
+}
+
+impl<T: crate::HookedModule + Clone> UnshareHooked<std::sync::Arc<T>>
+    for Probe<'_, std::sync::Arc<T>>
+{
+    fn unshare(&self) -> std::sync::Arc<T> {
+        std::sync::Arc::new((**self.0).clone())
+    }
+}
+
+impl<T: crate::HookedModule + Clone> UnshareHooked<std::rc::Rc<T>> for Probe<'_, std::rc::Rc<T>> {
+    fn unshare(&self) -> std::rc::Rc<T> {
+        std::rc::Rc::new((**self.0).clone())
+    }
+}
+
+pub trait KeepShared<S> {
+    fn unshare(&self) -> S;
+}
+
+impl<S: Clone> KeepShared<S> for &Probe<'_, S> {
+    fn unshare(&self) -> S {
+        self.0.clone()
+    }
+}

@@ -291,3 +291,30 @@ impl<T: HookedModule + ?Sized, F> HookedField<F> for T {
         self.visit_hooks_mut(walker);
     }
 }
+
+/// `Arc` is transparent. Persistent hooks need the only handle: a shared `Arc` is
+/// skipped by the mutable walk (`#[auto_hook]` gives each holder its own copy).
+impl<T: HookedModule + ?Sized> HookedModule for std::sync::Arc<T> {
+    const SCHEMA: Schema = T::SCHEMA;
+    fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
+        (**self).visit_hooks(walker);
+    }
+    fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
+        if let Some(inner) = std::sync::Arc::get_mut(self) {
+            inner.visit_hooks_mut(walker);
+        }
+    }
+}
+
+/// `Rc` is transparent, as [`Arc`](std::sync::Arc).
+impl<T: HookedModule + ?Sized> HookedModule for std::rc::Rc<T> {
+    const SCHEMA: Schema = T::SCHEMA;
+    fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
+        (**self).visit_hooks(walker);
+    }
+    fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
+        if let Some(inner) = std::rc::Rc::get_mut(self) {
+            inner.visit_hooks_mut(walker);
+        }
+    }
+}

@@ -63,6 +63,16 @@ macro_rules! kv_cache_model_checks {
                 },
             )?;
             assert_eq!(summary.fire_counts.len(), names.len());
+            // zeroing the last layer's attention output changes the logits
+            let edit = concat!($layers, ".1.self_attn.o_proj.hook_point");
+            auto_hook_ct::check::check_edit(
+                &mut model,
+                |m| {
+                    m.clear_kv_cache();
+                    m.forward(&ids, 0)
+                },
+                edit,
+            )?;
             Ok(())
         }
     };

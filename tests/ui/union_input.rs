@@ -1,8 +1,9 @@
 use auto_hook::prelude::*;
 
 #[auto_hook]
-enum Model {
-    A(candle_nn::Linear),
+union Model {
+    a: u32,
+    b: f32,
 }
 
 fn main() {}
