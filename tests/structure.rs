@@ -335,6 +335,8 @@ impl Reads {
         })
     }
 
+    // `&*self.b` is the form under test
+    #[allow(clippy::explicit_auto_deref)]
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.broadcast_add(&*self.b)?;
         let mut z = y.broadcast_mul(self.c.tensor())?;

@@ -9,7 +9,11 @@
 //! - [`HookedRoot`]: `hook_dict`, `run_with_hooks`, `run_with_cache`, persistent hooks, scopes.
 //! - [`ActivationCache`]: captured activations; `stack`, safetensors save/load.
 //! - [`auto_hook`]: the same API for an already-built module; [`check_auto_hook`]: self-checks.
+//! - [`Aliases`] / [`Aliased`]: TransformerLens names on any hooked model; [`adapters`]: the
+//!   tables for candle-transformers' decoders.
 
+pub mod adapters;
+mod alias;
 mod backward;
 mod cache;
 mod cache_io;
@@ -36,6 +40,7 @@ mod wrappers;
 #[doc(hidden)]
 pub mod __private;
 
+pub use alias::{Aliased, Aliases};
 pub use cache::{ActivationCache, CacheOptions};
 pub use cache_io::ORDER_KEY;
 pub use check::{

@@ -99,6 +99,17 @@ pub struct Walker<'w, 's> {
     on_module: Option<ModuleCallback<'w>>,
 }
 
+impl<'w, 's> Walker<'w, 's> {
+    /// A walker from the root that reports each point to `on_point`.
+    pub(crate) fn new(on_point: &'w mut dyn FnMut(&str, &'s HookPoint)) -> Self {
+        Walker {
+            path: String::new(),
+            on_point,
+            on_module: None,
+        }
+    }
+}
+
 impl<'s> Walker<'_, 's> {
     /// Visits `child` under the name segment `segment`.
     #[inline]
@@ -140,6 +151,16 @@ impl<'s> Walker<'_, 's> {
 pub struct WalkerMut<'w> {
     path: String,
     on_point: &'w mut dyn FnMut(&str, &mut HookPoint),
+}
+
+impl<'w> WalkerMut<'w> {
+    /// A walker from the root that reports each point to `on_point`.
+    pub(crate) fn new(on_point: &'w mut dyn FnMut(&str, &mut HookPoint)) -> Self {
+        WalkerMut {
+            path: String::new(),
+            on_point,
+        }
+    }
 }
 
 impl WalkerMut<'_> {
