@@ -7,6 +7,13 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Why gradients stop: candle-nn's fused kernels and their differentiable stand-ins.
+pub(crate) const CUT_GRAPH: &str =
+    "candle-nn's fused kernels have no backward and cut the graph silently: replace \
+     candle_nn::ops::softmax_last_dim, layer_norm, rms_norm and candle_nn::rotary_emb::rope \
+     with auto_hook::ops::softmax_last_dim, layer_norm, rms_norm and rope, and the \
+     candle_nn::LayerNorm / RmsNorm modules with auto_hook::nn::LayerNorm / RmsNorm";
+
 /// What `run_with_cache` captures, and how it stores it.
 ///
 /// ```
@@ -106,10 +113,40 @@ macro_rules! options_from_filter {
     )*};
 }
 
-options_from_filter!(&str, String, Filter, Vec<&str>, Vec<String>, &[&str]);
+options_from_filter!(&str, String, &String, Filter);
 
-impl<const N: usize> From<[&str; N]> for CacheOptions {
-    fn from(f: [&str; N]) -> Self {
+/// A list of names or globs: `Vec<&str>`, `Vec<String>`, `Vec<Filter>`, ...
+impl<T: Into<Filter>> From<Vec<T>> for CacheOptions {
+    fn from(f: Vec<T>) -> Self {
+        CacheOptions::names(f)
+    }
+}
+
+/// A slice of names or globs: `&[&str]`, `&[String]`, ...
+impl<T: Into<Filter> + Clone> From<&[T]> for CacheOptions {
+    fn from(f: &[T]) -> Self {
+        CacheOptions::names(f)
+    }
+}
+
+/// An array of names or globs: `[&str; N]`, `[String; N]`, ...
+///
+/// ```
+/// use auto_hook_runtime::{auto_hook, CacheOptions, HookedRoot};
+/// use candle_core::{Device, Module, Tensor};
+/// let relu = auto_hook(candle_nn::Activation::Relu);
+/// let x = Tensor::new(&[1f32, -1.0], &Device::Cpu)?;
+/// let names = [String::from("hook_point"), format!("hook_{}", "point")];
+/// let (_, cache) = relu.run_with_cache(names, |m| m.forward(&x))?;
+/// assert!(cache.contains("hook_point"));
+/// let (_, cache) = relu.run_with_cache(["hook_point"], |m| m.forward(&x))?;
+/// let (_, cache) = relu.run_with_cache(vec!["hook_point"], |m| m.forward(&x))?;
+/// let (_, cache) = relu.run_with_cache(vec![String::from("hook_point")], |m| m.forward(&x))?;
+/// # let _ = cache;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<T: Into<Filter>, const N: usize> From<[T; N]> for CacheOptions {
+    fn from(f: [T; N]) -> Self {
         CacheOptions::names(f)
     }
 }
@@ -244,12 +281,26 @@ impl ActivationCache {
         self.get(name)?;
         sink.get(name).ok_or_else(|| {
             let hint = if sink.is_empty() {
-                "call backward() on a loss computed from this run's output first"
+                "call backward() on a loss computed from this run's output first".to_owned()
+            } else if let Some(later) = self.later_point_with_grad(name, sink) {
+                format!(
+                    "`{later}`, which fired after it, has one, so the graph was cut between \
+                     them, or the loss does not depend on this point: {CUT_GRAPH}"
+                )
             } else {
-                "the loss does not depend on this activation"
+                "the loss does not depend on this activation".to_owned()
             };
             Error::Cache(format!("no gradient for `{name}`: {hint}"))
         })
+    }
+
+    /// The first point cached after `name` (in firing order) that has a gradient.
+    fn later_point_with_grad(&self, name: &str, sink: &GradSink) -> Option<&str> {
+        let at = *self.index.get(name)?;
+        self.names[at + 1..]
+            .iter()
+            .map(|n| &**n)
+            .find(|n| sink.get(n).is_some())
     }
 
     /// Every recorded gradient as a cache of its own, keyed `NAME_grad`, in firing order

@@ -1,6 +1,6 @@
 //! `check_auto_hook`: the library's own checks, run on a user's model.
 
-use crate::cache::{ActivationCache, CacheOptions};
+use crate::cache::{ActivationCache, CacheOptions, CUT_GRAPH};
 use crate::check_report::CheckReport;
 use crate::error::Result;
 use crate::filter::Filter;
@@ -237,10 +237,6 @@ fn count_fires<T: Target>(target: &mut T, names: &[String]) -> Result<Vec<(Strin
         .collect())
 }
 
-const CUT_GRAPH: &str =
-    "the gradient does not reach it (candle-nn's fused softmax_last_dim, layer_norm, \
-     rms_norm and rope have no backward and cut the graph: use auto_hook::ops and auto_hook::nn)";
-
 fn loss(out: &Tensor) -> candle_core::Result<Tensor> {
     out.to_dtype(DType::F32)?.sqr()?.sum_all()
 }
@@ -265,7 +261,7 @@ fn check_backward<T: Target>(
     for (name, forward) in fire_counts.iter().filter(|(_, c)| *c > 0) {
         match counts.get(name).copied().unwrap_or(0) {
             0 => failures.push(format!(
-                "backward hook at `{name}` never fired: {CUT_GRAPH}"
+                "backward hook at `{name}` never fired: the gradient does not reach it ({CUT_GRAPH})"
             )),
             n if n != *forward => failures.push(format!(
                 "backward hook at `{name}` fired {n} time(s), the point fired {forward}"

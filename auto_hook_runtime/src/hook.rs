@@ -24,6 +24,33 @@ impl<'a> HookInfo<'a> {
     pub fn name(&self) -> &'a str {
         self.name
     }
+
+    /// The layer: the first container index in the name (`blocks.3.attn.hook_z` → 3,
+    /// `layers.0.fc1.hook_point` → 0), as TransformerLens's `hook.layer()`; `None` for
+    /// a point outside any list (`hook_embed`, `ln_final.hook_scale`).
+    ///
+    /// ```
+    /// use auto_hook_runtime::HookInfo;
+    /// assert_eq!(HookInfo::new("blocks.3.attn.hook_z").layer(), Some(3));
+    /// assert_eq!(HookInfo::new("ln_final.hook_scale").layer(), None);
+    /// ```
+    pub fn layer(&self) -> Option<usize> {
+        self.indices().next()
+    }
+
+    /// Every container index in the name, outermost first: the layer, then the index
+    /// inside it when points sit in a nested list (`blocks.2.mlp.experts.5.hook_post`
+    /// → 2, 5: layer and expert; `blocks.1.heads.7.hook_point` → 1, 7: layer and head).
+    ///
+    /// ```
+    /// use auto_hook_runtime::HookInfo;
+    /// let info = HookInfo::new("blocks.1.heads.7.hook_point");
+    /// assert_eq!(info.indices().collect::<Vec<_>>(), [1, 7]);
+    /// assert_eq!(info.indices().nth(1), Some(7)); // the head
+    /// ```
+    pub fn indices(&self) -> impl Iterator<Item = usize> + 'a {
+        self.name.split('.').filter_map(|s| s.parse().ok())
+    }
 }
 
 /// What a hook closure may return: `()` or `Result<()>` keep the activation, a `Tensor`
