@@ -1,12 +1,14 @@
 """Dev-only: paired rounds of the real-size SAE step, ours against SAELens 6.54.
 
-Per round, back to back: SAELens (1 torch thread), ours (RAYON_NUM_THREADS=1), ours
-(2 threads), SAELens (2 torch threads); ours is `cargo bench -p auto_hook_sae --bench
-sae_real` (criterion's mean of 10 steps; also the `gemm/*` products), SAELens's
-`scripts/bench_sae_saelens.py --real` (median of 5 steps; also torch's matmul rate).
-Prints one markdown table per round and the load average before and after.
+For each size (d_in 768 / d_sae 6144, then 576 / 9216) and thread count (1, then 2),
+each architecture runs back to back on both sides, so a change of load hits both:
+SAELens's step (`scripts/bench_sae_saelens.py --real`, torch with SAELENS_THREADS
+threads, median of 3 steps after one), then ours (`cargo bench -p auto_hook_sae --bench
+sae_real`, RAYON_NUM_THREADS, criterion's mean of 10 steps). Then the matrix products of
+a standard step: torch's best of 5 against ours (the `gemm` crate). Prints one markdown
+row per pair as it goes, with the load average.
 
-    /work/venv/bin/python scripts/bench_sae_real.py [ROUNDS]
+    /work/venv/bin/python scripts/bench_sae_real.py
 """
 
 import json
@@ -18,53 +20,53 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+ARCHS = ["standard", "topk", "batchtopk", "jumprelu"]
 
 
 def load():
     return open("/proc/loadavg").read().split()[0]
 
 
-def saelens(threads):
+def saelens(threads, *args):
     env = dict(os.environ, SAELENS_THREADS=str(threads))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/bench_sae_saelens.py"), "--real"],
+        [sys.executable, str(ROOT / "scripts/bench_sae_saelens.py"), *map(str, args)],
         env=env, capture_output=True, text=True, check=True,
     ).stdout
-    print(out, end="", flush=True)
     times = {}
     for line in out.splitlines():
-        m = re.match(r"saelens (\S+): median ([\d.]+) ms", line)
-        if m:
-            times[m[1]] = float(m[2])
-        m = re.match(r"torch (gemm/\S+): best ([\d.]+) ms", line)
+        m = re.match(r"(?:saelens|torch) (\S+): (?:median|best) ([\d.]+) ms", line)
         if m:
             times[m[1]] = float(m[2])
     return times
 
 
-def ours(threads):
+def ours(threads, pattern):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     subprocess.run(
-        ["cargo", "bench", "-q", "-p", "auto_hook_sae", "--bench", "sae_real", "--", "--noplot"],
-        env=env, cwd=ROOT, check=True, stdout=sys.stderr,
+        ["cargo", "bench", "-q", "-p", "auto_hook_sae", "--bench", "sae_real", "--", "--noplot", pattern],
+        env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     times = {}
     base = TARGET / "criterion"
-    for group in ["sae_step_real", "gemm"]:
-        for est in (base / group).glob("**/new/estimates.json"):
-            bench_id = est.parent.parent.relative_to(base).as_posix()
-            times[bench_id] = json.loads(est.read_text())["mean"]["point_estimate"] / 1e6
+    for info in base.glob("**/new/benchmark.json"):
+        bench_id = json.loads(info.read_text())["full_id"]
+        if re.search(pattern, bench_id):
+            est = json.loads((info.parent / "estimates.json").read_text())
+            times[bench_id] = est["mean"]["point_estimate"] / 1e6
     return times
 
 
-for r in range(ROUNDS):
-    before = load()
-    s1, o1, o2, s2 = saelens(1), ours(1), ours(2), saelens(2)
-    print(f"\nround {r + 1}: load average {before} before, {load()} after")
-    print("| bench | SAELens 1t ms | ours 1t ms | ratio | SAELens 2t ms | ours 2t ms | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for key in sorted(set(o1) & set(s1)):
-        a, b, c, d = s1[key], o1[key], s2.get(key, float("nan")), o2.get(key, float("nan"))
-        print(f"| {key} | {a:.0f} | {b:.0f} | {a / b:.2f}x | {c:.0f} | {d:.0f} | {c / d:.2f}x |")
-    sys.stdout.flush()
+print("| bench | threads | SAELens / torch ms | ours ms | ratio | load |")
+print("|---|---:|---:|---:|---:|---:|", flush=True)
+for d_in, d_sae in [(768, 6144), (576, 9216)]:
+    for threads in [1, 2]:
+        for arch in ARCHS:
+            key = f"sae_step_real/{d_in}x{d_sae}/{arch}"
+            theirs = saelens(threads, "--real", d_in, d_sae, arch)[key]
+            mine = ours(threads, f"^{key}$")[key]
+            print(f"| {key} | {threads} | {theirs:.0f} | {mine:.0f} | {theirs / mine:.2f}x | {load()} |", flush=True)
+        theirs = saelens(threads, "--gemm", d_in, d_sae)
+        mine = ours(threads, f"^gemm/.*x({d_in}x{d_sae}|{d_sae}x{d_in}|4096x{d_sae}|4096x{d_in})$")
+        for key in sorted(set(theirs) & set(mine)):
+            print(f"| {key} | {threads} | {theirs[key]:.0f} | {mine[key]:.0f} | {theirs[key] / mine[key]:.2f}x | {load()} |", flush=True)

@@ -5,13 +5,13 @@ d_in 64, d_sae 512, 4096 tokens per step, f32, CPU, one torch thread (SAELENS_TH
 for two): the same work as SAETrainer._train_step (training_forward_pass, backward,
 clip_grad_norm_ 1.0, Adam).
 
-With --real, the configuration of benches/sae_real.rs instead: d_in 768 / d_sae 6144 and
-d_in 576 / d_sae 9216, k = 32, median of 5 steps after one; then torch's matmul rate
-(GFLOP/s, best of 5) on the shapes of a standard step's five products, as the
-`gemm/{m}x{k}x{n}` benches.
+With --real D_IN D_SAE ARCH, the configuration of benches/sae_real.rs instead (k = 32;
+median of 3 steps after one); with --gemm D_IN D_SAE, torch's matmul rate (GFLOP/s,
+best of 5) on the shapes of a standard step's products, as the `gemm/{m}x{k}x{n}`
+benches. scripts/bench_sae_real.py runs both in paired rounds with ours.
 
     /work/venv/bin/python scripts/bench_sae_saelens.py
-    SAELENS_THREADS=2 /work/venv/bin/python scripts/bench_sae_saelens.py --real
+    SAELENS_THREADS=2 /work/venv/bin/python scripts/bench_sae_saelens.py --real 768 6144 topk
 """
 
 import os
@@ -35,7 +35,7 @@ from sae_lens.saes.sae import TrainStepInput
 torch.set_num_threads(int(os.environ.get("SAELENS_THREADS", "1")))
 REAL = "--real" in sys.argv
 TOKENS = 4096
-STEPS, SKIP = (6, 1) if REAL else (60, 10)
+STEPS, SKIP = (4, 1) if REAL else (60, 10)
 
 
 def bench(name, sae, coefficients):
@@ -57,13 +57,18 @@ def bench(name, sae, coefficients):
     print(f"saelens {group}/{name}: median {median * 1e3:.2f} ms = {TOKENS / median:,.0f} tokens/s")
 
 
-def all_architectures(d_in, d_sae, k):
+def architectures(d_in, d_sae, k, only=None):
     sizes = {"d_in": d_in, "d_sae": d_sae}
-    bench("standard", StandardTrainingSAE(StandardTrainingSAEConfig(**sizes)), {"l1": 1.0})
-    bench("topk", TopKTrainingSAE(TopKTrainingSAEConfig(**sizes, k=k)), {})
-    bench("batchtopk", BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)), {})
-    # SAELens's defaults, as ours: step L0 penalty, bandwidth 0.05, initial threshold 0.01.
-    bench("jumprelu", JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)), {"l0": 1.0})
+    # jumprelu: SAELens's defaults, as ours (step L0 penalty, bandwidth 0.05, threshold 0.01).
+    saes = {
+        "standard": (lambda: StandardTrainingSAE(StandardTrainingSAEConfig(**sizes)), {"l1": 1.0}),
+        "topk": (lambda: TopKTrainingSAE(TopKTrainingSAEConfig(**sizes, k=k)), {}),
+        "batchtopk": (lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)), {}),
+        "jumprelu": (lambda: JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)), {"l0": 1.0}),
+    }
+    for name, (make, coefficients) in saes.items():
+        if only in (None, name):
+            bench(name, make(), coefficients)
 
 
 def gemm_rate(d_in, d_sae):
@@ -81,11 +86,12 @@ def gemm_rate(d_in, d_sae):
 
 
 if REAL:
-    for d_in, d_sae in [(768, 6144), (576, 9216)]:
-        all_architectures(d_in, d_sae, 32)
-    for d_in, d_sae in [(768, 6144), (576, 9216)]:
-        gemm_rate(d_in, d_sae)
+    i = sys.argv.index("--real")
+    architectures(int(sys.argv[i + 1]), int(sys.argv[i + 2]), 32, sys.argv[i + 3])
+elif "--gemm" in sys.argv:
+    i = sys.argv.index("--gemm")
+    gemm_rate(int(sys.argv[i + 1]), int(sys.argv[i + 2]))
 else:
-    all_architectures(64, 512, 8)
+    architectures(64, 512, 8)
 blas = [w for w in torch.__config__.show().replace(",", " ").split() if w.startswith("BLAS_INFO")]
 print("torch", torch.__version__, "threads", torch.get_num_threads(), *blas)
