@@ -33,16 +33,16 @@ const FACTS: [(&str, &str, &str); 3] = [
 ];
 
 fn main() -> Res<()> {
-    let (model, path) = common::load()?;
-    let tok = common::tokenizer(&path)?;
+    let (model, _) = common::load()?;
+    let tok = common::text(&model)?;
     let started = std::time::Instant::now();
     let w_e = model.w_e()?;
     let sigma = w_e.flatten_all()?.var(0)?.sqrt()?.to_scalar::<f32>()?;
     let dir = common::figures()?;
     for (n, (prompt, subject, answer)) in FACTS.into_iter().enumerate() {
-        let ids = common::encode(&tok, prompt)?;
-        let n_subject = common::encode(&tok, subject)?.len();
-        let answer_id = common::encode(&tok, answer)?[0] as usize;
+        let ids = common::encode(tok, prompt)?;
+        let n_subject = common::encode(tok, subject)?.len();
+        let answer_id = common::encode(tok, answer)?[0] as usize;
         let tokens = common::ids(&ids)?;
         let (len, d) = (ids.len(), model.config().d_model);
         // Fixed noise on the subject's positions, zero elsewhere.
@@ -74,7 +74,7 @@ fn main() -> Res<()> {
                 ids.iter()
                     .enumerate()
                     .map(|(i, &t)| {
-                        let s = common::show(&tok, t);
+                        let s = common::show(tok, t);
                         if i < n_subject {
                             format!("{s}*")
                         } else {

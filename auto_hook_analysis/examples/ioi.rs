@@ -35,7 +35,7 @@ struct Prompt {
 }
 
 /// "When A and B went to the P, B gave a O to" (ABBA) and "When B and A ..." (BABA).
-fn prompts(tok: &tokenizers::Tokenizer, names: &[(String, u32)], shift: usize) -> Res<Vec<Prompt>> {
+fn prompts(tok: &auto_hook_models::Text, names: &[(String, u32)], shift: usize) -> Res<Vec<Prompt>> {
     let mut out = Vec::new();
     for (i, (a, a_id)) in names.iter().enumerate() {
         for (j, (b, b_id)) in names.iter().enumerate() {
@@ -73,16 +73,16 @@ fn batch(prompts: &[Prompt]) -> Res<(Tensor, Tensor, Tensor)> {
 }
 
 fn main() -> Res<()> {
-    let (model, path) = common::load()?;
-    let tok = common::tokenizer(&path)?;
+    let (model, _) = common::load()?;
+    let tok = common::text(&model)?;
     let started = std::time::Instant::now();
     let mut names = Vec::new();
     for name in NAMES {
-        if let Some(id) = common::single_token(&tok, name)? {
+        if let Some(id) = common::single_token(tok, name)? {
             names.push((name.to_owned(), id));
         }
     }
-    let all = prompts(&tok, &names, 0)?;
+    let all = prompts(tok, &names, 0)?;
     let len = all[0].ids.len();
     let all: Vec<Prompt> = all.into_iter().filter(|p| p.ids.len() == len).collect();
     let (ids, io, s) = batch(&all)?;
@@ -93,7 +93,7 @@ fn main() -> Res<()> {
     println!("{} prompts ({} single-token names): mean logit difference IO - S {mean:.3}; IO above S in {right}", diffs.len(), names.len());
     println!(
         "  e.g. {:?}",
-        tok.decode(&all[0].ids, false).unwrap_or_default()
+        tok.decode(&all[0].ids).unwrap_or_default()
     );
 
     // Patching: the first PATCH_BATCH prompts, corrupted by other names (a shifted pairing).

@@ -21,14 +21,14 @@ const FACTS: [(&str, &str); 6] = [
 ];
 
 fn main() -> Res<()> {
-    let (model, path) = common::load()?;
-    let tok = common::tokenizer(&path)?;
+    let (model, _) = common::load()?;
+    let tok = common::text(&model)?;
     let started = std::time::Instant::now();
     let n_layers = model.config().n_layers;
     let (mut probs, mut ranks) = (Vec::new(), Vec::new());
     for (prompt, answer) in FACTS {
-        let ids = common::ids(&common::encode(&tok, prompt)?)?;
-        let answer_id = common::encode(&tok, answer)?[0];
+        let ids = common::ids(&common::encode(tok, prompt)?)?;
+        let answer_id = common::encode(tok, answer)?[0];
         let (logits, cache) =
             model.run_with_cache(CacheOptions::all(), |m| m.forward(&ids, None))?;
         let lens = CacheAnalysis::new(&model, &cache).logit_lens(PosSlice::Last)?; // [layer+1, 1, 1, vocab]
@@ -45,7 +45,7 @@ fn main() -> Res<()> {
         let top = top_tokens(&logits.get(0)?.get(ids.dim(1)? - 1)?, 3)?;
         let top: Vec<String> = top
             .iter()
-            .map(|(t, p)| format!("{:?} {p:.2}", common::show(&tok, *t)))
+            .map(|(t, p)| format!("{:?} {p:.2}", common::show(tok, *t)))
             .collect();
         println!("{prompt:?} -> {answer:?}: model's top 3 {}", top.join(", "));
         match first_top {

@@ -31,15 +31,15 @@ const PROMPTS: [&str; 3] = [
 ];
 
 fn main() -> Res<()> {
-    let (model, path) = common::load()?;
-    let tok = common::tokenizer(&path)?;
+    let (model, _) = common::load()?;
+    let tok = common::text(&model)?;
     let started = std::time::Instant::now();
     let layer = model.config().n_layers / 3;
     let point = Point::ResidPre(layer);
     let ids = |texts: &[&str]| -> Res<Vec<_>> {
         texts
             .iter()
-            .map(|t| common::ids(&common::encode(&tok, t)?))
+            .map(|t| common::ids(&common::encode(tok, t)?))
             .collect()
     };
     let vector = steering_vector(&model, point, &ids(&POSITIVE)?, &ids(&NEGATIVE)?)?;
@@ -52,12 +52,12 @@ fn main() -> Res<()> {
     };
     let mut changed = 0;
     for prompt in PROMPTS {
-        let prompt_ids = common::ids(&common::encode(&tok, prompt)?)?;
+        let prompt_ids = common::ids(&common::encode(tok, prompt)?)?;
         let n = prompt_ids.dim(1)?;
         let continuation = |hooks: Hooks<'static>| -> Res<String> {
             let out = model.run_with_hooks(hooks, |m| m.generate(&prompt_ids, None, &opts))?;
             let new: Vec<u32> = out.get(0)?.narrow(0, n, out.dim(1)? - n)?.to_vec1()?;
-            Ok(tok.decode(&new, true).map_err(|e| e.to_string())?)
+            Ok(tok.decode(&new)?)
         };
         let plain = continuation(Hooks::new().may_not_fire())?;
         println!("{prompt:?}");

@@ -48,35 +48,27 @@ pub fn ids(tokens: &[u32]) -> Res<Tensor> {
     Ok(Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?)
 }
 
-/// The model's tokenizer (a folder's `tokenizer.json`, or a GGUF file's metadata).
-pub fn tokenizer(path: &std::path::Path) -> Res<tokenizers::Tokenizer> {
-    auto_hook_models::load_tokenizer(path)?.ok_or_else(|| {
-        format!(
-            "{} has no tokenizer: this experiment needs text (SmolLM2: pass the GGUF from \
-             scripts/fetch_smollm2.sh)",
-            path.display()
-        )
-        .into()
+/// The model's tokenizer (from the GGUF file's metadata or a folder's `tokenizer.json`).
+pub fn text(model: &HookedTransformer) -> Res<&auto_hook_models::Text> {
+    model.text().ok_or_else(|| {
+        "this model has no tokenizer: this experiment needs text (SmolLM2: pass the GGUF \
+         from scripts/fetch_smollm2.sh)"
+            .into()
     })
 }
 
 /// Token ids of `text` (no special tokens added).
-pub fn encode(tok: &tokenizers::Tokenizer, text: &str) -> Res<Vec<u32>> {
-    Ok(tok
-        .encode(text, false)
-        .map_err(|e| format!("tokenizing {text:?}: {e}"))?
-        .get_ids()
-        .to_vec())
+pub fn encode(tok: &auto_hook_models::Text, text: &str) -> Res<Vec<u32>> {
+    Ok(tok.encode(text, false)?)
 }
 
 /// The id of `text` when it is one token.
-pub fn single_token(tok: &tokenizers::Tokenizer, text: &str) -> Res<Option<u32>> {
+pub fn single_token(tok: &auto_hook_models::Text, text: &str) -> Res<Option<u32>> {
     let ids = encode(tok, text)?;
     Ok((ids.len() == 1).then(|| ids[0]))
 }
 
 /// The text of one token.
-pub fn show(tok: &tokenizers::Tokenizer, id: u32) -> String {
-    tok.decode(&[id], false)
-        .unwrap_or_else(|_| format!("#{id}"))
+pub fn show(tok: &auto_hook_models::Text, id: u32) -> String {
+    tok.decode(&[id]).unwrap_or_else(|_| format!("#{id}"))
 }
