@@ -35,7 +35,11 @@ struct Prompt {
 }
 
 /// "When A and B went to the P, B gave a O to" (ABBA) and "When B and A ..." (BABA).
-fn prompts(tok: &auto_hook_models::Text, names: &[(String, u32)], shift: usize) -> Res<Vec<Prompt>> {
+fn prompts(
+    tok: &auto_hook_models::Text,
+    names: &[(String, u32)],
+    shift: usize,
+) -> Res<Vec<Prompt>> {
     let mut out = Vec::new();
     for (i, (a, a_id)) in names.iter().enumerate() {
         for (j, (b, b_id)) in names.iter().enumerate() {
@@ -91,10 +95,7 @@ fn main() -> Res<()> {
     let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
     let right = diffs.iter().filter(|&&d| d > 0.0).count();
     println!("{} prompts ({} single-token names): mean logit difference IO - S {mean:.3}; IO above S in {right}", diffs.len(), names.len());
-    println!(
-        "  e.g. {:?}",
-        tok.decode(&all[0].ids).unwrap_or_default()
-    );
+    println!("  e.g. {:?}", tok.decode(&all[0].ids).unwrap_or_default());
 
     // Patching: the first PATCH_BATCH prompts, corrupted by other names (a shifted pairing).
     let clean = &all[..PATCH_BATCH.min(all.len())];
