@@ -12,7 +12,7 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use common::gguf::{write, Spec, BOS, EOS};
-use common::{max_diff, temp_folder};
+use common::{max_diff, rel_diff, temp_folder};
 
 fn ids() -> Tensor {
     let ids: Vec<u32> = (0..2 * 9).map(|i| ((i * 37 + 5) % 262) as u32).collect();
@@ -21,17 +21,6 @@ fn ids() -> Tensor {
 
 fn logits(model: &HookedTransformer) -> Tensor {
     model.forward(&ids(), None).unwrap()
-}
-
-fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let scale = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    max_diff(a, b) / scale
 }
 
 /// Dequantised: bit-identical to the folder with the same weights. Quantized: the same

@@ -145,11 +145,17 @@ fn gguf_name(hf: &str) -> String {
     name
 }
 
-/// llama.cpp's reordering of a Llama query/key weight's rows (halves → interleaved pairs).
-fn permute(w: &Tensor, heads: usize) -> Tensor {
+/// llama.cpp's reordering of a Llama query/key weight's rows: Hugging Face's halves
+/// `[head, 2, d/2]` → interleaved pairs `[head, d/2, 2]` (`to_gguf`), or back.
+fn reorder_rows(w: &Tensor, heads: usize, to_gguf: bool) -> Tensor {
     let (rows, cols) = w.dims2().unwrap();
     let half = rows / heads / 2;
-    w.reshape((heads, 2, half, cols))
+    let split = if to_gguf {
+        (heads, 2, half, cols)
+    } else {
+        (heads, half, 2, cols)
+    };
+    w.reshape(split)
         .unwrap()
         .transpose(1, 2)
         .unwrap()
@@ -168,7 +174,11 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
     for (name, w) in hf_weights(spec) {
         let heads = if name.contains("q_proj") { HEADS } else { KV };
         let permuted = llama && (name.contains("q_proj.") || name.contains("k_proj."));
-        let stored = if permuted { permute(&w, heads) } else { w };
+        let stored = if permuted {
+            reorder_rows(&w, heads, true)
+        } else {
+            w
+        };
         let dtype = if stored.rank() == 1 {
             GgmlDType::F32
         } else {
@@ -178,7 +188,7 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
         // What the file holds, back in Hugging Face's order for the folder.
         let held = q.dequantize(&Device::Cpu).unwrap();
         let held = if permuted {
-            unpermute(&held, heads)
+            reorder_rows(&held, heads, false)
         } else {
             held
         };
@@ -241,19 +251,6 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
     gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
     write_hf(&folder.join("hf"), spec, hf);
     path
-}
-
-fn unpermute(w: &Tensor, heads: usize) -> Tensor {
-    let (rows, cols) = w.dims2().unwrap();
-    let half = rows / heads / 2;
-    w.reshape((heads, half, 2, cols))
-        .unwrap()
-        .transpose(1, 2)
-        .unwrap()
-        .reshape((rows, cols))
-        .unwrap()
-        .contiguous()
-        .unwrap()
 }
 
 fn write_hf(folder: &Path, spec: &Spec, tensors: HashMap<String, Tensor>) {

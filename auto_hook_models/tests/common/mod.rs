@@ -198,6 +198,18 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// `max_diff(a, b)` over the largest `|b|`: a difference relative to the reference's scale.
+pub fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let scale = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    max_diff(a, b) / scale
+}
+
 /// Hooks that zero expert `expert`'s routing weight in every MoE block of a model with
 /// `n_experts` experts, so that top-k never picks it.
 pub fn ablate_expert(expert: usize, n_experts: usize) -> auto_hook::Hooks<'static> {
