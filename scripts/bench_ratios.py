@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the BENCHMARKS.md table from criterion's estimates of `cargo bench --bench overhead`.
+"""Prints the BENCHMARKS.md table from criterion's estimates of `cargo bench -p auto_hook_dev --bench overhead`.
 
 Reads target/criterion/overhead/<config>/<variant>/new/estimates.json (median, ns) and
 divides each variant by `plain` of the same config; adds the paired A/B ratio (median and

@@ -41,7 +41,7 @@
 //! `target/criterion/llama_threadsN/`): `RAYON_NUM_THREADS=1` gives the single-thread
 //! numbers that `scripts/bench_hf_llama.py` compares with PyTorch.
 
-#[path = "../../benches/paired/mod.rs"]
+#[path = "../../auto_hook_dev/benches/paired/mod.rs"]
 mod paired;
 
 use auto_hook::prelude::*;

@@ -20,7 +20,7 @@
 //! prefill, 1000 for the step; `target/criterion/mamba/{prefill,step}/paired.json`).
 
 mod moe_ssm;
-#[path = "../../benches/paired/mod.rs"]
+#[path = "../../auto_hook_dev/benches/paired/mod.rs"]
 mod paired;
 
 use auto_hook_models::{HookedMamba, MambaCache};

@@ -28,7 +28,7 @@
 //! --bench mixtral` run ends with paired rounds (`target/criterion/mixtral/paired.json`).
 
 mod moe_ssm;
-#[path = "../../benches/paired/mod.rs"]
+#[path = "../../auto_hook_dev/benches/paired/mod.rs"]
 mod paired;
 
 use auto_hook::prelude::*;

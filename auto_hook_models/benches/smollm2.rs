@@ -24,7 +24,7 @@
 //! activations to 8 bits before each quantized matmul, and the last bits of their norms
 //! differ, which moves some roundings; 2.5% measured).
 
-#[path = "../../benches/paired/mod.rs"]
+#[path = "../../auto_hook_dev/benches/paired/mod.rs"]
 mod paired;
 
 use auto_hook::prelude::*;

@@ -1,5 +1,5 @@
 //! Helpers of the Mixtral and Mamba benchmarks: seeded weights and the paired-rounds
-//! report (see `benches/paired` at the workspace root).
+//! report (see `auto_hook_dev/benches/paired`).
 
 use crate::paired::{self, Run};
 use candle_core::{Device, Result, Tensor};

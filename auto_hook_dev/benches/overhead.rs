@@ -12,7 +12,7 @@
 //! - `cache_all`: `run_with_cache(CacheOptions::all(), ..)`;
 //! - `stop_at_first_block`: `run_with_cache_stop_at("blocks.0.**", ..)`.
 //!
-//! Run with `cargo bench --bench overhead`. After criterion, a full run also times paired
+//! Run with `cargo bench -p auto_hook_dev --bench overhead`. After criterion, a full run also times paired
 //! rounds (one forward per variant, random order) and writes the median ratio to `plain`
 //! per config; `scripts/bench_ratios.py` turns both into the table of `BENCHMARKS.md`.
 
@@ -655,8 +655,8 @@ fn paired_rounds(cfg: &Cfg, variants: &[(&str, Run)]) {
             "\"{variant}\": {{\"median\": {mid}, \"ci_low\": {lo}, \"ci_high\": {hi}, \"rounds\": {m}}}"
         ));
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = paired::target_dir(root)
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = paired::target_dir(crate_dir.parent().unwrap_or(crate_dir))
         .join("criterion/overhead")
         .join(cfg.name);
     paired::write_json(&dir, &json);
