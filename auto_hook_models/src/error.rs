@@ -37,6 +37,9 @@ pub enum Error {
     /// A tokenizer that cannot be built or used: a missing tokenizer field, an
     /// unsupported tokenizer model, no tokenizer on the model, a broken chat template.
     Tokenizer(String),
+    /// A Hugging Face repo id that cannot be resolved: a file missing from the local
+    /// cache (and, with the `hub` feature, not downloadable), or a malformed id.
+    Hub(String),
     /// Bad input to a forward or to `generate` (shape, dtype, mask, sampling options).
     Input(String),
     /// An empty token sequence (`input_ids` of shape `[batch, 0]` or `[0, pos]`), or an
@@ -63,6 +66,7 @@ impl fmt::Display for Error {
             Error::Io(m) => write!(f, "{m}"),
             Error::Gguf(m) => write!(f, "GGUF: {m}"),
             Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
+            Error::Hub(m) => write!(f, "Hugging Face hub: {m}"),
             Error::Input(m) => write!(f, "bad input: {m}"),
             Error::EmptyInput { what } => write!(f, "bad input: {what} has no tokens"),
             Error::TokenOutOfVocabulary {

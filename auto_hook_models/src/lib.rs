@@ -32,6 +32,7 @@ mod error;
 mod feed_forward;
 mod generate;
 mod gguf;
+pub mod hub;
 pub mod induction;
 mod load;
 pub mod mamba;

@@ -20,7 +20,9 @@ use std::sync::Arc;
 /// (llama.cpp's format: Llama and Qwen2 architectures), dequantised to `dtype`. The
 /// tokenizer comes along when the checkpoint has one (`tokenizer.json`, or the GGUF
 /// metadata): see [`HookedTransformer::to_tokens`]. [`load_quantized`] keeps a GGUF
-/// file's weights quantized.
+/// file's weights quantized. A Hugging Face repo id (`owner/name`, or `owner/name:FILE`
+/// for one file such as a GGUF) is read from the local Hugging Face cache, or downloaded
+/// with the `hub` feature: see [`crate::hub`].
 ///
 /// ```no_run
 /// let model = auto_hook_models::load("models/gpt2", candle_core::DType::F32, &candle_core::Device::Cpu)?;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```
 pub fn load(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedTransformer> {
+    let path = crate::hub::local(path.as_ref())?;
     let path = path.as_ref();
     if crate::gguf::is_gguf(path) {
         return crate::gguf::load_dequantized(path, dtype, device);
@@ -42,7 +45,8 @@ pub fn load(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<Hoo
 
 /// Loads a GGUF file with its projections kept quantized (candle's `QMatMul`; the
 /// activations are f32), under the same hook names as [`load`]. Norms and the token
-/// embedding are dequantised to f32; a tied unembedding stays quantized.
+/// embedding are dequantised to f32; a tied unembedding stays quantized. Takes a repo
+/// id `owner/name:FILE.gguf` as [`load`] does.
 ///
 /// ```no_run
 /// let model = auto_hook_models::load_quantized("SmolLM2-135M-Instruct.Q4_1.gguf", &candle_core::Device::Cpu)?;
@@ -50,6 +54,7 @@ pub fn load(path: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<Hoo
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```
 pub fn load_quantized(path: impl AsRef<Path>, device: &Device) -> Result<HookedTransformer> {
+    let path = crate::hub::local(path.as_ref())?;
     let path = path.as_ref();
     if !crate::gguf::is_gguf(path) {
         return Err(Error::Input(format!(

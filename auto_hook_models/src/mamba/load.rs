@@ -18,13 +18,14 @@ const WEIGHT: Init = Init::Randn {
 /// Loads a Mamba checkpoint saved by Hugging Face `save_pretrained` (`config.json` with
 /// `model_type: mamba` and safetensors, single or sharded) in `dtype`. Transformer
 /// checkpoints go through [`load`](crate::load), which refuses a Mamba folder with a
-/// pointer here.
+/// pointer here. Takes a Hugging Face repo id as [`load`](crate::load) does.
 ///
 /// ```no_run
 /// let model = auto_hook_models::load_mamba("path/to/mamba-130m", candle_core::DType::F32, &candle_core::Device::Cpu)?;
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```
 pub fn load_mamba(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedMamba> {
+    let folder = crate::hub::local(folder.as_ref())?;
     let folder = folder.as_ref();
     let cfg = MambaConfig::from_json(&crate::load::read_config(folder)?)?;
     mamba_from_var_builder(cfg, crate::load::open_weights(folder, dtype, device)?)
