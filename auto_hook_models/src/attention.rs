@@ -5,7 +5,8 @@ use crate::proj::Proj;
 use auto_hook::prelude::*;
 use candle_core::{DType, Module, Result, Tensor};
 
-/// Rotary angles for the positions of one forward: `cos`/`sin` `[batch, pos, 1, d_head/2]`.
+/// Rotary angles for the positions of one forward: `cos`/`sin` `[batch, pos, d_head/2]`
+/// (`[pos, d_head/2]` when every row has the same positions).
 #[derive(Debug, Clone)]
 pub struct Rotary {
     cos: Tensor,
@@ -23,20 +24,36 @@ impl Rotary {
         let angles = positions
             .to_dtype(DType::F32)?
             .unsqueeze(2)?
-            .broadcast_mul(&inv_freq)?
-            .unsqueeze(2)?;
+            .broadcast_mul(&inv_freq)?;
+        // One row of angles serves the whole batch when the rows agree (no padding).
+        let angles = if angles.dim(0)? == 1 {
+            angles.squeeze(0)?
+        } else {
+            angles
+        };
         Ok(Self {
             cos: angles.cos()?.to_dtype(dtype)?,
             sin: angles.sin()?.to_dtype(dtype)?,
         })
     }
 
-    /// Rotates `x` `[batch, pos, head, d_head]` (non-interleaved halves, as Hugging Face).
+    /// Rotates `x` `[batch, head, pos, d_head]` (non-interleaved halves, as Hugging Face):
+    /// `x1·cos − x2·sin` and `x2·cos + x1·sin`. Candle's fused kernel when nothing tracks
+    /// gradients; otherwise the same products and sums composed, so both give the same bits.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.track_op() {
+            return candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin);
+        }
+        // `[batch, 1, pos, half]` (or `[pos, half]`) against `[batch, head, pos, half]`.
+        let per_row = |t: &Tensor| match t.rank() {
+            3 => t.unsqueeze(1),
+            _ => Ok(t.clone()),
+        };
+        let (cos, sin) = (per_row(&self.cos)?, per_row(&self.sin)?);
         let half = x.dim(3)? / 2;
         let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
-        let first = (x1.broadcast_mul(&self.cos)? - x2.broadcast_mul(&self.sin)?)?;
-        let second = (x2.broadcast_mul(&self.cos)? + x1.broadcast_mul(&self.sin)?)?;
+        let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
         Tensor::cat(&[first, second], 3)
     }
 }
@@ -151,18 +168,23 @@ impl Attention {
         let v = self
             .hook_v
             .forward(&heads(self.w_v.forward(x)?, self.n_kv_heads)?)?;
+        // Heads first, `[batch, head, pos, d_head]`, for the rotation and the products.
+        let heads_first = |y: &Tensor| y.transpose(1, 2)?.contiguous();
+        let (q, k) = (heads_first(&q)?, heads_first(&k)?);
         let (q, k) = match (&inputs.rotary, &self.hook_rot_q, &self.hook_rot_k) {
-            (Some(rot), Some(hook_q), Some(hook_k)) => (
-                hook_q.forward(&rot.apply(&q)?)?,
-                hook_k.forward(&rot.apply(&k)?)?,
-            ),
+            // The rotated q/k fire as `[batch, pos, head, d_head]` views of the result
+            // (TransformerLens's layout); turning them back is free unless a hook
+            // replaced them.
+            (Some(rot), Some(hook_q), Some(hook_k)) => {
+                let rotated = |x: &Tensor, hook: &HookPoint| {
+                    heads_first(&hook.forward(&rot.apply(x)?.transpose(1, 2)?)?)
+                };
+                (rotated(&q, hook_q)?, rotated(&k, hook_k)?)
+            }
             _ => (q, k),
         };
-        let q = q.transpose(1, 2)?.contiguous()?;
-        let (mut k, mut v) = (
-            k.transpose(1, 2)?.contiguous()?,
-            v.transpose(1, 2)?.contiguous()?,
-        );
+        let mut v = heads_first(&v)?;
+        let mut k = k;
         if let Some(cache) = cache {
             (k, v) = cache.append(k, v)?;
         }
@@ -219,5 +241,35 @@ impl Attention {
     /// `(n_heads, n_kv_heads, d_head)`.
     pub fn heads(&self) -> (usize, usize, usize) {
         (self.n_heads, self.n_kv_heads, self.d_head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rotary;
+    use candle_core::{DType, Device, Tensor, Var};
+
+    /// The fused kernel (inference) and the composed ops (gradients tracked) give the
+    /// same bits, for one row of positions and for per-row positions (left padding).
+    #[test]
+    fn rotary_fused_and_tracked_paths_agree_bit_for_bit() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        for positions in [
+            vec![vec![0u32, 1, 2, 3]],
+            vec![vec![0, 1, 2, 3], vec![0, 0, 1, 2]],
+        ] {
+            let b = positions.len();
+            let pos = Tensor::new(positions, &dev)?;
+            let rot = Rotary::new(&pos, 8, 10_000.0, DType::F32)?;
+            let x = Tensor::randn(0f32, 1.0, (b, 3, 4, 8), &dev)?;
+            let fused = rot.apply(&x)?;
+            let var = Var::from_tensor(&x)?;
+            let tracked = rot.apply(var.as_tensor())?;
+            let diff = (&fused - &tracked)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "batch {b}");
+            let grads = tracked.sum_all()?.backward()?;
+            assert!(grads.get(var.as_tensor()).is_some(), "gradient reaches x");
+        }
+        Ok(())
     }
 }
