@@ -4,7 +4,7 @@
 Never needed by CI (the outputs are committed). Needs: pip install torch transformers safetensors
 
 Writes, under auto_hook_models/tests/fixtures/{gpt2,llama,qwen2}/ (no argument), or
-{mixtral,mamba}/ (`make_fixtures.py mixtral mamba`):
+{mixtral,mamba,gemma2,gemma}/ (`make_fixtures.py mixtral mamba gemma2 gemma`):
   config.json, model.safetensors         (save_pretrained)
   reference.safetensors                  input_ids (int64 [batch, seq]), logits,
                                          hidden_states.{i} (output_hidden_states),
@@ -14,7 +14,9 @@ Writes, under auto_hook_models/tests/fixtures/{gpt2,llama,qwen2}/ (no argument),
 The format is what `cargo run -p auto_hook_models --example compare_hf` reads.
 mixtral/reference.safetensors also holds the router's top-k per layer (router.{i}.indices,
 router.{i}.weights) and load-balancing losses (aux_loss, aux_loss_masked with aux_mask);
-mamba/reference_padded.safetensors is a left-padded batch with its attention_mask.
+mamba/reference_padded.safetensors is a left-padded batch with its attention_mask;
+gemma2/ and gemma/ references also hold attentions.{i} (the attention pattern per layer),
+gemma2/reference_padded.safetensors a left-padded batch.
 """
 from pathlib import Path
 
@@ -39,7 +41,7 @@ def rescale(model, std):
                 p.normal_(0.0, std)
 
 
-def reference(model, input_ids, attention_mask=None):
+def reference(model, input_ids, attention_mask=None, attentions=False, position_ids=None):
     records = {}
 
     def record(name):
@@ -51,7 +53,10 @@ def reference(model, input_ids, attention_mask=None):
 
     handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
     with torch.no_grad():
-        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        extra = {"output_attentions": True} if attentions else {}
+        if position_ids is not None:
+            extra["position_ids"] = position_ids
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
     for h in handles:
         h.remove()
     tensors = {"input_ids": input_ids.to(torch.int64), "logits": out.logits}
@@ -59,17 +64,20 @@ def reference(model, input_ids, attention_mask=None):
         tensors["attention_mask"] = attention_mask
     for i, h in enumerate(out.hidden_states):
         tensors[f"hidden_states.{i}"] = h
+    if attentions:
+        for i, a in enumerate(out.attentions):
+            tensors[f"attentions.{i}"] = a
     tensors.update(records)
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
-def write(name, model, vocab):
+def write(name, model, vocab, attentions=False):
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     model.save_pretrained(folder, safe_serialization=True)
     input_ids = torch.randint(0, vocab, (2, 7), generator=torch.Generator().manual_seed(1))
-    save_file(reference(model, input_ids), str(folder / "reference.safetensors"))
+    save_file(reference(model, input_ids, attentions=attentions), str(folder / "reference.safetensors"))
     size = sum(f.stat().st_size for f in folder.iterdir())
     print(f"{name}: {folder} ({size / 1024:.0f} KiB)")
 
@@ -175,9 +183,80 @@ def mamba():
     save_file(reference(model, input_ids, mask), str(OUT / "mamba" / "reference_padded.safetensors"))
 
 
+def gemma2():
+    """Tiny Gemma 2 where everything Gemma 2 changes shows: head_dim 12 != 32 / 4,
+    query_pre_attn_scalar 20 != head_dim, window 3 < seq 7, a layer order other than
+    transformers' default (full, sliding, sliding), soft-caps small enough to bite (the
+    script prints how often they do), tied embeddings. Also a left-padded batch with
+    Hugging Face generate's position ids (cumsum(mask) - 1)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+    torch.manual_seed(13)
+    vocab = 64
+    cfg = Gemma2Config(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=12, query_pre_attn_scalar=20,
+                       sliding_window=3, layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+                       attn_logit_softcapping=2.0, final_logit_softcapping=3.0, max_position_embeddings=64,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                       tie_word_embeddings=True, attn_implementation="eager",
+                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = Gemma2ForCausalLM(cfg)
+    rescale(model, 0.3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:  # Gemma multiplies by (1 + w)
+                p.copy_(0.2 * torch.randn_like(p))
+    write("gemma2", model, vocab, attentions=True)
+    folder = OUT / "gemma2"
+    from safetensors.torch import load_file
+    ref = load_file(str(folder / "reference.safetensors"))
+    capped = ref["logits"].abs().max().item()
+    print(f"gemma2: max |logit| {capped:.3f} of cap 3.0")
+    scores = {}
+
+    def raw_scores(i):
+        def hook(module, args, kwargs, _output):
+            h = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+            b, t, _ = h.shape
+            q = module.q_proj(h).view(b, t, -1, 12).transpose(1, 2)
+            k = module.k_proj(h).view(b, t, -1, 12).transpose(1, 2)
+            scores[i] = (q @ k.repeat_interleave(2, dim=1).transpose(2, 3) * module.scaling).abs().max().item()
+        return hook
+    handles = [layer.self_attn.register_forward_hook(raw_scores(i), with_kwargs=True)
+               for i, layer in enumerate(model.model.layers)]
+    with torch.no_grad():
+        model(input_ids=ref["input_ids"])
+    for h in handles:
+        h.remove()
+    print(f"gemma2: max |q.k * scale| per layer (before rope, cap 2.0): {scores}")
+    input_ids = torch.randint(0, vocab, (2, 7), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 7, dtype=torch.int64)
+    mask[1, :3] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    save_file(reference(model, input_ids, mask, attentions=True, position_ids=position_ids),
+              str(folder / "reference_padded.safetensors"))
+
+
+def gemma():
+    """Tiny Gemma (v1): the Llama recipe with (1 + w) norms, scaled embeddings, GeGLU."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+    torch.manual_seed(14)
+    vocab = 64
+    model = GemmaForCausalLM(GemmaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                         head_dim=12, max_position_embeddings=64, hidden_act="gelu",
+                                         attn_implementation="eager", pad_token_id=0, bos_token_id=1,
+                                         eos_token_id=2))
+    rescale(model, 0.3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(0.2 * torch.randn_like(p))
+    write("gemma", model, vocab, attentions=True)
+
+
 if __name__ == "__main__":
     import sys
-    extra = {"mixtral": mixtral, "mamba": mamba}
+    extra = {"mixtral": mixtral, "mamba": mamba, "gemma2": gemma2, "gemma": gemma}
     # No argument: the original three fixtures (unchanged); `mixtral` / `mamba`: those.
     for name in sys.argv[1:]:
         extra[name]()

@@ -91,6 +91,9 @@ pub struct StepInputs {
     /// Additive mask `[batch, 1, q_pos, k_pos]`: 0 where allowed; elsewhere −∞, or the
     /// dtype's minimum when some query sees no key (padding).
     pub mask: Tensor,
+    /// The same with the sliding window, for layers that slide while others do not
+    /// (Gemma 2); `None` when no layer has its own window.
+    pub sliding_mask: Option<Tensor>,
     pub rotary: Option<Rotary>,
 }
 
@@ -118,6 +121,19 @@ pub struct Attention {
     n_heads: usize,
     n_kv_heads: usize,
     d_head: usize,
+    #[auto_hook(skip)]
+    scores: Scores,
+}
+
+/// How raw scores `q·k` become the scores the mask is added to.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Scores {
+    /// Multiply by this instead of dividing by `sqrt(d_head)`.
+    scale: Option<f64>,
+    /// `c · tanh(s / c)`.
+    softcap: Option<f64>,
+    /// Use the step's sliding-window mask.
+    sliding: bool,
 }
 
 #[auto_hook]
@@ -148,6 +164,7 @@ impl Attention {
             n_heads,
             n_kv_heads,
             d_head,
+            scores: Scores::default(),
         }
     }
 
@@ -190,10 +207,18 @@ impl Attention {
         }
         let groups = self.n_heads / self.n_kv_heads;
         let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
-        let scores = (q.matmul(&k.t()?)? / (self.d_head as f64).sqrt())?;
+        let scores = match self.scores.scale {
+            None => (q.matmul(&k.t()?)? / (self.d_head as f64).sqrt())?,
+            Some(scale) => (q.matmul(&k.t()?)? * scale)?,
+        };
+        let scores = crate::gemma::softcap(&scores, self.scores.softcap)?;
+        let mask = match (&inputs.sliding_mask, self.scores.sliding) {
+            (Some(sliding), true) => sliding,
+            _ => &inputs.mask,
+        };
         let scores = self
             .hook_attn_scores
-            .forward(&scores.broadcast_add(&inputs.mask)?)?;
+            .forward(&scores.broadcast_add(mask)?)?;
         // Half precision takes its softmax in f32, as Hugging Face does.
         let pattern = match scores.dtype() {
             DType::F16 | DType::BF16 => {
@@ -222,6 +247,19 @@ fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
 
 /// The parts, for weight access ([`crate::HookedTransformer::w_q`], ...).
 impl Attention {
+    /// Gemma's scores: multiplied by `scale` (`query_pre_attn_scalar^-1/2`) instead of
+    /// divided by `sqrt(d_head)`, soft-capped as `c · tanh(s / c)` before the mask (so
+    /// `hook_attn_scores` holds capped, masked scores, as in TransformerLens), and, when
+    /// `sliding`, masked with the step's sliding-window mask.
+    pub fn with_scores(mut self, scale: f64, softcap: Option<f64>, sliding: bool) -> Self {
+        self.scores = Scores {
+            scale: Some(scale),
+            softcap,
+            sliding,
+        };
+        self
+    }
+
     /// The query projection, `[n_heads · d_head, d_model]`.
     pub fn q_proj(&self) -> &Proj {
         &self.w_q

@@ -36,13 +36,18 @@ pub fn hook_for_reference_key(cfg: &ArchConfig, key: &str) -> Option<String> {
             _ => None,
         };
     }
+    if let Some(i) = key.strip_prefix("attentions.") {
+        let i: usize = i.parse().ok().filter(|&i| i < cfg.n_layers)?;
+        return Some(format!("blocks.{i}.attn.hook_pattern"));
+    }
     if key == "logits" || key == "lm_head" {
         return Some("unembed.hook_point".into());
     }
-    let (prefix, layers, table): (&str, &str, &[(&str, &str)]) = if cfg.model_type == "gpt2" {
-        ("transformer.", "h.", GPT2_KEYS)
-    } else {
-        ("model.", "layers.", LLAMA_KEYS)
+    let gemma2 = cfg.gemma.as_ref().is_some_and(|g| g.post_norms);
+    let (prefix, layers, table): (&str, &str, &[(&str, &str)]) = match cfg.model_type.as_str() {
+        "gpt2" => ("transformer.", "h.", GPT2_KEYS),
+        _ if gemma2 => ("model.", "layers.", GEMMA2_KEYS),
+        _ => ("model.", "layers.", LLAMA_KEYS),
     };
     let key = key.strip_prefix(prefix).unwrap_or(key);
     if let Some(rest) = key.strip_prefix(layers) {
@@ -60,7 +65,15 @@ pub fn hook_for_reference_key(cfg: &ArchConfig, key: &str) -> Option<String> {
         ]
     } else {
         &[
-            ("embed_tokens", "embed.hook_point"),
+            // Gemma's `embed_tokens` scales by sqrt(d_model): `hook_embed`.
+            (
+                "embed_tokens",
+                if cfg.gemma.is_some() {
+                    "hook_embed"
+                } else {
+                    "embed.hook_point"
+                },
+            ),
             ("norm", "ln_final.hook_point"),
         ]
     };
@@ -94,6 +107,24 @@ const LLAMA_KEYS: &[(&str, &str)] = &[
     ("mlp.gate_proj", "mlp.w_gate.hook_point"),
     ("mlp.up_proj", "mlp.w_in.hook_point"),
     ("mlp.down_proj", "mlp.w_out.hook_point"),
+];
+
+/// Gemma 2's block: the attention and MLP outputs pass through a norm before the residual.
+const GEMMA2_KEYS: &[(&str, &str)] = &[
+    ("", "hook_resid_post"),
+    ("input_layernorm", "ln1.hook_point"),
+    ("self_attn", "attn.hook_point"),
+    ("self_attn.q_proj", "attn.w_q.hook_point"),
+    ("self_attn.k_proj", "attn.w_k.hook_point"),
+    ("self_attn.v_proj", "attn.w_v.hook_point"),
+    ("self_attn.o_proj", "attn.w_o.hook_point"),
+    ("post_attention_layernorm", "hook_attn_out"),
+    ("pre_feedforward_layernorm", "ln2.hook_point"),
+    ("mlp", "mlp.hook_point"),
+    ("mlp.gate_proj", "mlp.w_gate.hook_point"),
+    ("mlp.up_proj", "mlp.w_in.hook_point"),
+    ("mlp.down_proj", "mlp.w_out.hook_point"),
+    ("post_feedforward_layernorm", "hook_mlp_out"),
 ];
 
 /// Mixtral's sparse MoE block (`mlp` in transformers 5, `block_sparse_moe` before) and
@@ -175,19 +206,27 @@ pub fn compare_with_reference<M: ReferenceModel>(
         }
     }
     let names: Vec<String> = mapped.iter().map(|(_, h)| h.clone()).collect();
-    let cache = if names.is_empty() {
-        auto_hook::ActivationCache::new()
+    let (output, cache) = if names.is_empty() {
+        (None, auto_hook::ActivationCache::new())
     } else {
-        let (_, cache) = model
+        let (output, cache) = model
             .run_with_cache(CacheOptions::names(names), |m| {
                 m.reference_forward(&ids, mask.as_ref())
             })
             .map_err(|e| Error::Input(e.to_string()))?;
-        cache
+        (Some(output), cache)
     };
     let mut diffs = Vec::with_capacity(mapped.len());
-    for (key, hook) in mapped {
-        let ours = cache.get(&hook).map_err(|e| Error::Input(e.to_string()))?;
+    for (key, mut hook) in mapped {
+        // `logits` is the forward's output: after Gemma 2's final soft-cap, which
+        // `unembed.hook_point` (the lm_head's output) comes before.
+        let ours = match (key.as_str(), &output) {
+            ("logits", Some(output)) => {
+                hook = "output".into();
+                output
+            }
+            _ => cache.get(&hook).map_err(|e| Error::Input(e.to_string()))?,
+        };
         // A reference may hold a broadcast form (GPT-2's position embedding is `[1, seq, d]`).
         let theirs = keys[key.as_str()].broadcast_as(ours.shape()).map_err(|_| {
             Error::Input(format!(

@@ -36,7 +36,7 @@ pub enum Positions {
 /// Everything the hooked transformer needs to know about an architecture.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArchConfig {
-    /// `gpt2`, `llama`, `mistral` or `qwen2`.
+    /// `gpt2`, `llama`, `mistral`, `qwen2`, `mixtral`, `gemma` or `gemma2`.
     pub model_type: String,
     pub vocab_size: usize,
     pub d_model: usize,
@@ -67,6 +67,8 @@ pub struct ArchConfig {
     /// `max_position_embeddings` as transformers does (GPT-2's learned positions are
     /// limited by `n_positions` anyway).
     pub context_length: Option<usize>,
+    /// What Gemma and Gemma 2 add to the Llama recipe; `None` for other models.
+    pub gemma: Option<crate::gemma::GemmaConfig>,
 }
 
 impl ArchConfig {
@@ -91,18 +93,19 @@ impl ArchConfig {
                 cfg.moe = Some(moe);
                 Ok(cfg)
             }
+            "gemma" | "gemma2" => crate::gemma::config(value, model_type),
             "mamba" => Err(Error::Unsupported(
                 "model_type `mamba` is not a transformer: load it with `auto_hook_models::load_mamba`".into(),
             )),
             "" => Err(Error::Config("config.json has no `model_type`".into())),
             other => Err(Error::Unsupported(format!(
-                "model_type `{other}` (supported: gpt2, llama, mistral, qwen2, mixtral; mamba via load_mamba)"
+                "model_type `{other}` (supported: gpt2, llama, mistral, qwen2, mixtral, gemma, gemma2; mamba via load_mamba)"
             ))),
         }
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T> {
     serde_json::from_value(value).map_err(|e| Error::Config(format!("{what} config: {e}")))
 }
 
@@ -142,7 +145,7 @@ fn default_true() -> bool {
     true
 }
 
-fn activation(name: &str) -> Result<Activation> {
+pub(crate) fn activation(name: &str) -> Result<Activation> {
     match name {
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
         "gelu" => Ok(Activation::Gelu),
@@ -188,6 +191,7 @@ fn gpt2(value: Value) -> Result<ArchConfig> {
         eos_token_id,
         moe: None,
         context_length: None,
+        gemma: None,
     })
 }
 
@@ -251,7 +255,7 @@ fn rope_theta(c: &LlamaJson) -> Result<f64> {
     Ok(c.rope_theta.or(nested).unwrap_or(10_000.0))
 }
 
-fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
+pub(crate) fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
     let eos_token_id = eos(&value);
     let c: LlamaJson = parse(value, &model_type)?;
     if c.num_attention_heads == 0 {
@@ -296,6 +300,7 @@ fn llama(value: Value, model_type: String) -> Result<ArchConfig> {
         eos_token_id,
         moe: None,
         context_length: None,
+        gemma: None,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Hooked ports of Hugging Face decoder architectures, written with `#[auto_hook]`:
-//! GPT-2 and the Llama family (Llama, Mistral, Qwen2) from one config-driven
+//! GPT-2, the Llama family (Llama, Mistral, Qwen2) and Gemma / Gemma 2 from one config-driven
 //! [`HookedTransformer`] with TransformerLens hook names, loading the checkpoints that
 //! `save_pretrained` writes (`config.json` + safetensors, single or sharded).
 //!
@@ -20,6 +20,13 @@
 //! edits and experts that receive no token), [`router_aux_loss`], and a
 //! [`MoeDispatch`] (`Gather` on the CPU; `Dense`, with no host read, on a GPU).
 //!
+//! Gemma 2 (`model_type: gemma2`) and Gemma (`gemma`) load into the same
+//! [`HookedTransformer`] (see [`GemmaConfig`]): Gemma 2's blocks add TransformerLens's
+//! `ln1_post.*` and `ln2_post.*` (norms applied before `hook_attn_out` / `hook_mlp_out`);
+//! `attn.hook_attn_scores` holds the soft-capped, masked scores; sliding layers mask
+//! keys outside the window; the forward's logits are soft-capped (`unembed.hook_point`
+//! is before the cap).
+//!
 //! Mamba (`model_type: mamba`) loads with [`load_mamba`] into a [`HookedMamba`] with
 //! MambaLens's hook names (`blocks.{l}.hook_in_proj`, `hook_conv`, `hook_delta`,
 //! `hook_A/B/C`, `hook_h` (the SSM state, once per position, editable), `hook_y`, ...;
@@ -30,6 +37,7 @@ mod compare;
 pub mod config;
 mod error;
 mod feed_forward;
+mod gemma;
 mod generate;
 mod gguf;
 pub mod hub;
@@ -51,6 +59,7 @@ pub use attention::{Attention, KvSlot, Rotary, StepInputs};
 pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};
+pub use gemma::GemmaConfig;
 pub use generate::{next_token_log_probs, Eos, GenerateOptions, Sampling};
 pub use gguf::gguf_tensors;
 pub use load::{from_var_builder, load, load_quantized, load_tokenizer, weight_files};

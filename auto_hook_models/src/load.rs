@@ -291,12 +291,19 @@ fn llama(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
     let vb = root.pp("model");
     let (d, dh) = (cfg.d_model, cfg.d_head);
     let rms = |vb: VarBuilder| -> Result<Norm> {
+        if cfg.gemma.is_some() {
+            return crate::gemma::norm(vb, &cfg);
+        }
         Ok(Norm::new(
             NormKind::RmsNorm,
             vb.get_with_hints(d, "weight", ONES)?,
             None,
             cfg.norm_eps,
         ))
+    };
+    let (ln2_name, post_names) = match &cfg.gemma {
+        Some(g) => crate::gemma::norm_names(g),
+        None => ("post_attention_layernorm", None),
     };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
@@ -310,6 +317,14 @@ fn llama(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
             (cfg.n_heads, cfg.n_kv_heads, dh),
             true,
         );
+        let attn = match &cfg.gemma {
+            Some(g) => attn.with_scores(
+                g.query_pre_attn_scalar.powf(-0.5),
+                g.attn_softcap,
+                g.sliding_layers[i],
+            ),
+            None => attn,
+        };
         let mlp = if let Some(moe) = &cfg.moe {
             crate::moe_load::sparse_moe(&vb, &cfg, moe)?
         } else {
@@ -321,12 +336,18 @@ fn llama(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
                 cfg.act,
             ))
         };
-        blocks.push(TransformerBlock::with_feed_forward(
+        let block = TransformerBlock::with_feed_forward(
             rms(vb.pp("input_layernorm"))?,
             attn,
-            rms(vb.pp("post_attention_layernorm"))?,
+            rms(vb.pp(ln2_name))?,
             mlp,
-        ));
+        );
+        blocks.push(match post_names {
+            Some((ln1_post, ln2_post)) => {
+                block.with_post_norms(rms(vb.pp(ln1_post))?, rms(vb.pp(ln2_post))?)
+            }
+            None => block,
+        });
     }
     let wte: Tensor = vb.get_with_hints((cfg.vocab_size, d), "embed_tokens.weight", WEIGHT)?;
     let unembed = if cfg.tie_embeddings {

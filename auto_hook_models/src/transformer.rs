@@ -20,10 +20,12 @@ pub struct TransformerBlock {
     hook_resid_pre: HookPoint,
     ln1: Norm,
     attn: Attention,
+    ln1_post: Option<Norm>,
     hook_attn_out: HookPoint,
     hook_resid_mid: HookPoint,
     ln2: Norm,
     mlp: FeedForward,
+    ln2_post: Option<Norm>,
     hook_mlp_out: HookPoint,
     hook_resid_post: HookPoint,
 }
@@ -40,10 +42,12 @@ impl TransformerBlock {
             hook_resid_pre: HookPoint::new(),
             ln1,
             attn,
+            ln1_post: None,
             hook_attn_out: HookPoint::new(),
             hook_resid_mid: HookPoint::new(),
             ln2,
             mlp,
+            ln2_post: None,
             hook_mlp_out: HookPoint::new(),
             hook_resid_post: HookPoint::new(),
         }
@@ -63,21 +67,46 @@ impl TransformerBlock {
         cache: Option<&mut KvSlot>,
     ) -> Result<Tensor> {
         let resid_pre = self.hook_resid_pre.forward(x)?;
-        let attn_out = self.hook_attn_out.forward(&self.attn.forward(
-            &self.ln1.forward(&resid_pre)?,
-            inputs,
-            cache,
-        )?)?;
+        let attn_out = self
+            .attn
+            .forward(&self.ln1.forward(&resid_pre)?, inputs, cache)?;
+        let attn_out = self
+            .hook_attn_out
+            .forward(&post_norm(&self.ln1_post, attn_out)?)?;
         let resid_mid = self.hook_resid_mid.forward(&(&resid_pre + attn_out)?)?;
+        let mlp_out = self.mlp.forward(&self.ln2.forward(&resid_mid)?)?;
         let mlp_out = self
             .hook_mlp_out
-            .forward(&self.mlp.forward(&self.ln2.forward(&resid_mid)?)?)?;
+            .forward(&post_norm(&self.ln2_post, mlp_out)?)?;
         self.hook_resid_post.forward(&(resid_mid + mlp_out)?)
+    }
+}
+
+fn post_norm(norm: &Option<Norm>, x: Tensor) -> Result<Tensor> {
+    match norm {
+        Some(norm) => norm.forward(&x),
+        None => Ok(x),
     }
 }
 
 /// The parts, for weight access and analysis.
 impl TransformerBlock {
+    /// Gemma 2's norms after attention (`ln1_post`) and after the MLP (`ln2_post`),
+    /// applied before `hook_attn_out` / `hook_mlp_out`, so those hold what is added to
+    /// the residual stream (as in TransformerLens).
+    pub fn with_post_norms(mut self, ln1_post: Norm, ln2_post: Norm) -> Self {
+        self.ln1_post = Some(ln1_post);
+        self.ln2_post = Some(ln2_post);
+        self
+    }
+    /// Gemma 2's norm after attention, if any.
+    pub fn ln1_post(&self) -> Option<&Norm> {
+        self.ln1_post.as_ref()
+    }
+    /// Gemma 2's norm after the MLP, if any.
+    pub fn ln2_post(&self) -> Option<&Norm> {
+        self.ln2_post.as_ref()
+    }
     /// The norm before attention.
     pub fn ln1(&self) -> &Norm {
         &self.ln1
@@ -287,7 +316,14 @@ impl HookedTransformer {
             }
         }
         let positions = positions(&keys, t, device)?;
-        let mut resid = self.hook_embed.forward(&self.embed.forward(input_ids)?)?;
+        let mut resid = self.embed.forward(input_ids)?;
+        if self.cfg.gemma.is_some() {
+            // transformers casts the scale to the model's dtype before multiplying.
+            let scale = crate::gemma::GemmaConfig::embed_scale(self.cfg.d_model) as f32;
+            let scale = Tensor::new(scale, device)?.to_dtype(resid.dtype())?;
+            resid = resid.broadcast_mul(&scale)?;
+        }
+        let mut resid = self.hook_embed.forward(&resid)?;
         if let (Some(pos_embed), Some(hook)) = (&self.pos_embed, &self.hook_pos_embed) {
             resid = (resid + hook.forward(&pos_embed.forward(&positions)?)?)?;
         }
@@ -298,13 +334,30 @@ impl HookedTransformer {
             }
             Positions::Learned { .. } => None,
         };
-        let mask = additive_mask(&keys, t, past, self.cfg.sliding_window, dtype, device)?;
-        let inputs = StepInputs { mask, rotary };
+        let window = self.cfg.sliding_window;
+        let (mask, sliding_mask) = match &self.cfg.gemma {
+            // Gemma 2: global layers see every earlier key, sliding ones the window.
+            Some(g) if g.sliding_layers.iter().any(|&s| s) => (
+                additive_mask(&keys, t, past, None, dtype, device)?,
+                Some(additive_mask(&keys, t, past, window, dtype, device)?),
+            ),
+            Some(_) => (additive_mask(&keys, t, past, None, dtype, device)?, None),
+            None => (additive_mask(&keys, t, past, window, dtype, device)?, None),
+        };
+        let inputs = StepInputs {
+            mask,
+            sliding_mask,
+            rotary,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.slots[i]);
             resid = block.forward(&resid, &inputs, slot)?;
         }
-        self.unembed.forward(&self.ln_final.forward(&resid)?)
+        let logits = self.unembed.forward(&self.ln_final.forward(&resid)?)?;
+        match &self.cfg.gemma {
+            Some(g) => crate::gemma::softcap(&logits, g.final_softcap),
+            None => Ok(logits),
+        }
     }
 }
 

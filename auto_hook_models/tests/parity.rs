@@ -8,17 +8,27 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> (auto_hook_models::HookedTransformer, HashMap<String, Tensor>) {
+    fixture_with(name, "reference.safetensors")
+}
+
+fn fixture_with(
+    name: &str,
+    reference: &str,
+) -> (auto_hook_models::HookedTransformer, HashMap<String, Tensor>) {
     let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     let model = load(&folder, DType::F32, &Device::Cpu).unwrap();
-    let reference =
-        candle_core::safetensors::load(folder.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let reference = candle_core::safetensors::load(folder.join(reference), &Device::Cpu).unwrap();
     (model, reference)
 }
 
 fn assert_parity(name: &str, per_layer: &[&str], min_keys: usize) {
-    let (model, reference) = fixture(name);
+    assert_parity_with(name, "reference.safetensors", per_layer, min_keys)
+}
+
+fn assert_parity_with(name: &str, file: &str, per_layer: &[&str], min_keys: usize) {
+    let (model, reference) = fixture_with(name, file);
     let comparison = compare_with_reference(&model, &reference).unwrap();
     for (key, hook, diff) in &comparison.diffs {
         assert!(
@@ -80,9 +90,43 @@ fn qwen2_with_attention_biases_matches_hugging_face_within_1e_4() {
     assert_parity("qwen2", &per_layer, 31);
 }
 
+/// Gemma 2's keys: the attention pattern of every layer (sliding and global), the norms
+/// after each sublayer, and the soft-capped logits.
+const GEMMA2_KEYS: [&str; 7] = [
+    "attentions.{i}",
+    "model.layers.{i}",
+    "model.layers.{i}.self_attn",
+    "model.layers.{i}.post_attention_layernorm",
+    "model.layers.{i}.pre_feedforward_layernorm",
+    "model.layers.{i}.post_feedforward_layernorm",
+    "model.layers.{i}.mlp",
+];
+
+#[test]
+fn gemma2_with_soft_caps_windows_and_free_head_dim_matches_hugging_face_within_1e_4() {
+    assert_parity("gemma2", &GEMMA2_KEYS, 50);
+}
+
+#[test]
+fn gemma2_left_padded_batch_matches_hugging_face_within_1e_4() {
+    assert_parity_with("gemma2", "reference_padded.safetensors", &GEMMA2_KEYS, 50);
+}
+
+#[test]
+fn gemma_v1_matches_hugging_face_within_1e_4() {
+    let per_layer = [
+        "attentions.{i}",
+        "model.layers.{i}",
+        "model.layers.{i}.self_attn",
+        "model.layers.{i}.post_attention_layernorm",
+        "model.layers.{i}.mlp",
+    ];
+    assert_parity("gemma", &per_layer, 30);
+}
+
 #[test]
 fn hooked_output_is_bit_identical_to_the_unhooked_run() {
-    for name in ["gpt2", "llama", "qwen2"] {
+    for name in ["gpt2", "llama", "qwen2", "gemma2"] {
         let (model, reference) = fixture(name);
         let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
         let plain = model.forward(&ids, None).unwrap();

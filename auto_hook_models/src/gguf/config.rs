@@ -84,5 +84,6 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         eos_token_id,
         moe: None,
         context_length: file.opt_usize(&key("context_length"))?,
+        gemma: None,
     })
 }
