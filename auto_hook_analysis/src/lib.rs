@@ -51,3 +51,9 @@ pub use patching::{Metric, Patching, Score};
 pub use plot::{Heatmap, LinePlot};
 pub use pos::{at_position, position_axis, PosSlice};
 pub use resid::CacheAnalysis;
+
+/// The README's Rust blocks, compiled (and run where they need no files) as doctests
+/// here: this crate sees every crate they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
