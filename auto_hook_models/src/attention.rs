@@ -98,7 +98,9 @@ pub struct StepInputs {
 }
 
 /// Attention with `hook_q/k/v` `[batch, pos, head, d_head]`, `hook_rot_q/k` (rotary
-/// models), `hook_attn_scores` and `hook_pattern` `[batch, head, q_pos, k_pos]`, `hook_z`.
+/// models), `hook_attn_scores` and `hook_pattern` `[batch, head, q_pos, k_pos]`, `hook_z`,
+/// and, when turned on ([`set_use_attn_result`](Self::set_use_attn_result)),
+/// `hook_result` `[batch, pos, head, d_model]`.
 #[auto_hook]
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -118,6 +120,7 @@ pub struct Attention {
     hook_attn_scores: HookPoint,
     hook_pattern: HookPoint,
     hook_z: HookPoint,
+    hook_result: Option<HookPoint>,
     n_heads: usize,
     n_kv_heads: usize,
     d_head: usize,
@@ -161,6 +164,7 @@ impl Attention {
             hook_attn_scores: HookPoint::new(),
             hook_pattern: HookPoint::new(),
             hook_z: HookPoint::new(),
+            hook_result: None,
             n_heads,
             n_kv_heads,
             d_head,
@@ -229,8 +233,47 @@ impl Attention {
         };
         let pattern = self.hook_pattern.forward(&pattern)?;
         let z = self.hook_z.forward(&pattern.matmul(&v)?.transpose(1, 2)?)?;
-        self.w_o
-            .forward(&z.reshape((b, t, self.n_heads * self.d_head))?)
+        match &self.hook_result {
+            None => self
+                .w_o
+                .forward(&z.reshape((b, t, self.n_heads * self.d_head))?),
+            Some(hook_result) => self.per_head_output(&z, hook_result),
+        }
+    }
+}
+
+impl Attention {
+    /// The output as TransformerLens computes it with `use_attn_result`: each head's
+    /// `z · W_O[head]` `[batch, pos, head, d_model]` through `hook_result`, then summed
+    /// over heads, plus `b_O`. A quantized `W_O` is dequantised on every call.
+    fn per_head_output(&self, z: &Tensor, hook_result: &HookPoint) -> Result<Tensor> {
+        let (b, t, h, d_head) = z.dims4()?;
+        let w = self.w_o.weight()?; // [d_model, head · d_head]
+        let d_model = w.dim(0)?;
+        let w_heads = w.t()?.contiguous()?.reshape((h, d_head, d_model))?;
+        let z_heads = z
+            .permute((2, 0, 1, 3))?
+            .contiguous()?
+            .reshape((h, b * t, d_head))?;
+        let result = z_heads
+            .matmul(&w_heads.to_dtype(z.dtype())?)?
+            .reshape((h, b, t, d_model))?
+            .permute((1, 2, 0, 3))?;
+        let out = hook_result.forward(&result)?.sum(2)?;
+        match self.w_o.bias() {
+            Some(bias) => out.broadcast_add(bias),
+            None => Ok(out),
+        }
+    }
+
+    /// Turns `hook_result` (each head's output, `[batch, pos, head, d_model]`) on or off,
+    /// as TransformerLens's `use_attn_result`. Off by default: it costs a per-head product
+    /// and a sum instead of one matmul, and the output then differs from the fused one in
+    /// the last bits (the sum over heads is taken in another order).
+    pub fn set_use_attn_result(&mut self, on: bool) {
+        if on != self.hook_result.is_some() {
+            self.hook_result = on.then(HookPoint::new);
+        }
     }
 }
 

@@ -216,6 +216,24 @@ impl HookedTransformer {
         &self.blocks
     }
 
+    /// Turns every layer's `blocks.{l}.attn.hook_result` on or off: each head's output
+    /// `[batch, pos, head, d_model]` before the sum over heads, as TransformerLens's
+    /// `model.set_use_attn_result(True)`. Off by default (free when off).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/induction-2l");
+    /// let mut model = auto_hook_models::load(dir, DType::F32, &Device::Cpu)?;
+    /// model.set_use_attn_result(true);
+    /// assert!(model.hook_point_names().iter().any(|n| n == "blocks.1.attn.hook_result"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_use_attn_result(&mut self, on: bool) {
+        for block in self.blocks.iter_mut() {
+            block.attn.set_use_attn_result(on);
+        }
+    }
+
     /// The token embedding (`hook_embed` is its output).
     pub fn embedding(&self) -> &Embedding {
         &self.embed
