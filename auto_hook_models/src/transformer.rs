@@ -221,6 +221,7 @@ impl HookedTransformer {
     /// `model.set_use_attn_result(True)`. Off by default (free when off).
     ///
     /// ```
+    /// use auto_hook::prelude::*;
     /// # use candle_core::{DType, Device};
     /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/induction-2l");
     /// let mut model = auto_hook_models::load(dir, DType::F32, &Device::Cpu)?;
