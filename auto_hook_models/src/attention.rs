@@ -180,15 +180,43 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, self.d_head));
-        let q = self
-            .hook_q
-            .forward(&heads(self.w_q.forward(x)?, self.n_heads)?)?;
-        let k = self
-            .hook_k
-            .forward(&heads(self.w_k.forward(x)?, self.n_kv_heads)?)?;
-        let v = self
-            .hook_v
-            .forward(&heads(self.w_v.forward(x)?, self.n_kv_heads)?)?;
+        let q = heads(self.w_q.forward(x)?, self.n_heads)?;
+        let k = heads(self.w_k.forward(x)?, self.n_kv_heads)?;
+        let v = heads(self.w_v.forward(x)?, self.n_kv_heads)?;
+        self.attend(q, k, v, inputs, cache)
+    }
+}
+
+impl Attention {
+    /// The forward from per-head inputs (TransformerLens's `use_split_qkv_input`):
+    /// `q_in` `[batch, pos, head, d_model]`, `k_in` / `v_in` `[batch, pos, kv_head,
+    /// d_model]`, each projected by its own head's `W_Q` / `W_K` / `W_V` (a quantized
+    /// projection is dequantised on every call).
+    pub fn forward_split(
+        &self,
+        (q_in, k_in, v_in): (&Tensor, &Tensor, &Tensor),
+        inputs: &StepInputs,
+        cache: Option<&mut KvSlot>,
+    ) -> Result<Tensor> {
+        let q = per_head_projection(&self.w_q, q_in, self.d_head)?;
+        let k = per_head_projection(&self.w_k, k_in, self.d_head)?;
+        let v = per_head_projection(&self.w_v, v_in, self.d_head)?;
+        self.attend(q, k, v, inputs, cache)
+    }
+
+    /// Everything after the projections: `q`, `k`, `v` `[batch, pos, head, d_head]`.
+    fn attend(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        inputs: &StepInputs,
+        cache: Option<&mut KvSlot>,
+    ) -> Result<Tensor> {
+        let (b, t, _, _) = q.dims4()?;
+        let q = self.hook_q.forward(&q)?;
+        let k = self.hook_k.forward(&k)?;
+        let v = self.hook_v.forward(&v)?;
         // Heads first, `[batch, head, pos, d_head]`, for the rotation and the products.
         let heads_first = |y: &Tensor| y.transpose(1, 2)?.contiguous();
         let (q, k) = (heads_first(&q)?, heads_first(&k)?);
@@ -274,6 +302,28 @@ impl Attention {
         if on != self.hook_result.is_some() {
             self.hook_result = on.then(HookPoint::new);
         }
+    }
+}
+
+/// `x` `[batch, pos, n, d_model]` through each of the `n` heads of `proj`
+/// (`[n · d_head, d_model]`): `[batch, pos, n, d_head]`, plus the head's bias.
+fn per_head_projection(proj: &Proj, x: &Tensor, d_head: usize) -> Result<Tensor> {
+    let (b, t, n, d_model) = x.dims4()?;
+    let w = proj
+        .weight()?
+        .to_dtype(x.dtype())?
+        .reshape((n, d_head, d_model))?
+        .transpose(1, 2)?;
+    let y = x
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((n, b * t, d_model))?
+        .matmul(&w.contiguous()?)?
+        .reshape((n, b, t, d_head))?
+        .permute((1, 2, 0, 3))?;
+    match proj.bias() {
+        Some(bias) => y.broadcast_add(&bias.reshape((n, d_head))?),
+        None => Ok(y),
     }
 }
 

@@ -18,6 +18,9 @@ use candle_nn::Embedding;
 #[derive(Debug, Clone)]
 pub struct TransformerBlock {
     hook_resid_pre: HookPoint,
+    hook_q_input: Option<HookPoint>,
+    hook_k_input: Option<HookPoint>,
+    hook_v_input: Option<HookPoint>,
     ln1: Norm,
     attn: Attention,
     ln1_post: Option<Norm>,
@@ -40,6 +43,9 @@ impl TransformerBlock {
     pub fn with_feed_forward(ln1: Norm, attn: Attention, ln2: Norm, mlp: FeedForward) -> Self {
         Self {
             hook_resid_pre: HookPoint::new(),
+            hook_q_input: None,
+            hook_k_input: None,
+            hook_v_input: None,
             ln1,
             attn,
             ln1_post: None,
@@ -67,9 +73,26 @@ impl TransformerBlock {
         cache: Option<&mut KvSlot>,
     ) -> Result<Tensor> {
         let resid_pre = self.hook_resid_pre.forward(x)?;
-        let attn_out = self
-            .attn
-            .forward(&self.ln1.forward(&resid_pre)?, inputs, cache)?;
+        let attn_out = match (&self.hook_q_input, &self.hook_k_input, &self.hook_v_input) {
+            (Some(q), Some(k), Some(v)) => {
+                let (b, t, d) = resid_pre.dims3()?;
+                let (n_heads, n_kv_heads, _) = self.attn.heads();
+                // The residual stream once per head, `[batch, pos, head, d_model]`, each
+                // normalised by ln1 on its own (as TransformerLens does).
+                let per_head = |hook: &HookPoint, n: usize| {
+                    let x = resid_pre.unsqueeze(2)?.broadcast_as((b, t, n, d))?;
+                    self.ln1.forward(&hook.forward(&x)?)
+                };
+                let q_in = per_head(q, n_heads)?;
+                let k_in = per_head(k, n_kv_heads)?;
+                let v_in = per_head(v, n_kv_heads)?;
+                self.attn
+                    .forward_split((&q_in, &k_in, &v_in), inputs, cache)?
+            }
+            _ => self
+                .attn
+                .forward(&self.ln1.forward(&resid_pre)?, inputs, cache)?,
+        };
         let attn_out = self
             .hook_attn_out
             .forward(&post_norm(&self.ln1_post, attn_out)?)?;
@@ -91,6 +114,16 @@ fn post_norm(norm: &Option<Norm>, x: Tensor) -> Result<Tensor> {
 
 /// The parts, for weight access and analysis.
 impl TransformerBlock {
+    /// Turns `hook_q_input` / `hook_k_input` / `hook_v_input` on or off: see
+    /// [`HookedTransformer::set_use_split_qkv_input`].
+    pub fn set_use_split_qkv_input(&mut self, on: bool) {
+        if on != self.hook_q_input.is_some() {
+            self.hook_q_input = on.then(HookPoint::new);
+            self.hook_k_input = on.then(HookPoint::new);
+            self.hook_v_input = on.then(HookPoint::new);
+        }
+    }
+
     /// Gemma 2's norms after attention (`ln1_post`) and after the MLP (`ln2_post`),
     /// applied before `hook_attn_out` / `hook_mlp_out`, so those hold what is added to
     /// the residual stream (as in TransformerLens).
@@ -232,6 +265,19 @@ impl HookedTransformer {
     pub fn set_use_attn_result(&mut self, on: bool) {
         for block in self.blocks.iter_mut() {
             block.attn.set_use_attn_result(on);
+        }
+    }
+
+    /// Turns every layer's `blocks.{l}.hook_q_input` / `hook_k_input` / `hook_v_input` on
+    /// or off, as TransformerLens's `model.set_use_split_qkv_input(True)`: the residual
+    /// stream repeated per head (`[batch, pos, head, d_model]`; key and value inputs have
+    /// the key/value heads), so that an edit reaches one head's query, key or value only.
+    /// Each copy goes through `ln1` (whose points then fire three times per layer) and its
+    /// head's projection. Off by default (free when off); on, the logits agree with the
+    /// fused path to float rounding.
+    pub fn set_use_split_qkv_input(&mut self, on: bool) {
+        for block in self.blocks.iter_mut() {
+            block.set_use_split_qkv_input(on);
         }
     }
 

@@ -1,6 +1,8 @@
-//! `hook_result` (TransformerLens's `use_attn_result`): off by default; when on, each
-//! head's output `z · W_O[head]`, whose sum over heads plus `b_O` is `hook_attn_out`, and
-//! an edit there acts like the same edit of that head's `hook_z`.
+//! Per-head points, off by default. `hook_result` (TransformerLens's `use_attn_result`):
+//! each head's output `z · W_O[head]`, whose sum over heads plus `b_O` is `hook_attn_out`;
+//! an edit there acts like the same edit of that head's `hook_z`. `hook_q/k/v_input`
+//! (`use_split_qkv_input`): the residual stream per head; the same logits, and an edit of
+//! one head's input reaches that head only.
 
 mod common;
 
@@ -124,6 +126,109 @@ fn attn_result_is_each_heads_output_and_off_by_default() {
 
         model.set_use_attn_result(false);
         assert!(!has_result(&model), "{what}: off again");
+        assert_eq!(
+            max_diff(&model.forward(&ids, None).unwrap(), &plain),
+            0.0,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn split_qkv_inputs_reach_one_head_each() {
+    for (what, mut model) in models() {
+        let ids = tokens(2, 7)
+            .clamp(0u32, model.config().vocab_size as u32 - 1)
+            .unwrap();
+        let plain = model.forward(&ids, None).unwrap();
+        let names = |m: &HookedTransformer| {
+            m.hook_point_names()
+                .into_iter()
+                .filter(|n| n.contains("_input"))
+                .count()
+        };
+        assert_eq!(names(&model), 0, "{what}: off by default");
+        model.set_use_split_qkv_input(true);
+        let n_layers = model.config().n_layers;
+        assert_eq!(names(&model), 3 * n_layers, "{what}");
+        let (h, kv, d) = (
+            model.config().n_heads,
+            model.config().n_kv_heads,
+            model.config().d_model,
+        );
+
+        let (logits, clean) = model
+            .run_with_cache(
+                [
+                    "blocks.0.hook_q_input",
+                    "blocks.0.hook_k_input",
+                    "blocks.0.attn.hook_q",
+                    "blocks.0.attn.hook_k",
+                ],
+                |m| m.forward(&ids, None),
+            )
+            .unwrap();
+        let scale = plain
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            max_diff(&logits, &plain) < 1e-5 * scale.max(1.0),
+            "{what}: same logits"
+        );
+        assert_eq!(
+            clean.get("blocks.0.hook_q_input").unwrap().dims(),
+            [2, 7, h, d],
+            "{what}"
+        );
+        assert_eq!(
+            clean.get("blocks.0.hook_k_input").unwrap().dims(),
+            [2, 7, kv, d],
+            "{what}"
+        );
+
+        // Noise on head 1's query input: only head 1's query moves; keys do not.
+        let noise = |x: &Tensor, _: &auto_hook::HookInfo| -> candle_core::Result<Tensor> {
+            let n = x.dim(2)?;
+            let only: Vec<f32> = (0..n).map(|i| f32::from(i == 1)).collect();
+            let only = Tensor::from_vec(only, (1, 1, n, 1), x.device())?;
+            x + (x.randn_like(0.0, 1.0)?.broadcast_mul(&only))?
+        };
+        let (_, edited) = model
+            .run_with_hooks(Hooks::new().add("blocks.0.hook_q_input", noise), |m| {
+                m.run_with_cache(["blocks.0.attn.hook_q", "blocks.0.attn.hook_k"], |m| {
+                    m.forward(&ids, None)
+                })
+            })
+            .unwrap();
+        let (q0, q1) = (
+            clean.get("blocks.0.attn.hook_q").unwrap(),
+            edited.get("blocks.0.attn.hook_q").unwrap(),
+        );
+        for head in 0..h {
+            let moved = max_diff(
+                &q0.i((.., .., head, ..)).unwrap(),
+                &q1.i((.., .., head, ..)).unwrap(),
+            );
+            if head == 1 {
+                assert!(moved > 1e-2, "{what}: head 1 moved ({moved})");
+            } else {
+                // (the edited input is a fresh tensor, not a stride-0 view: the same sums in
+                // another order, hence not bit for bit)
+                assert!(moved < 1e-5, "{what}: head {head} untouched ({moved})");
+            }
+        }
+        let (k0, k1) = (
+            clean.get("blocks.0.attn.hook_k").unwrap(),
+            edited.get("blocks.0.attn.hook_k").unwrap(),
+        );
+        assert!(max_diff(k0, k1) < 1e-5, "{what}: keys untouched");
+
+        model.set_use_split_qkv_input(false);
+        assert_eq!(names(&model), 0, "{what}: off again");
         assert_eq!(
             max_diff(&model.forward(&ids, None).unwrap(), &plain),
             0.0,
