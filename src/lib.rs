@@ -68,15 +68,15 @@ pub mod prelude {
 macro_rules! hook_name {
     ($model:ty, $name:literal) => {{
         const _: () = if !<$model as $crate::HookedModule>::SCHEMA.matches($name) {
-            ::core::panic!(::core::concat!(
-                "unknown hook name `",
-                $name,
-                "` for model `",
-                ::core::stringify!($model),
-                "`: list the valid names with `",
-                ::core::stringify!($model),
-                "::hook_names()`"
-            ));
+            ::core::panic!(
+                "{}",
+                $crate::__private::UnknownName::new(
+                    &<$model as $crate::HookedModule>::SCHEMA,
+                    $name,
+                    ::core::stringify!($model),
+                )
+                .as_str()
+            );
         };
         $name
     }};

@@ -3,6 +3,7 @@
 pub use crate::module::{HookedField, Walker, WalkerMut};
 pub use crate::output::ForwardReturn;
 pub use crate::schema::Schema;
+pub use crate::suggest::UnknownName;
 use crate::wrappers::Param;
 use candle_core::Tensor;
 

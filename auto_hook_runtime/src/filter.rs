@@ -1,6 +1,7 @@
 //! Selecting hook points: exact names, lists, globs and predicates.
 
 use crate::error::{Error, Result};
+use crate::suggest::edit_distance;
 use std::fmt;
 use std::sync::Arc;
 
@@ -163,7 +164,9 @@ pub(crate) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 
 /// Up to three names closest to `probe` by edit distance.
 pub fn nearest_names<'n>(probe: &str, names: impl Iterator<Item = &'n str>) -> Vec<String> {
-    let mut scored: Vec<(usize, &str)> = names.map(|n| (edit_distance(probe, n), n)).collect();
+    let mut scored: Vec<(usize, &str)> = names
+        .map(|n| (edit_distance(probe.as_bytes(), n.as_bytes()), n))
+        .collect();
     scored.sort_by_key(|&(d, _)| d);
     scored.dedup_by_key(|(_, n)| *n);
     scored
@@ -171,21 +174,6 @@ pub fn nearest_names<'n>(probe: &str, names: impl Iterator<Item = &'n str>) -> V
         .take(3)
         .map(|(_, n)| n.to_owned())
         .collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ mod root;
 mod run;
 mod schema;
 mod scope;
+mod suggest;
 mod wrappers;
 
 #[doc(hidden)]
