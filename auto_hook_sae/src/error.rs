@@ -20,6 +20,13 @@ pub enum Error {
     Config { key: String, problem: String },
     /// A weight that is missing from `sae_weights.safetensors` or has the wrong shape.
     Weights { name: String, problem: String },
+    /// An array of an npz file (Gemma Scope's `params.npz`) that is missing, has the
+    /// wrong shape, or cannot be read.
+    Npz {
+        path: PathBuf,
+        name: String,
+        problem: String,
+    },
     /// An activation (or other input) whose shape the SAE cannot take.
     Shape { what: String, problem: String },
     /// A hook point's activation width differs from the SAE's `d_in`.
@@ -52,6 +59,11 @@ impl fmt::Display for Error {
             Error::Weights { name, problem } => {
                 write!(f, "sae_weights.safetensors: `{name}`: {problem}")
             }
+            Error::Npz {
+                path,
+                name,
+                problem,
+            } => write!(f, "{}: array `{name}`: {problem}", path.display()),
             Error::Shape { what, problem } => write!(f, "{what}: {problem}"),
             Error::DInMismatch { hook, d_in, width } => write!(
                 f,

@@ -78,7 +78,7 @@ pub struct DownstreamScores {
     pub ce_zero: f64,
     /// `(ce_zero - ce_sae) / (ce_zero - ce_clean)`: 1 is a perfect reconstruction.
     pub ce_loss_score: f64,
-    /// Mean KL(clean ‖ spliced) per position.
+    /// Mean KL(clean ‖ spliced) per position (every position, as SAELens).
     pub kl_sae: f64,
     /// Mean KL(clean ‖ zero-ablated) per position.
     pub kl_zero: f64,
@@ -88,7 +88,9 @@ pub struct DownstreamScores {
 
 /// Runs `logits_of` (e.g. `|m, ids| m.forward(ids, None)`, logits `[batch, pos, vocab]`)
 /// on held-out `tokens` `[batch, pos]` three times: clean, with `sae` spliced in at
-/// `hook`, and with `hook` zeroed; scores are averaged over every predicted position.
+/// `hook`, and with `hook` zeroed. As SAELens's `get_recons_loss`: cross-entropy (natural
+/// log, of the model's output logits: Gemma 2's are soft-capped) averages over every
+/// predicted token, KL(clean ‖ other) over every position (the last one too).
 pub fn downstream_scores<M: HookedRoot, E: Into<auto_hook::Error>>(
     model: &M,
     sae: &Sae,
@@ -96,19 +98,50 @@ pub fn downstream_scores<M: HookedRoot, E: Into<auto_hook::Error>>(
     tokens: &Tensor,
     logits_of: impl Fn(&M, &Tensor) -> std::result::Result<Tensor, E>,
 ) -> Result<DownstreamScores> {
+    downstream_scores_ignoring(model, sae, hook, tokens, &[], logits_of)
+}
+
+/// [`downstream_scores`] with SAELens's `ignore_tokens` (its `run_evals` ignores the
+/// tokenizer's BOS, EOS and padding tokens by default): at positions holding one of
+/// `ignore_tokens` the SAE leaves the activation as it is, and those positions are left
+/// out of the averages (for cross-entropy, the positions that predict from them).
+///
+/// ```no_run
+/// # fn demo(model: &auto_hook_models::HookedTransformer, sae: &auto_hook_sae::Sae, tokens: &candle_core::Tensor) -> auto_hook_sae::Result<()> {
+/// let s = auto_hook_sae::downstream_scores_ignoring(model, sae, "blocks.12.hook_resid_post",
+///     tokens, &[0, 1, 2], |m, ids| m.forward(ids, None))?; // Gemma's pad, eos, bos
+/// println!("CE loss score {:.4}, KL {:.4}", s.ce_loss_score, s.kl_sae);
+/// # Ok(()) }
+/// ```
+pub fn downstream_scores_ignoring<M: HookedRoot, E: Into<auto_hook::Error>>(
+    model: &M,
+    sae: &Sae,
+    hook: &str,
+    tokens: &Tensor,
+    ignore_tokens: &[u32],
+    logits_of: impl Fn(&M, &Tensor) -> std::result::Result<Tensor, E>,
+) -> Result<DownstreamScores> {
+    let keep = keep_mask(tokens, ignore_tokens)?;
     let clean = model.run_with_hooks(Hooks::new(), |m| logits_of(m, tokens))?;
-    let spliced = model.run_with_hooks(sae.splice_hooks(hook, false), |m| logits_of(m, tokens))?;
+    let splice = Hooks::new().add(hook.to_owned(), |x: &Tensor, info: &HookInfo| {
+        let new = sae.splice_at(info.name(), x, false)?;
+        if ignore_tokens.is_empty() {
+            return Ok(new);
+        }
+        where_kept(&keep, &new, x)
+    });
+    let spliced = model.run_with_hooks(splice, |m| logits_of(m, tokens))?;
     let zero = Hooks::new().add(hook.to_owned(), |x: &Tensor, _: &HookInfo| x.zeros_like());
     let zeroed = model.run_with_hooks(zero, |m| logits_of(m, tokens))?;
-    let targets = tokens.narrow(1, 1, tokens.dim(1)? - 1)?.contiguous()?;
+    let t = tokens.dim(1)?;
+    let (keep_ce, keep_kl) = (keep.narrow(1, 0, t - 1)?, keep);
+    let targets = tokens.narrow(1, 1, t - 1)?.contiguous()?;
     let clean_lp = log_probs(&clean)?;
-    let (ce_clean, ce_sae, ce_zero) = (
-        cross_entropy(&clean_lp, &targets)?,
-        cross_entropy(&log_probs(&spliced)?, &targets)?,
-        cross_entropy(&log_probs(&zeroed)?, &targets)?,
-    );
-    let kl_sae = kl(&clean_lp, &log_probs(&spliced)?)?;
-    let kl_zero = kl(&clean_lp, &log_probs(&zeroed)?)?;
+    let (spliced_lp, zeroed_lp) = (log_probs(&spliced)?, log_probs(&zeroed)?);
+    let ce = |lp: &Tensor| masked_mean(&cross_entropy(lp, &targets)?, &keep_ce);
+    let (ce_clean, ce_sae, ce_zero) = (ce(&clean_lp)?, ce(&spliced_lp)?, ce(&zeroed_lp)?);
+    let kl_sae = masked_mean(&kl(&clean_lp, &spliced_lp)?, &keep_kl)?;
+    let kl_zero = masked_mean(&kl(&clean_lp, &zeroed_lp)?, &keep_kl)?;
     Ok(DownstreamScores {
         ce_clean,
         ce_sae,
@@ -120,7 +153,35 @@ pub fn downstream_scores<M: HookedRoot, E: Into<auto_hook::Error>>(
     })
 }
 
-/// Log-softmax of the logits of every position but the last (which predicts nothing).
+/// `[batch, pos]` f32: 1 where the token is not ignored.
+fn keep_mask(tokens: &Tensor, ignore_tokens: &[u32]) -> Result<Tensor> {
+    if tokens.rank() != 2 || tokens.dim(1)? < 2 {
+        return Err(Error::Shape {
+            what: "tokens".into(),
+            problem: format!(
+                "expected [batch, pos] with pos >= 2, got {:?}",
+                tokens.dims()
+            ),
+        });
+    }
+    let tokens = tokens.to_dtype(DType::U32)?;
+    let mut keep = tokens.ones_like()?.to_dtype(DType::F32)?;
+    for &t in ignore_tokens {
+        keep = (keep * tokens.ne(t)?.to_dtype(DType::F32)?)?;
+    }
+    Ok(keep)
+}
+
+/// `new` where `keep` `[batch, pos]` is 1, `old` elsewhere (any trailing axes).
+fn where_kept(keep: &Tensor, new: &Tensor, old: &Tensor) -> candle_core::Result<Tensor> {
+    let mut mask = keep.ne(0f32)?;
+    while mask.rank() < old.rank() {
+        mask = mask.unsqueeze(mask.rank())?;
+    }
+    mask.broadcast_as(old.shape())?.where_cond(new, old)
+}
+
+/// Log-softmax over the vocabulary of every position, in f32.
 fn log_probs(logits: &Tensor) -> Result<Tensor> {
     if logits.rank() != 3 {
         return Err(Error::Shape {
@@ -128,24 +189,34 @@ fn log_probs(logits: &Tensor) -> Result<Tensor> {
             problem: format!("expected [batch, pos, vocab], got {:?}", logits.dims()),
         });
     }
-    let t = logits.dim(1)?;
-    let logits = logits
-        .narrow(1, 0, t - 1)?
-        .to_dtype(DType::F32)?
-        .contiguous()?;
+    let logits = logits.to_dtype(DType::F32)?.contiguous()?;
     Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
 }
 
-fn cross_entropy(log_probs: &Tensor, targets: &Tensor) -> Result<f64> {
-    let picked = log_probs.gather(
+/// `-log p(next token)` `[batch, pos - 1]`.
+fn cross_entropy(log_probs: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let t = log_probs.dim(1)?;
+    let picked = log_probs.narrow(1, 0, t - 1)?.contiguous()?.gather(
         &targets.to_dtype(DType::U32)?.unsqueeze(2)?.contiguous()?,
         2,
     )?;
-    Ok(-(picked.mean_all()?.to_scalar::<f32>()? as f64))
+    Ok(picked.squeeze(2)?.neg()?)
 }
 
-fn kl(p_log: &Tensor, q_log: &Tensor) -> Result<f64> {
+/// KL(p ‖ q) per position `[batch, pos]`.
+fn kl(p_log: &Tensor, q_log: &Tensor) -> Result<Tensor> {
     let p = p_log.exp()?;
-    let kl = (p * (p_log - q_log)?)?.sum(D::Minus1)?;
-    Ok(kl.mean_all()?.to_scalar::<f32>()? as f64)
+    Ok((p * (p_log - q_log)?)?.sum(D::Minus1)?)
+}
+
+/// Mean of `values` where `keep` is 1.
+fn masked_mean(values: &Tensor, keep: &Tensor) -> Result<f64> {
+    let n = keep.sum_all()?.to_scalar::<f32>()?;
+    if n == 0.0 {
+        return Err(Error::Invalid(
+            "every position holds an ignored token: nothing to score".into(),
+        ));
+    }
+    let total = (values * keep)?.sum_all()?.to_scalar::<f32>()?;
+    Ok((total / n) as f64)
 }

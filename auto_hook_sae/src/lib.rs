@@ -23,6 +23,7 @@ mod compare;
 mod config;
 mod error;
 mod eval;
+mod gemma_scope;
 mod io;
 mod params;
 mod rng;
@@ -38,8 +39,10 @@ pub use compare::{compare_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
 pub use error::{Error, Result};
 pub use eval::{
-    downstream_scores, reconstruction_metrics, DownstreamScores, ReconstructionMetrics,
+    downstream_scores, downstream_scores_ignoring, reconstruction_metrics, DownstreamScores,
+    ReconstructionMetrics,
 };
+pub use gemma_scope::GEMMA_SCOPE_FILENAME;
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use params::SaeParams;
 pub use rng::Rng;

@@ -36,6 +36,22 @@ impl Sae {
         Ok(out.to_dtype(x.dtype())?)
     }
 
+    /// [`Sae::splice`] at the hook point `hook`: an activation whose width is not the
+    /// SAE's `d_in` is an [`Error::DInMismatch`] naming the hook.
+    pub(crate) fn splice_at(&self, hook: &str, x: &Tensor, error_term: bool) -> Result<Tensor> {
+        let dims = x.dims();
+        let tail = if self.cfg.reshape_hook_z { 2 } else { 1 };
+        let width: usize = dims[dims.len().saturating_sub(tail)..].iter().product();
+        if dims.len() < tail || width != self.cfg.d_in {
+            return Err(Error::DInMismatch {
+                hook: hook.to_owned(),
+                d_in: self.cfg.d_in,
+                width,
+            });
+        }
+        self.splice(x, error_term)
+    }
+
     fn splice_head(&self, x: &Tensor, head: usize, error_term: bool) -> Result<Tensor> {
         let axis = x.rank() - 2;
         let heads = x.dim(axis)?;
@@ -63,7 +79,8 @@ impl Sae {
         Ok(Tensor::cat(&parts, axis)?)
     }
 
-    /// A hook that splices this SAE in at `hook_name` for one `run_with_hooks` call.
+    /// A hook that splices this SAE in at `hook_name` for one `run_with_hooks` call. An
+    /// activation whose width is not `d_in` fails the run with [`Error::DInMismatch`].
     ///
     /// ```no_run
     /// # fn demo(model: &auto_hook_models::HookedTransformer, sae: &auto_hook_sae::Sae, ids: &candle_core::Tensor) -> Result<(), auto_hook::Error> {
@@ -72,8 +89,9 @@ impl Sae {
     /// # Ok(()) }
     /// ```
     pub fn splice_hooks<'a>(&'a self, hook_name: &str, error_term: bool) -> Hooks<'a> {
-        Hooks::new().add(hook_name.to_owned(), move |x: &Tensor, _: &HookInfo| {
-            self.splice(x, error_term).map_err(candle_core::Error::from)
+        Hooks::new().add(hook_name.to_owned(), move |x: &Tensor, info: &HookInfo| {
+            self.splice_at(info.name(), x, error_term)
+                .map_err(candle_core::Error::from)
         })
     }
 }
@@ -180,8 +198,9 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
         let mut hooks = Hooks::new();
         for splice in &self.splices {
             let (sae, error_term) = (&splice.sae, splice.error_term);
-            hooks = hooks.add(splice.hook.clone(), move |x: &Tensor, _: &HookInfo| {
-                sae.splice(x, error_term).map_err(candle_core::Error::from)
+            hooks = hooks.add(splice.hook.clone(), move |x: &Tensor, info: &HookInfo| {
+                sae.splice_at(info.name(), x, error_term)
+                    .map_err(candle_core::Error::from)
             });
         }
         self.model.run_with_hooks(hooks, run)
