@@ -139,8 +139,10 @@ fn expand_struct(
     let name = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
     let has_forward = has_forward(&item.generics);
+    let forgotten = forgotten_forward_check(&item);
     quote! {
         #item
+        #forgotten
         #[automatically_derived]
         impl #impl_generics #name #ty_generics #where_clause {
             /// Whether the struct's own `hook_point` is listed: it has a hooked forward.
@@ -400,5 +402,30 @@ fn converters(item: &ItemStruct, fields: &[Field], own_point: bool) -> TokenStre
             #(#fns)*
             #constructor
         }
+    }
+}
+
+/// For a struct without generics: a compile error when it implements candle's `Module`
+/// but no annotated impl wraps a forward (the `#[auto_hook]` on `impl Module for ...`
+/// was forgotten: its output point would not be listed and its parameters would not
+/// fire inside `forward`, silently).
+fn forgotten_forward_check(item: &syn::ItemStruct) -> TokenStream {
+    if !item.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let name = &item.ident;
+    let message = format!(
+        "`{name}` implements candle's `Module`, but no impl block with its `forward` has \
+         #[auto_hook]: put #[auto_hook] on `impl Module for {name}` (without it, `{name}`'s \
+         output point is not listed and its parameters do not fire inside `forward`)"
+    );
+    quote::quote_spanned! {name.span()=>
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::auto_hook::__private::NotModule as _;
+            if <::auto_hook::__private::ModuleProbe<#name>>::IS_MODULE && !#name::__AUTO_HOOK_OWN {
+                ::core::panic!(#message);
+            }
+        };
     }
 }

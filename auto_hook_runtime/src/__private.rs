@@ -58,6 +58,22 @@ pub trait NoForward {
 
 impl<T: ?Sized, const K: u8> NoForward for ForwardProbe<T, K> {}
 
+/// `<ModuleProbe<T>>::IS_MODULE`: whether `T: candle_core::Module`, decided by the
+/// compiler ([`NotModule`] answers `false` for other types). An annotated struct that is
+/// a `Module` without an annotated forward is a compile error (a forgotten attribute).
+pub struct ModuleProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: candle_core::Module + ?Sized> ModuleProbe<T> {
+    pub const IS_MODULE: bool = true;
+}
+
+/// What [`ModuleProbe`] answers for a type that is not a `Module`.
+pub trait NotModule {
+    const IS_MODULE: bool = false;
+}
+
+impl<T: ?Sized> NotModule for ModuleProbe<T> {}
+
 /// `&self.param` in annotated methods reads as `&Tensor`, as the field was written;
 /// any other field keeps its type ([`RefOther`]).
 pub trait RefParam<'a> {
