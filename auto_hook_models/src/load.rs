@@ -152,29 +152,40 @@ impl<'a> Weights<'a> {
         } else {
             None
         };
-        let name = format!("{}.weight", vb.prefix());
-        match self.quantized.get(&name) {
-            Some(q) => {
-                if q.shape().dims() != [d_out, d_in] {
-                    return Err(Error::Gguf(format!(
-                        "tensor `{name}` has shape {:?}, expected [{d_out}, {d_in}]",
-                        q.shape().dims()
-                    )));
-                }
-                Ok(Proj::quantized(q.clone(), b)?)
-            }
+        match self.quantized_weight(&vb, d_in, d_out)? {
+            Some(q) => Ok(Proj::quantized(q, b)?),
             None => Ok(Proj::Dense(Linear::new(
                 vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?,
                 b,
             ))),
         }
     }
+
+    /// `{vb's prefix}.weight` from the quantized store, checked to be `[d_out, d_in]`.
+    fn quantized_weight(
+        &self,
+        vb: &VarBuilder,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Option<Arc<QTensor>>> {
+        let name = format!("{}.weight", vb.prefix());
+        let Some(q) = self.quantized.get(&name) else {
+            return Ok(None);
+        };
+        if q.shape().dims() != [d_out, d_in] {
+            return Err(Error::Gguf(format!(
+                "tensor `{name}` has shape {:?}, expected [{d_out}, {d_in}]",
+                q.shape().dims()
+            )));
+        }
+        Ok(Some(q.clone()))
+    }
 }
 
 /// Builds the model from its weights.
 pub(crate) fn build(cfg: ArchConfig, weights: Weights) -> Result<HookedTransformer> {
     match cfg.model_type.as_str() {
-        "gpt2" => gpt2(cfg, weights.vb),
+        "gpt2" => gpt2(cfg, &weights),
         _ => llama(cfg, &weights),
     }
 }
@@ -188,16 +199,39 @@ const WEIGHT: Init = Init::Randn {
 const ONES: Init = Init::Const(1.0);
 const ZEROS: Init = Init::Const(0.0);
 
-/// GPT-2's Conv1D stores `[in, out]`; `Linear` wants `[out, in]`.
-fn conv1d(vb: &VarBuilder, d_in: usize, d_out: usize) -> Result<Linear> {
+/// A GPT-2 projection `{vb's prefix}` (with its bias): a Hugging Face `Conv1D` weight
+/// `[in, out]`, turned into `Linear`'s `[out, in]`, or a GGUF's quantized `[out, in]`.
+fn conv1d(weights: &Weights, vb: &VarBuilder, d_in: usize, d_out: usize) -> Result<Proj> {
+    let b = Some(vb.get_with_hints(d_out, "bias", ZEROS)?);
+    if let Some(q) = weights.quantized_weight(vb, d_in, d_out)? {
+        return Ok(Proj::quantized(q, b)?);
+    }
     let w = vb
         .get_with_hints((d_in, d_out), "weight", WEIGHT)?
         .t()?
         .contiguous()?;
-    Ok(Linear::new(
-        w,
-        Some(vb.get_with_hints(d_out, "bias", ZEROS)?),
-    ))
+    Ok(Proj::Dense(Linear::new(w, b)))
+}
+
+/// GPT-2's fused `c_attn` split into the query, key and value projections.
+fn c_attn(weights: &Weights, vb: &VarBuilder, d: usize) -> Result<[Proj; 3]> {
+    let b = vb.get_with_hints(3 * d, "bias", ZEROS)?;
+    let bias = |k: usize| b.narrow(0, k * d, d);
+    if let Some(q) = weights.quantized_weight(vb, d, 3 * d)? {
+        // Quantized blocks run along a row: the rows of each projection move whole.
+        let rows = |k: usize| -> Result<Proj> {
+            let order: Vec<usize> = (k * d..(k + 1) * d).collect();
+            let part = crate::gguf::take_rows(&q, &order)?;
+            Ok(Proj::quantized(Arc::new(part), Some(bias(k)?))?)
+        };
+        return Ok([rows(0)?, rows(1)?, rows(2)?]);
+    }
+    let w = vb.get_with_hints((d, 3 * d), "weight", WEIGHT)?;
+    let dense = |k: usize| -> Result<Proj> {
+        let w = w.narrow(1, k * d, d)?.t()?.contiguous()?;
+        Ok(Proj::Dense(Linear::new(w, Some(bias(k)?))))
+    };
+    Ok([dense(0)?, dense(1)?, dense(2)?])
 }
 
 fn layer_norm(vb: &VarBuilder, cfg: &ArchConfig) -> Result<Norm> {
@@ -206,7 +240,8 @@ fn layer_norm(vb: &VarBuilder, cfg: &ArchConfig) -> Result<Norm> {
     Ok(Norm::new(NormKind::LayerNorm, w, Some(b), cfg.norm_eps))
 }
 
-fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
+fn gpt2(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
+    let root = &weights.vb;
     // `GPT2LMHeadModel` checkpoints prefix `transformer.`; `GPT2Model` ones do not. A
     // fresh `VarMap` (training from scratch) has neither and gets the HF layout.
     let bare =
@@ -237,28 +272,14 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let vb = vb.pp(format!("h.{i}"));
-        let c_attn = vb.pp("attn.c_attn");
-        let (w, b) = (
-            c_attn.get_with_hints((d, 3 * d), "weight", WEIGHT)?,
-            c_attn.get_with_hints(3 * d, "bias", ZEROS)?,
-        );
-        let split = |k: usize| -> Result<Linear> {
-            let w = w.narrow(1, k * d, d)?.t()?.contiguous()?;
-            Ok(Linear::new(w, Some(b.narrow(0, k * d, d)?)))
-        };
+        let [q, k, v] = c_attn(weights, &vb.pp("attn.c_attn"), d)?;
         let heads = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
-        let attn = Attention::new(
-            split(0)?,
-            split(1)?,
-            split(2)?,
-            conv1d(&vb.pp("attn.c_proj"), d, d)?,
-            heads,
-            false,
-        );
+        let o = conv1d(weights, &vb.pp("attn.c_proj"), d, d)?;
+        let attn = Attention::new(q, k, v, o, heads, false);
         let mlp = Mlp::new(
-            None::<Linear>,
-            conv1d(&vb.pp("mlp.c_fc"), d, cfg.d_mlp)?,
-            conv1d(&vb.pp("mlp.c_proj"), cfg.d_mlp, d)?,
+            None::<Proj>,
+            conv1d(weights, &vb.pp("mlp.c_fc"), d, cfg.d_mlp)?,
+            conv1d(weights, &vb.pp("mlp.c_proj"), cfg.d_mlp, d)?,
             cfg.act,
         );
         blocks.push(TransformerBlock::new(
@@ -269,10 +290,17 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
         ));
     }
     let ln_final = layer_norm(&vb.pp("ln_f"), &cfg)?;
-    let lm_head = if root.contains_tensor("lm_head.weight") {
-        root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?
-    } else {
-        wte.clone()
+    let lm_head = match weights.quantized_weight(&root.pp("lm_head"), d, cfg.vocab_size)? {
+        Some(q) => Proj::quantized(q, None)?,
+        None if root.contains_tensor("lm_head.weight") => Proj::Dense(Linear::new(
+            root.get_with_hints((cfg.vocab_size, d), "lm_head.weight", WEIGHT)?,
+            None,
+        )),
+        // Tied: the embedding, quantized when the GGUF's is.
+        None => match weights.quantized.get("transformer.wte.weight") {
+            Some(q) => Proj::quantized(q.clone(), None)?,
+            None => Proj::Dense(Linear::new(wte.clone(), None)),
+        },
     };
     let embed = Embedding::new(wte, d);
     Ok(HookedTransformer::new(
@@ -281,7 +309,7 @@ fn gpt2(cfg: ArchConfig, root: VarBuilder) -> Result<HookedTransformer> {
         Some(wpe),
         blocks,
         ln_final,
-        Linear::new(lm_head, None),
+        lm_head,
     ))
 }
 

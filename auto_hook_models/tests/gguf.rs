@@ -110,6 +110,29 @@ fn qwen2_with_biases_and_tied_embeddings_loads_without_reordering_rows() {
 }
 
 #[test]
+fn gpt2_loads_with_its_fused_qkv_split_and_conv1d_layout_undone() {
+    // llama.cpp stores GPT-2's Conv1D weights transposed and q/k/v fused (`attn_qkv`):
+    // dequantised they equal the Hugging Face folder; quantized, the fused rows are split
+    // without dequantising. Tied (the usual GPT-2) and untied.
+    for quant in [
+        GgmlDType::F32,
+        GgmlDType::F16,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+    ] {
+        let tol = if quant == GgmlDType::F32 || quant == GgmlDType::F16 {
+            1e-6
+        } else {
+            0.05
+        };
+        check(Spec::gpt2(quant), tol);
+    }
+    let mut untied = Spec::gpt2(GgmlDType::Q5_0);
+    untied.tied = false;
+    check(untied, 0.05);
+}
+
+#[test]
 fn the_tokenizer_chat_template_and_text_helpers_come_from_the_metadata() {
     let dir = temp_folder("gguf_text");
     let path = write(&dir, &Spec::llama(GgmlDType::Q8_0));

@@ -6,14 +6,14 @@ use crate::error::{Error, Result};
 
 /// Architectures whose GGUF files load: llama.cpp's `general.architecture` values that
 /// map onto the Llama-family port.
-const SUPPORTED: &[&str] = &["llama", "qwen2"];
+const SUPPORTED: &[&str] = &["llama", "qwen2", "gpt2"];
 
 pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
     let arch = file.string("general.architecture")?.to_owned();
     if !SUPPORTED.contains(&arch.as_str()) {
         return Err(Error::Unsupported(format!(
             "GGUF architecture `{arch}` (supported from GGUF: {}; Hugging Face folders also \
-             load gpt2, mistral, mixtral and mamba)",
+             load mistral, mixtral, gemma, gemma2 and mamba)",
             SUPPORTED.join(", ")
         )));
     }
@@ -57,10 +57,25 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
             .map(|t| t.shape.dims()[0])
             .ok_or_else(|| file.missing(&key("vocab_size")))?,
     };
+    let gpt2 = arch == "gpt2";
+    let eps_key = key(if gpt2 {
+        "attention.layer_norm_epsilon"
+    } else {
+        "attention.layer_norm_rms_epsilon"
+    });
     let norm_eps = file
-        .opt_f64(&key("attention.layer_norm_rms_epsilon"))?
-        .ok_or_else(|| file.missing(&key("attention.layer_norm_rms_epsilon")))?;
-    let theta = file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+        .opt_f64(&eps_key)?
+        .ok_or_else(|| file.missing(&eps_key))?;
+    let context_length = file.opt_usize(&key("context_length"))?;
+    // GPT-2: learned positions (one row per context position), LayerNorm, GELU (tanh),
+    // biases everywhere; the Llama family: rotary, RMSNorm, SiLU-gated MLP.
+    let (positions, act) = if gpt2 {
+        let n_ctx = context_length.ok_or_else(|| file.missing(&key("context_length")))?;
+        (Positions::Learned { n_ctx }, Activation::GeluTanh)
+    } else {
+        let theta = file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+        (Positions::Rotary { theta }, Activation::Silu)
+    };
     let eos_token_id = file
         .opt_usize("tokenizer.ggml.eos_token_id")?
         .map(|id| id as u32);
@@ -74,16 +89,16 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         d_head,
         d_mlp: file.usize(&key("feed_forward_length"))?,
         norm_eps,
-        act: Activation::Silu,
-        positions: Positions::Rotary { theta },
-        qkv_bias: file.has_tensor("blk.0.attn_q.bias"),
+        act,
+        positions,
+        qkv_bias: gpt2 || file.has_tensor("blk.0.attn_q.bias"),
         o_bias: file.has_tensor("blk.0.attn_output.bias"),
         mlp_bias: file.has_tensor("blk.0.ffn_up.bias"),
         tie_embeddings: !file.has_tensor("output.weight"),
         sliding_window: None,
         eos_token_id,
         moe: None,
-        context_length: file.opt_usize(&key("context_length"))?,
+        context_length,
         gemma: None,
     })
 }

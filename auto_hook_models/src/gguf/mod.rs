@@ -10,7 +10,7 @@ mod config;
 mod tensors;
 pub(crate) mod tokenizer;
 
-pub(crate) use tensors::Quantized;
+pub(crate) use tensors::{take_rows, Quantized};
 
 use crate::error::{Error, Result};
 use crate::load::Weights;

@@ -14,8 +14,52 @@ use std::sync::Arc;
 #[derive(Default)]
 pub(crate) struct Quantized(pub(crate) HashMap<String, Arc<QTensor>>);
 
+/// The Hugging Face name of a llama.cpp tensor of `arch`, or `None`.
+fn hf_name(arch: &str, name: &str) -> Option<String> {
+    if arch == "gpt2" {
+        gpt2_name(name)
+    } else {
+        llama_name(name)
+    }
+}
+
+/// The Hugging Face name of a llama.cpp GPT-2 tensor (`GPT2LMHeadModel`'s names).
+fn gpt2_name(name: &str) -> Option<String> {
+    let top = match name {
+        "token_embd.weight" => Some("transformer.wte.weight"),
+        "position_embd.weight" => Some("transformer.wpe.weight"),
+        "output_norm.weight" => Some("transformer.ln_f.weight"),
+        "output_norm.bias" => Some("transformer.ln_f.bias"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(top.to_owned());
+    }
+    let (layer, part, kind) = block_parts(name)?;
+    let hf = match part {
+        "attn_norm" => "ln_1",
+        "attn_qkv" => "attn.c_attn",
+        "attn_output" => "attn.c_proj",
+        "ffn_norm" => "ln_2",
+        "ffn_up" => "mlp.c_fc",
+        "ffn_down" => "mlp.c_proj",
+        _ => return None,
+    };
+    Some(format!("transformer.h.{layer}.{hf}.{kind}"))
+}
+
+/// `blk.{layer}.{part}.{weight|bias}` → its three parts.
+fn block_parts(name: &str) -> Option<(usize, &str, &str)> {
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    (kind == "weight" || kind == "bias").then_some((layer, part, kind))
+}
+
 /// The Hugging Face name of a llama.cpp tensor of the Llama family, or `None`.
-fn hf_name(name: &str) -> Option<String> {
+fn llama_name(name: &str) -> Option<String> {
     let top = match name {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -25,13 +69,7 @@ fn hf_name(name: &str) -> Option<String> {
     if let Some(top) = top {
         return Some(top.to_owned());
     }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (part, kind) = rest.rsplit_once('.')?;
-    if kind != "weight" && kind != "bias" {
-        return None;
-    }
+    let (layer, part, kind) = block_parts(name)?;
     let hf = match part {
         "attn_norm" => "input_layernorm",
         "ffn_norm" => "post_attention_layernorm",
@@ -50,7 +88,20 @@ fn hf_name(name: &str) -> Option<String> {
 /// The projections a quantized model keeps quantized (everything else is dequantised:
 /// norms, and the token embedding, which is looked up rather than multiplied).
 fn is_projection(hf: &str) -> bool {
-    hf.ends_with("_proj.weight") || hf == "lm_head.weight"
+    hf.ends_with("_proj.weight") || hf == "lm_head.weight" || is_conv1d(hf)
+}
+
+/// GPT-2's projections, which Hugging Face stores as `Conv1D` (`[in, out]`) and llama.cpp
+/// as `[out, in]`.
+fn is_conv1d(hf: &str) -> bool {
+    [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"]
+        .iter()
+        .any(|s| hf.ends_with(s))
+}
+
+/// The token embedding's Hugging Face name: its quantized form serves a tied unembedding.
+fn is_embedding(hf: &str) -> bool {
+    hf == "model.embed_tokens.weight" || hf == "transformer.wte.weight"
 }
 
 /// llama.cpp stores Llama's query and key rows of each head as interleaved pairs
@@ -70,23 +121,27 @@ pub(crate) fn unpermute_order(rows: usize, heads: usize) -> Vec<usize> {
     order
 }
 
-/// `q` with its rows (first dimension) taken in `order`; quantized blocks run along a
-/// row, so whole rows move without dequantising.
+/// The rows (first dimension) of `q` listed in `order`, in that order: a permutation
+/// (llama.cpp's query/key order) or a part (GPT-2's fused `attn_qkv`). Quantized blocks
+/// run along a row, so whole rows move without dequantising.
 pub(crate) fn take_rows(q: &QTensor, order: &[usize]) -> Result<QTensor> {
-    let dims = q.shape().dims().to_vec();
+    let mut dims = q.shape().dims().to_vec();
     let rows = dims.first().copied().unwrap_or(0);
     let data = q.data()?;
-    if rows == 0 || order.len() != rows || data.len() % rows != 0 {
+    if rows == 0 || order.iter().any(|&r| r >= rows) || data.len() % rows != 0 {
         return Err(Error::Gguf(format!(
-            "cannot reorder the {rows} rows of a {:?} tensor of shape {dims:?}",
+            "cannot take rows {}..={} of a {:?} tensor of shape {dims:?}",
+            order.iter().min().unwrap_or(&0),
+            order.iter().max().unwrap_or(&0),
             q.dtype()
         )));
     }
     let row_bytes = data.len() / rows;
-    let mut out = Vec::with_capacity(data.len());
+    let mut out = Vec::with_capacity(order.len() * row_bytes);
     for &r in order {
         out.extend_from_slice(&data[r * row_bytes..(r + 1) * row_bytes]);
     }
+    dims[0] = order.len();
     let storage = QStorage::from_data(Cow::Owned(out), &q.device(), q.dtype())?;
     Ok(QTensor::new(storage, dims)?)
 }
@@ -118,7 +173,7 @@ pub(crate) fn read_all(
     names.sort();
     let mut dense = HashMap::new();
     for name in names {
-        let Some(hf) = hf_name(&name) else {
+        let Some(hf) = hf_name(&cfg.model_type, &name) else {
             return Err(Error::Unsupported(format!(
                 "{} holds tensor `{name}`, which the {} port has no place for{}",
                 file.path.display(),
@@ -147,12 +202,18 @@ pub(crate) fn read_all(
         let q = Arc::new(q);
         if let Some(store) = quantized.as_deref_mut() {
             // The embedding's quantized form serves a tied unembedding.
-            if keep_quantized || hf == "model.embed_tokens.weight" {
+            if keep_quantized || is_embedding(&hf) {
                 store.0.insert(hf.clone(), q.clone());
             }
         }
         if !keep_quantized {
             let t: Tensor = q.dequantize(device)?.to_dtype(dtype)?;
+            // Dense GPT-2 projections go back to Hugging Face's Conv1D layout.
+            let t = if is_conv1d(&hf) {
+                t.t()?.contiguous()?
+            } else {
+                t
+            };
             dense.insert(hf, t);
         }
     }
@@ -166,16 +227,28 @@ mod tests {
     #[test]
     fn llama_cpp_names_map_to_hugging_face_names() {
         assert_eq!(
-            hf_name("blk.12.attn_q.weight").as_deref(),
+            hf_name("llama", "blk.12.attn_q.weight").as_deref(),
             Some("model.layers.12.self_attn.q_proj.weight")
         );
         assert_eq!(
-            hf_name("blk.0.attn_k.bias").as_deref(),
+            hf_name("qwen2", "blk.0.attn_k.bias").as_deref(),
             Some("model.layers.0.self_attn.k_proj.bias")
         );
-        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
-        assert_eq!(hf_name("blk.0.attn_q.scale"), None);
-        assert_eq!(hf_name("rope_freqs.weight"), None);
+        assert_eq!(
+            hf_name("llama", "output.weight").as_deref(),
+            Some("lm_head.weight")
+        );
+        assert_eq!(hf_name("llama", "blk.0.attn_q.scale"), None);
+        assert_eq!(hf_name("llama", "rope_freqs.weight"), None);
+        assert_eq!(
+            hf_name("gpt2", "blk.3.attn_qkv.bias").as_deref(),
+            Some("transformer.h.3.attn.c_attn.bias")
+        );
+        assert_eq!(
+            hf_name("gpt2", "position_embd.weight").as_deref(),
+            Some("transformer.wpe.weight")
+        );
+        assert_eq!(hf_name("gpt2", "blk.0.attn_q.weight"), None);
     }
 
     #[test]

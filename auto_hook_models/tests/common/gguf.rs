@@ -1,6 +1,6 @@
-//! Small GGUF files written with candle's GGUF writer: a Llama-family model of random
-//! weights in any quantization, with a tiny byte-level BPE vocabulary, and the same
-//! weights (as the file holds them) in a Hugging Face folder.
+//! Small GGUF files written with candle's GGUF writer: a Llama-family or GPT-2 model of
+//! random weights in any quantization, with a tiny byte-level BPE vocabulary, and the
+//! same weights (as the file holds them) in a Hugging Face folder.
 
 use super::Gauss;
 use candle_core::quantized::gguf_file::{self, Value};
@@ -69,10 +69,22 @@ impl Spec {
             without: Vec::new(),
         }
     }
+
+    /// GPT-2 (LayerNorm, learned positions, fused `c_attn`, biases everywhere).
+    pub fn gpt2(quant: GgmlDType) -> Self {
+        Self {
+            arch: "gpt2",
+            qkv_bias: true,
+            ..Self::llama(quant)
+        }
+    }
 }
 
 /// Hugging Face names and weights (f32) of a random model.
 fn hf_weights(spec: &Spec) -> Vec<(String, Tensor)> {
+    if spec.arch == "gpt2" {
+        return gpt2_weights(spec);
+    }
     let v = vocab().len();
     let mut g = Gauss::new(7);
     let mut t = Vec::new();
@@ -121,9 +133,64 @@ fn hf_weights(spec: &Spec) -> Vec<(String, Tensor)> {
     t
 }
 
+/// GPT-2's Hugging Face weights: `Conv1D` projections `[in, out]`.
+fn gpt2_weights(spec: &Spec) -> Vec<(String, Tensor)> {
+    let v = vocab().len();
+    let mut g = Gauss::new(11);
+    let mut t = Vec::new();
+    let mut push = |name: String, shape: &[usize], scale: f64, offset: f64| {
+        let values: Vec<f32> = g
+            .values(shape.iter().product(), scale)
+            .into_iter()
+            .map(|x| (x + offset) as f32)
+            .collect();
+        t.push((name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap()));
+    };
+    push("transformer.wte.weight".into(), &[v, D], 0.5, 0.0);
+    let n_ctx = spec.context_length as usize;
+    push("transformer.wpe.weight".into(), &[n_ctx, D], 0.2, 0.0);
+    for l in 0..LAYERS {
+        let p = format!("transformer.h.{l}");
+        for ln in ["ln_1", "ln_2"] {
+            push(format!("{p}.{ln}.weight"), &[D], 0.1, 1.0);
+            push(format!("{p}.{ln}.bias"), &[D], 0.1, 0.0);
+        }
+        for (name, d_in, d_out) in [
+            ("attn.c_attn", D, 3 * D),
+            ("attn.c_proj", D, D),
+            ("mlp.c_fc", D, D_MLP),
+            ("mlp.c_proj", D_MLP, D),
+        ] {
+            push(format!("{p}.{name}.weight"), &[d_in, d_out], 0.06, 0.0);
+            push(format!("{p}.{name}.bias"), &[d_out], 0.1, 0.0);
+        }
+    }
+    push("transformer.ln_f.weight".into(), &[D], 0.1, 1.0);
+    push("transformer.ln_f.bias".into(), &[D], 0.1, 0.0);
+    if !spec.tied {
+        push("lm_head.weight".into(), &[v, D], 0.3, 0.0);
+    }
+    t
+}
+
+/// Whether a GPT-2 tensor is a `Conv1D` weight, which llama.cpp stores transposed.
+fn is_conv1d(hf: &str) -> bool {
+    hf.starts_with("transformer.h.") && hf.ends_with(".weight") && !hf.contains(".ln_")
+}
+
 /// llama.cpp's name for a Hugging Face name.
 fn gguf_name(hf: &str) -> String {
     let renames = [
+        ("transformer.wte.", "token_embd."),
+        ("transformer.wpe.", "position_embd."),
+        ("transformer.ln_f.", "output_norm."),
+        ("transformer.h.", "blk."),
+        (".ln_1.", ".attn_norm."),
+        (".ln_2.", ".ffn_norm."),
+        (".attn.c_attn.", ".attn_qkv."),
+        (".attn.c_proj.", ".attn_output."),
+        (".mlp.c_fc.", ".ffn_up."),
+        (".mlp.c_proj.", ".ffn_down."),
         ("model.embed_tokens.", "token_embd."),
         ("model.norm.", "output_norm."),
         ("lm_head.", "output."),
@@ -174,8 +241,11 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
     for (name, w) in hf_weights(spec) {
         let heads = if name.contains("q_proj") { HEADS } else { KV };
         let permuted = llama && (name.contains("q_proj.") || name.contains("k_proj."));
+        let conv1d = spec.arch == "gpt2" && is_conv1d(&name);
         let stored = if permuted {
             reorder_rows(&w, heads, true)
+        } else if conv1d {
+            w.t().unwrap().contiguous().unwrap()
         } else {
             w
         };
@@ -189,6 +259,8 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
         let held = q.dequantize(&Device::Cpu).unwrap();
         let held = if permuted {
             reorder_rows(&held, heads, false)
+        } else if conv1d {
+            held.t().unwrap().contiguous().unwrap()
         } else {
             held
         };
@@ -238,6 +310,15 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
             ),
         ),
     ];
+    if arch == "gpt2" {
+        // No rotary and no KV heads; LayerNorm's epsilon under its own key.
+        meta.retain(|(k, _)| !k.contains(".rope.") && !k.ends_with("head_count_kv"));
+        for (k, _) in meta.iter_mut() {
+            if k.ends_with("layer_norm_rms_epsilon") {
+                *k = format!("{arch}.attention.layer_norm_epsilon");
+            }
+        }
+    }
     meta.retain(|(k, _)| !spec.without.contains(&k.as_str()));
     for (k, v) in &spec.metadata {
         meta.retain(|(key, _)| key != k);
@@ -255,6 +336,18 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
 
 fn write_hf(folder: &Path, spec: &Spec, tensors: HashMap<String, Tensor>) {
     std::fs::create_dir_all(folder).unwrap();
+    if spec.arch == "gpt2" {
+        let config = format!(
+            r#"{{"model_type":"gpt2","vocab_size":{},"n_positions":{},"n_embd":{D},"n_layer":{LAYERS},
+            "n_head":{HEADS},"n_inner":{D_MLP},"activation_function":"gelu_new","layer_norm_epsilon":1e-5,
+            "tie_word_embeddings":{}}}"#,
+            vocab().len(),
+            spec.context_length,
+            spec.tied
+        );
+        super::save(folder, &config, tensors);
+        return;
+    }
     let model_type = if spec.arch == "qwen2" {
         "qwen2"
     } else {
