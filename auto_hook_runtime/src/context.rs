@@ -28,6 +28,21 @@ pub(crate) fn is_active() -> bool {
     CURRENT.with(|c| !c.get().is_null())
 }
 
+/// Whether the active context (or one it is nested in) has hooks, a cache or a stop
+/// target on hook point `id`. No lock, no allocation: a map lookup per context.
+pub(crate) fn selects(id: HookId) -> bool {
+    let mut ptr = CURRENT.with(|c| c.get());
+    while !ptr.is_null() {
+        // SAFETY: as in `fire`; an outer context outlives the run nested in it.
+        let context = unsafe { &*ptr };
+        if context.slots.contains_key(&id) {
+            return true;
+        }
+        ptr = context.parent.get();
+    }
+    false
+}
+
 /// Runs the active context's forward hooks for hook point `id` (if any) on `x`, and
 /// collects its backward hooks into `backward`.
 pub(crate) fn fire(id: HookId, x: Tensor, backward: &mut Backward) -> candle_core::Result<Tensor> {

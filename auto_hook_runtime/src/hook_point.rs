@@ -79,6 +79,28 @@ impl HookPoint {
         !self.persistent.is_empty() || context::is_active()
     }
 
+    /// Whether something will see or edit this point's value in the current call: it has
+    /// persistent hooks, or the active `run_with_hooks` / `run_with_cache` /
+    /// `run_with_cache_stop_at` call (or one it is nested in) selects it. When `false`,
+    /// a module may compute its output without the intermediate value this point holds
+    /// (a fused kernel instead of the ops that expose it), provided the output is the
+    /// same to the bit; it then need not fire the point.
+    ///
+    /// ```
+    /// use auto_hook_runtime::{auto_hook, HookPoint, HookedRoot};
+    /// use candle_core::{Device, Module, Tensor};
+    /// let relu = auto_hook(candle_nn::Activation::Relu);
+    /// let x = Tensor::new(&[1f32], &Device::Cpu)?;
+    /// assert!(!HookPoint::new().is_hooked());
+    /// let (_, cache) = relu.run_with_cache("hook_point", |m| m.forward(&x))?;
+    /// # let _ = cache;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn is_hooked(&self) -> bool {
+        !self.persistent.is_empty() || (context::is_active() && context::selects(self.id))
+    }
+
     /// Passes `x` through the hooks attached here: persistent hooks first, then the hooks
     /// of the active `run_with_hooks` / `run_with_cache` call on this thread.
     #[inline]
