@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Without `AUTO_HOOK_SMOLLM2` it prints how to fetch the file and exits (CI builds it only).
-//! `RAYON_NUM_THREADS=1` gives single-thread numbers. Variants:
+//! `RAYON_NUM_THREADS=1` gives single-thread numbers, `SMOLLM2_ONLY=f32` (or
+//! `quantized`) times one half of the variants. Variants:
 //! - `quantized/candle_transformers`: `quantized_llama::ModelWeights::forward(&ids, 0)`,
 //!   the logits of the last position (it unembeds that position only);
 //! - `quantized/auto_hook_last_pos`: our quantized model, the same work:
@@ -170,6 +171,12 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             run(Box::new(|| cache_all(&ours_f, &ids))),
         ),
     ];
+    // `SMOLLM2_ONLY=f32` (or `quantized`) times one half.
+    let only = std::env::var("SMOLLM2_ONLY").unwrap_or_default();
+    let variants: Vec<(&str, Run)> = variants
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(only.as_str()))
+        .collect();
     for (_, f) in &variants {
         f(); // warm-up
     }
@@ -189,7 +196,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             hi * 1e3
         );
     }
-    let index = |n: &str| variants.iter().position(|(v, _)| *v == n).expect("variant");
+    let index = |n: &str| variants.iter().position(|(v, _)| *v == n);
     let mut entries = Vec::new();
     for (v, b) in [
         (
@@ -203,7 +210,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         ("f32/auto_hook_last_pos", "f32/candle_transformers"),
         ("f32/auto_hook_cache_all", "f32/auto_hook_no_hooks"),
     ] {
-        let (lo, med, hi) = paired::ratio(&times, index(v), index(b));
+        let (Some(v_at), Some(b_at)) = (index(v), index(b)) else {
+            continue;
+        };
+        let (lo, med, hi) = paired::ratio(&times, v_at, b_at);
         println!("  {v} / {b}: {med:.3}x (95% CI {lo:.3}-{hi:.3})");
         entries.push(format!(
             "\"{v} / {b}\": {{\"median\": {med}, \"low\": {lo}, \"high\": {hi}}}"
