@@ -60,17 +60,22 @@ impl From<auto_hook::Error> for Error {
     }
 }
 
+/// An analysis error that travelled through a forward comes back typed.
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Hook(auto_hook::Error::Candle(e))
+        match auto_hook::take_error::<Error>(e) {
+            Ok(ours) => ours,
+            Err(other) => Error::Hook(other.into()),
+        }
     }
 }
 
+/// Carried so that it can be found again (see [`auto_hook::carry_error`]).
 impl From<Error> for candle_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Hook(inner) => inner.into(),
-            other => candle_core::Error::Msg(other.to_string()),
+            other => auto_hook::carry_error(other),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The models crate's error type, and the checks of a forward's token ids.
 //!
 //! Forwards and `generate` return `candle_core::Result`, as candle models do. Errors of
-//! this crate travel inside it unchanged: [`Error::find`] gets them back from a
-//! `candle_core::Error`, [`Error::find_hooked`] from the `auto_hook::Error` that
-//! `run_with_hooks` / `run_with_cache` return, so bad input can be told apart from an
-//! internal failure by matching a variant.
+//! this crate travel inside it unchanged (the runtime's [`auto_hook::carry_error`]):
+//! `auto_hook::find_error::<Error>(&e)` gets them back from a `candle_core::Error`, and
+//! `e.find::<Error>()` from the `auto_hook::Error` that `run_with_hooks` /
+//! `run_with_cache` return, so bad input can be told apart from an internal failure by
+//! matching a variant.
 
 use candle_core::{DType, Tensor};
 use std::fmt;
@@ -18,7 +19,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// use auto_hook_models::Error;
 /// // A forward returns candle's error; this crate's error is inside it, matchable.
 /// let candle: candle_core::Error = Error::EmptyInput { what: "input_ids".into() }.into();
-/// assert!(matches!(Error::find(&candle), Some(Error::EmptyInput { .. })));
+/// assert!(matches!(auto_hook::find_error::<Error>(&candle), Some(Error::EmptyInput { .. })));
 /// assert_eq!(candle.to_string(), "bad input: input_ids has no tokens");
 /// ```
 #[derive(Debug)]
@@ -94,68 +95,19 @@ impl std::error::Error for Error {
     }
 }
 
-impl Error {
-    /// This crate's error inside a candle error (looking through candle's context,
-    /// path and backtrace wrappers), or `None` for an error from candle itself.
-    ///
-    /// ```
-    /// use auto_hook_models::Error;
-    /// let plain = candle_core::Error::Msg("from candle".into());
-    /// assert!(Error::find(&plain).is_none());
-    /// let ours: candle_core::Error = Error::Input("a 1-D input".into()).into();
-    /// let wrapped = ours.context("while running the model");
-    /// assert!(matches!(Error::find(&wrapped), Some(Error::Input(_))));
-    /// ```
-    pub fn find(err: &candle_core::Error) -> Option<&Error> {
-        use candle_core::Error as E;
-        match err {
-            // Candle's transparent boxed-error variant (named for its first user, CUDA)
-            // is the one that keeps a foreign error downcastable with its own message.
-            E::Cuda(boxed) => boxed.downcast_ref::<Error>(),
-            E::WrappedContext { wrapped, .. } => wrapped.downcast_ref::<Error>(),
-            E::Context { inner, .. }
-            | E::WithPath { inner, .. }
-            | E::WithBacktrace { inner, .. } => Error::find(inner),
-            _ => None,
-        }
-    }
-
-    /// This crate's error inside the error of a hooked run (`run_with_hooks`,
-    /// `run_with_cache`, ...), or `None`.
-    ///
-    /// ```
-    /// use auto_hook_models::Error;
-    /// let run: auto_hook::Error = candle_core::Error::from(Error::EmptyInput { what: "the prompt".into() }).into();
-    /// assert!(matches!(Error::find_hooked(&run), Some(Error::EmptyInput { .. })));
-    /// ```
-    pub fn find_hooked(err: &auto_hook::Error) -> Option<&Error> {
-        match err {
-            auto_hook::Error::Candle(e) | auto_hook::Error::HookFailed { source: e, .. } => {
-                Error::find(e)
-            }
-            _ => None,
-        }
-    }
-}
-
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        match e {
-            candle_core::Error::Cuda(boxed) => match boxed.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(other) => Error::Candle(candle_core::Error::Cuda(other)),
-            },
-            other => Error::Candle(other),
-        }
+        auto_hook::take_error::<Error>(e).unwrap_or_else(Error::Candle)
     }
 }
 
-/// Keeps the error matchable: see [`Error::find`].
+/// Keeps the error matchable: `auto_hook::find_error::<Error>(&e)` finds it again (see
+/// [`auto_hook::carry_error`]).
 impl From<Error> for candle_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Candle(e) => e,
-            other => candle_core::Error::Cuda(Box::new(other)),
+            other => auto_hook::carry_error(other),
         }
     }
 }

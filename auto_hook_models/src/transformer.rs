@@ -322,14 +322,14 @@ impl HookedTransformer {
     /// positions count real tokens only, and padding is never attended to.
     ///
     /// Bad input (no tokens, an id outside the vocabulary, a wrong shape or dtype) is a
-    /// [`crate::Error`] inside the candle error: match it with [`crate::Error::find`].
+    /// [`crate::Error`] inside the candle error: match it with `auto_hook::find_error::<Error>(&e)`.
     ///
     /// ```
     /// # let model = auto_hook_models::load("../models/induction-2l", candle_core::DType::F32, &candle_core::Device::Cpu)?;
     /// use auto_hook_models::Error;
     /// let ids = candle_core::Tensor::new(&[[0u32, 5, 64]], &candle_core::Device::Cpu)?;
     /// let err = model.forward(&ids, None).unwrap_err();
-    /// assert!(matches!(Error::find(&err),
+    /// assert!(matches!(auto_hook::find_error::<Error>(&err),
     ///     Some(Error::TokenOutOfVocabulary { id: 64, batch: 0, position: 2, vocab_size: 64 })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

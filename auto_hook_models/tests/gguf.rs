@@ -246,7 +246,10 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
     spec.context_length = 8;
     let model = auto_hook_models::load(write(&dir, &spec), DType::F32, &Device::Cpu).unwrap();
     let err = model.forward(&ids(), None).unwrap_err(); // 9 tokens
-    assert!(matches!(Error::find(&err), Some(Error::Input(_))), "{err}");
+    assert!(
+        matches!(auto_hook::find_error::<Error>(&err), Some(Error::Input(_))),
+        "{err}"
+    );
     assert!(err.to_string().contains("8 positions of context"), "{err}");
     let ok = ids().narrow(1, 0, 8).unwrap();
     assert!(model.forward(&ok, None).is_ok());

@@ -23,7 +23,10 @@ fn an_empty_token_sequence_is_an_empty_input_error() {
     let empty = Tensor::zeros((1, 0), DType::U32, &Device::Cpu).unwrap();
     let err = model.forward(&empty, None).unwrap_err();
     assert!(
-        matches!(Error::find(&err), Some(Error::EmptyInput { .. })),
+        matches!(
+            auto_hook::find_error::<Error>(&err),
+            Some(Error::EmptyInput { .. })
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("has no tokens"), "{err}");
@@ -41,7 +44,7 @@ fn an_empty_prompt_to_generate_is_named_as_such_even_with_no_new_tokens() {
         };
         let err = model.generate(&empty, None, &opts).unwrap_err();
         assert!(
-            matches!(Error::find(&err), Some(Error::EmptyInput { what }) if what.contains("prompt")),
+            matches!(auto_hook::find_error::<Error>(&err), Some(Error::EmptyInput { what }) if what.contains("prompt")),
             "{err}"
         );
     }
@@ -54,7 +57,7 @@ fn an_out_of_vocabulary_id_names_the_id_its_position_and_the_vocabulary_size() {
     let err = model.forward(&bad, None).unwrap_err();
     assert!(
         matches!(
-            Error::find(&err),
+            auto_hook::find_error::<Error>(&err),
             Some(Error::TokenOutOfVocabulary {
                 id: 64,
                 batch: 1,
@@ -73,7 +76,7 @@ fn an_out_of_vocabulary_id_names_the_id_its_position_and_the_vocabulary_size() {
         .generate(&bad, None, &GenerateOptions::default())
         .unwrap_err();
     assert!(matches!(
-        Error::find(&err),
+        auto_hook::find_error::<Error>(&err),
         Some(Error::TokenOutOfVocabulary { id: 64, .. })
     ));
 }
@@ -83,13 +86,19 @@ fn wrong_shape_and_dtype_are_input_errors() {
     let model = demo();
     let flat = Tensor::new(&[1u32, 2, 3], &Device::Cpu).unwrap();
     let err = model.forward(&flat, None).unwrap_err();
-    assert!(matches!(Error::find(&err), Some(Error::Input(m)) if m.contains("[batch, pos]")));
+    assert!(
+        matches!(auto_hook::find_error::<Error>(&err), Some(Error::Input(m)) if m.contains("[batch, pos]"))
+    );
     let float = Tensor::new(&[[1f32, 2.0]], &Device::Cpu).unwrap();
     let err = model.forward(&float, None).unwrap_err();
-    assert!(matches!(Error::find(&err), Some(Error::Input(m)) if m.contains("F32")));
+    assert!(
+        matches!(auto_hook::find_error::<Error>(&err), Some(Error::Input(m)) if m.contains("F32"))
+    );
     let mask = Tensor::ones((1, 3), DType::U32, &Device::Cpu).unwrap();
     let err = model.forward(&ids(&[&[1, 2]]), Some(&mask)).unwrap_err();
-    assert!(matches!(Error::find(&err), Some(Error::Input(m)) if m.contains("attention_mask")));
+    assert!(
+        matches!(auto_hook::find_error::<Error>(&err), Some(Error::Input(m)) if m.contains("attention_mask"))
+    );
 }
 
 /// Through `run_with_hooks`, bad input stays matchable, and a failing hook (an internal
@@ -104,7 +113,7 @@ fn hooked_runs_keep_bad_input_apart_from_other_failures() {
         })
         .unwrap_err();
     assert!(matches!(
-        Error::find_hooked(&err),
+        err.find::<Error>(),
         Some(Error::TokenOutOfVocabulary { id: 99, .. })
     ));
     let failing = Hooks::new().add("hook_embed", |_, _| {
@@ -114,7 +123,7 @@ fn hooked_runs_keep_bad_input_apart_from_other_failures() {
         .run_with_hooks(failing, |m| m.forward(&ids(&[&[1, 2]]), None))
         .unwrap_err();
     assert!(matches!(err, auto_hook::Error::HookFailed { .. }), "{err}");
-    assert!(Error::find_hooked(&err).is_none());
+    assert!(err.find::<Error>().is_none());
     let ok = model.forward(&ids(&[&[1, 2, 63]]), None).unwrap();
     assert_eq!(ok.dims(), [1, 3, 64]);
 }

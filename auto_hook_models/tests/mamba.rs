@@ -416,7 +416,7 @@ fn bad_input_ids_are_the_same_typed_errors_as_for_the_transformer_ports() {
     let err = model.forward(&empty, None).unwrap_err();
     assert!(
         matches!(
-            auto_hook_models::Error::find(&err),
+            auto_hook::find_error::<auto_hook_models::Error>(&err),
             Some(auto_hook_models::Error::EmptyInput { .. })
         ),
         "{err}"
@@ -425,14 +425,14 @@ fn bad_input_ids_are_the_same_typed_errors_as_for_the_transformer_ports() {
         .generate(&empty, None, &GenerateOptions::default())
         .unwrap_err();
     assert!(
-        matches!(auto_hook_models::Error::find(&err), Some(auto_hook_models::Error::EmptyInput { what }) if what.contains("prompt")),
+        matches!(auto_hook::find_error::<auto_hook_models::Error>(&err), Some(auto_hook_models::Error::EmptyInput { what }) if what.contains("prompt")),
         "{err}"
     );
     let bad = Tensor::new(&[[0u32, vocab as u32]], &Device::Cpu).unwrap();
     let err = model.forward(&bad, None).unwrap_err();
     assert!(
         matches!(
-            auto_hook_models::Error::find(&err),
+            auto_hook::find_error::<auto_hook_models::Error>(&err),
             Some(auto_hook_models::Error::TokenOutOfVocabulary {
                 batch: 0,
                 position: 1,

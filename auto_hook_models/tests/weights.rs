@@ -162,7 +162,7 @@ fn llama_weights_rebuild_every_layer_and_rotary_models_have_no_w_pos() {
 #[test]
 fn a_layer_past_the_last_is_a_clear_error() {
     let err = model("llama").w_q(2).unwrap_err();
-    let ours = auto_hook_models::Error::find(&err);
+    let ours = auto_hook::find_error::<auto_hook_models::Error>(&err);
     assert!(
         matches!(ours, Some(auto_hook_models::Error::Input(_))),
         "{err}"

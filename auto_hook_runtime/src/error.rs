@@ -46,8 +46,12 @@ pub enum Error {
     },
     /// `check_auto_hook` in strict mode found problems.
     CheckFailed { failures: Vec<String> },
-    /// An activation cache file that cannot be read.
+    /// An activation cache file that cannot be read or written, or a cache lookup
+    /// (a gradient) that has nothing to give.
     Cache(String),
+    /// An invariant of the runtime itself did not hold: a bug in auto_hook, never the
+    /// user's input.
+    Internal(String),
     /// An error from candle that is not about a hook.
     Candle(candle_core::Error),
 }
@@ -90,6 +94,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Cache(msg) => write!(f, "activation cache: {msg}"),
+            Error::Internal(msg) => write!(f, "internal error (a bug in auto_hook): {msg}"),
             Error::Candle(e) => write!(f, "{e}"),
         }
     }
@@ -112,17 +117,45 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
-        Error::Candle(e)
+impl Error {
+    /// The typed error of type `E` in this error: this error itself, or an error of the
+    /// runtime, a model port, an SAE, ... that a forward or a hook returned inside candle's
+    /// error (see [`carry_error`](crate::carry_error)).
+    ///
+    /// ```
+    /// use auto_hook_runtime::{carry_error, Error};
+    /// let run = Error::HookFailed {
+    ///     hook: "fc1.hook_point".into(),
+    ///     source: carry_error(Error::NoMatch { filter: "`x*`".into(), nearest: vec![] }),
+    /// };
+    /// assert!(matches!(run.find::<Error>(), Some(Error::HookFailed { .. })));
+    /// let inner = match &run { Error::HookFailed { source, .. } => source, _ => unreachable!() };
+    /// assert!(matches!(auto_hook_runtime::find_error::<Error>(inner), Some(Error::NoMatch { .. })));
+    /// ```
+    pub fn find<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        if let Some(this) = (self as &dyn std::any::Any).downcast_ref::<E>() {
+            return Some(this);
+        }
+        match self {
+            Error::Candle(e) | Error::HookFailed { source: e, .. } => crate::find_error(e),
+            _ => None,
+        }
     }
 }
 
+/// A runtime error that travelled through a forward comes back typed.
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        crate::take_error::<Error>(e).unwrap_or_else(Error::Candle)
+    }
+}
+
+/// Carried so that it can be found again: see [`carry_error`](crate::carry_error).
 impl From<Error> for candle_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Candle(inner) => inner,
-            other => candle_core::Error::Msg(other.to_string()),
+            other => crate::carry_error(other),
         }
     }
 }

@@ -33,7 +33,7 @@ impl<M: ?Sized> Borrowed<M> for &mut M {
     }
 }
 
-const NO_STOP: &str = "internal: run stopped without stop_at";
+const NO_STOP: &str = "the run stopped early without stop_at";
 
 /// Runs `run(model)` with `hooks` attached for this call only.
 pub(crate) fn hooks_run<M, B, T, E>(
@@ -49,7 +49,7 @@ where
     let context = build_context(model.model(), hooks, None)?;
     context
         .run(|| run(model))?
-        .ok_or_else(|| Error::Cache(NO_STOP.into()))
+        .ok_or_else(|| Error::Internal(NO_STOP.into()))
 }
 
 /// Runs `run(model)` capturing what `options` selects; with `stop`, the forward ends
@@ -89,5 +89,5 @@ where
 /// The output of a cached run that was not stopped early.
 pub(crate) fn full<T>(out: (Option<T>, ActivationCache)) -> Result<(T, ActivationCache)> {
     let (out, cache) = out;
-    Ok((out.ok_or_else(|| Error::Cache(NO_STOP.into()))?, cache))
+    Ok((out.ok_or_else(|| Error::Internal(NO_STOP.into()))?, cache))
 }

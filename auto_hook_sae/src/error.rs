@@ -90,37 +90,49 @@ impl std::error::Error for Error {
     }
 }
 
+/// An SAE error that travelled through a forward comes back typed; a runtime error
+/// comes back as [`Error::Hook`].
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Candle(e)
+        match auto_hook::take_error::<Error>(e) {
+            Ok(ours) => ours,
+            Err(other) => auto_hook::Error::from(other).into(),
+        }
     }
 }
 
 impl From<auto_hook::Error> for Error {
     fn from(e: auto_hook::Error) -> Self {
         match e {
-            auto_hook::Error::Candle(inner) => Error::Candle(inner),
+            auto_hook::Error::Candle(inner) => match auto_hook::take_error::<Error>(inner) {
+                Ok(ours) => ours,
+                Err(inner) => Error::Candle(inner),
+            },
             other => Error::Hook(other),
         }
     }
 }
 
+/// Carried so that it can be found again: `auto_hook::find_error::<Error>(&e)` (see
+/// [`auto_hook::carry_error`]).
 impl From<Error> for candle_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Candle(inner) => inner,
-            other => candle_core::Error::Msg(other.to_string()),
+            Error::Hook(inner) => inner.into(),
+            other => auto_hook::carry_error(other),
         }
     }
 }
 
-/// So an SAE's forward can run inside `run_with_hooks` / `run_with_cache` closures.
+/// So an SAE's forward can run inside `run_with_hooks` / `run_with_cache` closures; the
+/// run's error finds it again with `err.find::<auto_hook_sae::Error>()`.
 impl From<Error> for auto_hook::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Hook(inner) => inner,
             Error::Candle(inner) => auto_hook::Error::Candle(inner),
-            other => auto_hook::Error::Candle(candle_core::Error::Msg(other.to_string())),
+            other => auto_hook::Error::Candle(auto_hook::carry_error(other)),
         }
     }
 }

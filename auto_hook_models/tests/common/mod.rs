@@ -20,30 +20,18 @@ pub fn temp_folder(name: &str) -> PathBuf {
     dir
 }
 
-/// Seeded normal draws (xorshift64* + Box-Muller): every run of a test sees the same
-/// weights, so a tolerance that passes once passes always.
-pub struct Gauss(u64);
+/// Seeded normal draws (the workspace's one generator): every run of a test sees the
+/// same weights, so a tolerance that passes once passes always.
+pub struct Gauss(auto_hook::rng::Rng);
 
 impl Gauss {
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        Self(auto_hook::rng::Rng::new(seed))
     }
 
     /// `n` draws from N(0, scale²).
     pub fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                let (u, v) = (self.uniform(), self.uniform());
-                scale * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-            })
-            .collect()
+        (0..n).map(|_| scale * self.0.normal()).collect()
     }
 
     /// An f32 tensor of N(0, scale²) draws.
@@ -184,18 +172,7 @@ pub fn reference_ids(reference: &HashMap<String, Tensor>) -> Tensor {
 }
 
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    auto_hook::max_abs_diff(a, b).unwrap()
 }
 
 /// `max_diff(a, b)` over the largest `|b|`: a difference relative to the reference's scale.
