@@ -4,10 +4,12 @@
 //! A struct literal of a hooked type needs the type's hidden field, so an annotated item
 //! rewrites the literals of hooked types it writes (`Mlp { .. }` inside another type's
 //! impl). The impl cannot see the struct's definition; the struct's expansion records
-//! its name here, and the literal is rewritten when the name is known. Expansion runs
-//! items in source order, so a struct defined before its use is always known; `Self`
-//! literals need no registry. Data structs are never recorded: their literals are left
-//! as they are.
+//! its name here, and the literal is rewritten when the name is known. rustc does not
+//! promise an order of expansion: today it expands a file's items in source order, so a
+//! struct defined before its use is known, but nothing here may depend on it for
+//! soundness; a literal whose type is not (yet) recorded is left as written and a wrong
+//! guess is a compile error, never wrong code. `Self` literals need no registry. Data
+//! structs are never recorded: their literals are left as they are.
 //!
 //! A type defined in the file being hooked (bert's own `struct Dropout`, quantized
 //! llama's tracing `struct QMatMul`) is not candle's type of that name: fields of such a

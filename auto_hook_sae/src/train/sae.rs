@@ -54,7 +54,8 @@ pub struct SaeTrainer {
     /// Firings per latent in the current sampling window, and the rows counted.
     pub(crate) act_freq: Vec<f64>,
     pub(crate) freq_rows: u64,
-    /// Log10 density of the last complete window (the current one until a window ends).
+    /// batchtopk's threshold θ: an exponential moving average of the smallest latent
+    /// each batch kept (SAELens's `topk_threshold`); saved as the jumprelu threshold.
     pub(crate) batchtopk_threshold: f64,
     /// The dead-feature window of this run ([`TrainConfig::dead_window`]).
     pub(crate) dead_window: u32,

@@ -1,5 +1,9 @@
-//! A sparse decode for topk training: `f W_dec` touching only the non-zero latents, in
-//! the forward and in both gradients (CPU, f32; other cases use the dense matmul).
+//! A sparse decode for the autograd training step of topk and batchtopk SAEs and their
+//! aux-k loss (`autograd.rs`: the reference the analytic steps are checked against, and
+//! the step for runs they do not cover): `f W_dec` touching only the non-zero latents,
+//! in the forward and in both gradients (CPU, f32; other cases use the dense matmul).
+//! The usual topk training path, the analytic step (`analytic_topk.rs`), does not use
+//! it: it decodes the kept latents itself.
 //!
 //! The gradient with respect to `f` is computed at the non-zero entries only. That is
 //! exact where it is used: the latents come from `h · mask`, whose gradient is masked
