@@ -8,8 +8,8 @@
 mod common;
 
 use auto_hook::prelude::*;
+use auto_hook::rng::Rng;
 use auto_hook_analysis::{Heatmap, Metric, Patching};
-use auto_hook_sae::Rng;
 use candle_core::{Device, Tensor, D};
 use common::Res;
 

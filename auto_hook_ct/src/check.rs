@@ -133,21 +133,33 @@ pub fn same_bits(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> 
             want.dims()
         ));
     }
-    let bits = |t: &Tensor| -> Result<Vec<u32>, String> {
-        let v = t
-            .flatten_all()
-            .and_then(|t| t.to_dtype(candle::DType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| format!("{what}: {e}"))?;
-        Ok(v.into_iter().map(f32::to_bits).collect())
+    let unreadable = |e: candle::Error| format!("{what}: {e}");
+    if auto_hook::bit_identical(got, want).map_err(unreadable)? {
+        return Ok(());
+    }
+    // Only to name the first element that differs.
+    let values = |t: &Tensor| {
+        t.flatten_all()?
+            .to_dtype(candle::DType::F64)?
+            .to_vec1::<f64>()
     };
-    let (g, w) = (bits(got)?, bits(want)?);
-    match g.iter().zip(&w).position(|(a, b)| a != b) {
-        None => Ok(()),
+    let (g, w) = (
+        values(got).map_err(unreadable)?,
+        values(want).map_err(unreadable)?,
+    );
+    match g
+        .iter()
+        .zip(&w)
+        .position(|(a, b)| a.to_bits() != b.to_bits())
+    {
         Some(i) => Err(format!(
             "{what}: not bit-identical at element {i}: {} vs {}",
-            f32::from_bits(g[i]),
-            f32::from_bits(w[i])
+            g[i], w[i]
+        )),
+        None => Err(format!(
+            "{what}: dtype {:?}, expected {:?}",
+            got.dtype(),
+            want.dtype()
         )),
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::error::Error;
 use crate::transformer::{HookedTransformer, KvCache};
+use auto_hook::rng::Rng;
 use candle_core::{DType, Device, Result, Tensor, D};
 
 /// How the next token is chosen.
@@ -108,21 +109,6 @@ impl Stops {
     /// Whether every sequence stopped.
     pub(crate) fn all_stopped(&self) -> bool {
         self.stopped.iter().all(Option::is_some)
-    }
-}
-
-/// A small, seedable generator (xorshift64*): sampling needs no more.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

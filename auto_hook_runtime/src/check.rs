@@ -2,6 +2,7 @@
 
 use crate::cache::{ActivationCache, CacheOptions, CUT_GRAPH};
 use crate::check_report::CheckReport;
+use crate::compare::bit_identical;
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::hooks::Hooks;
@@ -328,14 +329,4 @@ fn check_names(names: &[String], schema: &crate::Schema) -> Vec<String> {
         }
     }
     failures
-}
-
-/// Same shape, dtype and bits.
-pub(crate) fn bit_identical(a: &Tensor, b: &Tensor) -> candle_core::Result<bool> {
-    if a.dims() != b.dims() || a.dtype() != b.dtype() {
-        return Ok(false);
-    }
-    let a = a.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    let b = b.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    Ok(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()))
 }

@@ -17,8 +17,10 @@ mod alias;
 mod backward;
 mod cache;
 mod cache_io;
+mod carry;
 mod check;
 mod check_report;
+mod compare;
 mod context;
 mod error;
 mod filter;
@@ -31,6 +33,8 @@ pub mod nn;
 pub mod ops;
 mod output;
 mod param_ops;
+#[doc(hidden)]
+pub mod rng;
 mod root;
 mod run;
 mod schema;
@@ -44,10 +48,12 @@ pub mod __private;
 pub use alias::{Aliased, Aliases};
 pub use cache::{ActivationCache, CacheOptions};
 pub use cache_io::ORDER_KEY;
+pub use carry::{carry_error, find_error, take_error};
 pub use check::{
     check_auto_hook, check_auto_hook_mut, check_auto_hook_mut_strict, check_auto_hook_strict,
 };
 pub use check_report::CheckReport;
+pub use compare::{bit_identical, max_abs_diff};
 pub use error::{Error, Result};
 pub use filter::{nearest_names, Filter};
 pub use hook::{HookInfo, HookReturn};

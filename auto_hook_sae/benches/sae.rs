@@ -8,6 +8,7 @@
 //!
 //! cargo bench -p auto_hook_sae --bench sae   (SAELens's side: scripts/bench_sae_saelens.py)
 
+use auto_hook::rng::Rng;
 use auto_hook_models::HookedTransformer;
 use auto_hook_sae::*;
 use candle_core::{DType, Device, Tensor};

@@ -14,6 +14,7 @@
 //! RAYON_NUM_THREADS=1 cargo bench -p auto_hook_sae --bench sae_real
 //! SAELens's and torch's side: scripts/bench_sae_saelens.py --real
 
+use auto_hook::rng::Rng;
 use auto_hook_sae::*;
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};

@@ -26,7 +26,6 @@ mod eval;
 mod gemma_scope;
 mod io;
 mod params;
-mod rng;
 mod sae;
 mod select;
 mod splice;
@@ -45,8 +44,7 @@ pub use eval::{
 pub use gemma_scope::GEMMA_SCOPE_FILENAME;
 pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
 pub use params::SaeParams;
-pub use rng::Rng;
-pub use sae::{InputNorm, Sae, SAE_HOOK_NAMES};
+pub use sae::{InputNorm, Sae};
 pub use splice::Spliced;
 pub use store::{ActivationStore, HookSpec, Layout, StoreConfig};
 pub use tokens::TokenSource;

@@ -3,8 +3,8 @@
 use crate::activation;
 use crate::config::{Architecture, Normalization, SaeConfig};
 use crate::error::{Error, Result};
-use crate::rng::Rng;
-use auto_hook::HookPoint;
+use auto_hook::rng::Rng;
+use auto_hook::{HookPoint, HookedRoot};
 use candle_core::{DType, Device, Tensor};
 
 mod hooks;
@@ -34,13 +34,22 @@ pub(crate) use norm::NormState;
 /// assert_eq!(cache.get("hook_sae_acts_post")?.dims(), [2, 5, 32]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its hook points are its `HookPoint` fields, named by `derive(HookedRoot)` after the
+/// fields (declaration order): `Sae::hook_names()` lists them. The weights are read by
+/// the SAE's own math, not hooked as parameters (`skip`).
+#[derive(Debug, Clone, HookedRoot)]
 pub struct Sae {
     pub(crate) cfg: SaeConfig,
+    #[auto_hook(skip)]
     pub(crate) w_enc: Tensor,
+    #[auto_hook(skip)]
     pub(crate) b_enc: Tensor,
+    #[auto_hook(skip)]
     pub(crate) w_dec: Tensor,
+    #[auto_hook(skip)]
     pub(crate) b_dec: Tensor,
+    #[auto_hook(skip)]
     pub(crate) threshold: Option<Tensor>,
     hook_sae_input: HookPoint,
     hook_sae_acts_pre: HookPoint,
@@ -49,16 +58,6 @@ pub struct Sae {
     hook_sae_recons: HookPoint,
     hook_sae_error: HookPoint,
 }
-
-/// The SAE's hook names, in firing order of `forward_with_error`.
-pub const SAE_HOOK_NAMES: [&str; 6] = [
-    "hook_sae_input",
-    "hook_sae_acts_pre",
-    "hook_sae_acts_post",
-    "hook_sae_output",
-    "hook_sae_recons",
-    "hook_sae_error",
-];
 
 /// Whether the SAE's hook points fire (not while computing the clean error term).
 #[derive(Clone, Copy, PartialEq)]

@@ -238,7 +238,7 @@ fn select_nth(
 
 #[cfg(test)]
 mod tests {
-    use crate::rng::Rng;
+    use auto_hook::rng::Rng;
 
     /// The reference: every score of each row sorted (descending), the first `k` kept.
     fn sorted_rows(

@@ -161,12 +161,8 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
     /// Splices `sae` in at `hook_name` (checked against the model's hook names).
     pub fn with_sae(mut self, hook_name: &str, sae: Sae, error_term: bool) -> Result<Self> {
         let names = self.model.hook_point_names();
-        if !names.iter().any(|n| n == hook_name) {
-            return Err(Error::Hook(auto_hook::Error::UnknownHook {
-                name: hook_name.to_owned(),
-                nearest: auto_hook::nearest_names(hook_name, names.iter().map(String::as_str)),
-            }));
-        }
+        auto_hook::Filter::Exact(hook_name.to_owned())
+            .validate(names.iter().map(String::as_str))?;
         self.splices.push(Splice {
             hook: hook_name.to_owned(),
             sae,

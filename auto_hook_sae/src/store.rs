@@ -2,8 +2,8 @@
 //! seeded shuffling buffer.
 
 use crate::error::{Error, Result};
-use crate::rng::Rng;
 use crate::tokens::TokenSource;
+use auto_hook::rng::Rng;
 use auto_hook::{CacheOptions, HookedRoot};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -193,12 +193,8 @@ impl<'m, M: HookedRoot> ActivationStore<'m, M> {
         }
         let names = model.hook_point_names();
         for hook in &hooks {
-            if !names.contains(&hook.name) {
-                return Err(Error::Hook(auto_hook::Error::UnknownHook {
-                    name: hook.name.clone(),
-                    nearest: auto_hook::nearest_names(&hook.name, names.iter().map(String::as_str)),
-                }));
-            }
+            auto_hook::Filter::Exact(hook.name.clone())
+                .validate(names.iter().map(String::as_str))?;
         }
         if cfg.train_batch_size_tokens == 0
             || cfg.store_batch_size_prompts == 0

@@ -196,85 +196,24 @@ fn to_u32(ids: &[i64]) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// A minimal `.npy` reader: version 1-3 headers, C order, little-endian integers.
+/// A `.npy` file through candle's reader (C order, little-endian; integer ids as
+/// int16/int32/int64, uint8/uint32). Other dtypes (numpy's int8 `|i1`, uint16, uint64,
+/// floats) are refused by name rather than read as something else.
 fn read_npy(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let bad = |problem: &str| Error::Shape {
+    let bad = |problem: String| Error::Shape {
         what: path.display().to_string(),
-        problem: problem.to_owned(),
+        problem,
     };
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        _ => return Err(bad("unsupported .npy version")),
-    };
-    let header = std::str::from_utf8(
-        bytes
-            .get(start..start + header_len)
-            .ok_or_else(|| bad("truncated header"))?,
-    )
-    .map_err(|_| bad("header is not text"))?;
-    if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran-order arrays are not supported"));
-    }
-    let descr = header
-        .split("'descr':")
-        .nth(1)
-        .and_then(|s| s.split('\'').nth(1))
-        .ok_or_else(|| bad("no descr in header"))?;
-    let shape: Vec<usize> = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape in header"))?
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<usize>().map_err(|_| bad("bad shape")))
-        .collect::<Result<_>>()?;
-    let data = &bytes[start + header_len..];
-    let ids: Vec<i64> = match descr {
-        "<i8" => data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        "<u8" => data
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        "<i4" => data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        "<u4" => data
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        "<i2" => data
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        "<u2" => data
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        "|u1" | "|i1" => data.iter().map(|&b| b as i64).collect(),
-        other => {
-            return Err(bad(&format!(
-                "unsupported dtype {other:?} (integer ids expected)"
-            )))
+    Tensor::read_npy(path).map_err(|e| match e {
+        candle_core::Error::Io(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            io_err(path, e)
         }
-    };
-    let expected: usize = shape.iter().product();
-    if ids.len() < expected {
-        return Err(bad("fewer values than the shape says"));
-    }
-    let ids = ids[..expected].to_vec();
-    Ok(Tensor::from_vec(ids, shape, &Device::Cpu)?)
+        candle_core::Error::Io(_) => bad("truncated: fewer values than the shape says".into()),
+        candle_core::Error::Npy(m) if m.contains("descr") => bad(format!(
+            "{m}: token ids must be int16, int32, int64, uint8 or uint32 \
+             (convert with numpy's `astype(np.int32)`)"
+        )),
+        candle_core::Error::Npy(m) => bad(format!("not a .npy file ({m})")),
+        other => bad(format!("not a .npy file ({other})")),
+    })
 }

@@ -11,7 +11,8 @@
 //! standard 1.00, jumprelu 0.996; debug problem, 800 steps of 64: topk 1.00, batchtopk
 //! 0.75, standard 1.00, jumprelu 0.94. The asserted thresholds sit below these.
 
-use auto_hook_sae::{Architecture, Rng, SaeConfig, SaeTrainer, TrainConfig};
+use auto_hook::rng::Rng;
+use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, TrainConfig};
 use candle_core::{Device, Tensor};
 
 struct Problem {

@@ -3,7 +3,7 @@
 use auto_hook::prelude::*;
 use auto_hook_models::induction::repeated_tokens;
 use auto_hook_models::HookedTransformer;
-use auto_hook_sae::{Architecture, Sae, SaeConfig, Spliced, SAE_HOOK_NAMES};
+use auto_hook_sae::{Architecture, Sae, SaeConfig, Spliced};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
@@ -13,14 +13,7 @@ fn model() -> HookedTransformer {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    auto_hook::max_abs_diff(a, b).unwrap()
 }
 
 fn sae(d_in: usize) -> Sae {
@@ -36,8 +29,17 @@ fn sae(d_in: usize) -> Sae {
 #[test]
 fn an_sae_lists_saelens_hook_names_and_every_one_fires() {
     let sae = sae(64);
-    assert_eq!(sae.hook_point_names(), SAE_HOOK_NAMES);
-    assert_eq!(Sae::hook_names(), SAE_HOOK_NAMES);
+    // SAELens's names, in declaration order
+    let saelens = [
+        "hook_sae_input",
+        "hook_sae_acts_pre",
+        "hook_sae_acts_post",
+        "hook_sae_output",
+        "hook_sae_recons",
+        "hook_sae_error",
+    ];
+    assert_eq!(sae.hook_point_names(), saelens);
+    assert_eq!(Sae::hook_names(), saelens);
     let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &Device::Cpu).unwrap();
     let (_, cache) = sae
         .run_with_cache(CacheOptions::all(), |s| s.forward_with_error(&x))

@@ -83,15 +83,7 @@ fn attention_heads_are_flattened_like_hook_z_or_taken_one_at_a_time() {
     assert_eq!(rows[1].dims(), [42, 16]);
     // Head 3 is the last 16 columns of the hook_z flattening.
     let tail = rows[0].narrow(1, 48, 16).unwrap();
-    let diff = (tail - &rows[1])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert!(auto_hook::bit_identical(&tail, &rows[1]).unwrap());
     assert_eq!(rows[2].dims(), [42, 64]);
 }
 
@@ -112,17 +104,7 @@ fn batches_are_seeded_shuffled_and_row_aligned_across_hooks() {
             .collect::<Vec<_>>()
     };
     let (a, b, c) = (run(1), run(1), run(2));
-    let same = |x: &Tensor, y: &Tensor| {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            == 0.0
-    };
+    let same = |x: &Tensor, y: &Tensor| auto_hook::bit_identical(x, y).unwrap();
     for i in 0..4 {
         assert!(same(&a[i][0], &b[i][0]), "same seed, same batch {i}");
         assert!(

@@ -11,15 +11,9 @@ fn temp(name: &str) -> std::path::PathBuf {
     ))
 }
 
-/// A `.npy` file as numpy writes it (version 1, little-endian int64).
-fn write_npy(path: &std::path::Path, shape: &[usize], values: &[i64]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
+/// A version-1 `.npy` file with numpy's header for `descr` (`'|i1'`, ...) and raw data.
+fn write_raw_npy(path: &std::path::Path, descr: &str, shape: &str, data: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -27,20 +21,22 @@ fn write_npy(path: &std::path::Path, shape: &[usize], values: &[i64]) {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend((header.len() as u16).to_le_bytes());
     bytes.extend(header.as_bytes());
-    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    bytes.extend(data);
     std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
 fn npy_and_safetensors_token_files_load() {
     let npy = temp("ids.npy");
-    write_npy(&npy, &[2, 4], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let ids = Tensor::new(&[[1i64, 2, 3, 4], [5, 6, 7, 8]], &Device::Cpu).unwrap();
+    ids.write_npy(&npy).unwrap();
     let t = TokenSource::from_file(&npy, 4, None).unwrap();
     assert_eq!(
         t.batch(0, 2).unwrap().to_vec2::<u32>().unwrap(),
         [[1, 2, 3, 4], [5, 6, 7, 8]]
     );
-    write_npy(&npy, &[7], &[1, 2, 3, 4, 5, 6, 7]);
+    let ids = Tensor::new(&[1i32, 2, 3, 4, 5, 6, 7], &Device::Cpu).unwrap();
+    ids.write_npy(&npy).unwrap();
     let t = TokenSource::from_file(&npy, 4, Some(0)).unwrap();
     assert_eq!(
         t.batch(0, 2).unwrap().to_vec2::<u32>().unwrap(),
@@ -89,6 +85,27 @@ fn bad_token_inputs_are_clear_errors() {
         .to_string()
         .contains("not a .npy file"));
     std::fs::remove_file(txt).ok();
+    std::fs::remove_file(npy).ok();
+}
+
+/// numpy's int8 (`|i1`) holds -1 as the byte 0xFF: it is refused by name, never read as
+/// the unsigned id 255 (the reader this crate had before did that).
+#[test]
+fn a_signed_byte_npy_is_refused_not_read_as_unsigned() {
+    let npy = temp("i1.npy");
+    write_raw_npy(&npy, "|i1", "(4,)", &[0xFF, 1, 2, 3]);
+    let err = TokenSource::from_file(&npy, 2, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("i1") && err.contains("int32"), "{err}");
+    write_raw_npy(&npy, "|u1", "(4,)", &[0xFF, 1, 2, 3]);
+    let t = TokenSource::from_file(&npy, 2, None).unwrap();
+    assert_eq!(t.max_id(), 255);
+    write_raw_npy(&npy, "<i4", "(4,)", &[1, 0, 0, 0, 2, 0, 0, 0]);
+    let err = TokenSource::from_file(&npy, 2, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
     std::fs::remove_file(npy).ok();
 }
 

@@ -6,7 +6,8 @@
 //! `hook_h` once). `hook_A` `[d_inner, d_state]` fires once per step.
 
 use super::{HookedMamba, MambaCache};
-use crate::generate::{choose, GenerateOptions, Rng, Stops};
+use crate::generate::{choose, GenerateOptions, Stops};
+use auto_hook::rng::Rng;
 use candle_core::{DType, Result, Tensor};
 
 impl HookedMamba {

@@ -9,15 +9,9 @@ use candle_core::{Device, Tensor};
 
 /// `max |a - b| / max |b|` over all entries.
 fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-    let scale = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    diff.to_scalar::<f32>().unwrap() / scale.max(f32::MIN_POSITIVE)
+    let scale = b.abs().and_then(|b| b.max_all()).unwrap();
+    let scale = scale.to_scalar::<f32>().unwrap();
+    auto_hook::max_abs_diff(a, b).unwrap() / scale.max(f32::MIN_POSITIVE)
 }
 
 fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> SaeTrainer {

@@ -5,7 +5,7 @@ use super::config::TrainConfig;
 use super::sae::SaeTrainer;
 use crate::activation::{jumprelu_ste, step_l0};
 use crate::config::{Architecture, SaeConfig};
-use crate::rng::Rng;
+use auto_hook::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 
 fn randn(rng: &mut Rng, shape: (usize, usize), scale: f64) -> Tensor {

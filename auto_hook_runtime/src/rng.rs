@@ -1,9 +1,12 @@
-//! A small seeded generator (SplitMix64): same seed, same numbers, on every platform.
+//! The workspace's one seeded generator (SplitMix64): same seed, same numbers, on every
+//! platform. The ports' sampling, the SAE crate's initialisation and shuffling, and the
+//! tests' seeded weights all draw from it. Shared by the workspace's crates, not part of
+//! the public API (hidden from the docs).
 
-/// Seeded pseudo-random numbers for initialisation and shuffling.
+/// Seeded pseudo-random numbers for initialisation, shuffling and sampling.
 ///
 /// ```
-/// use auto_hook_sae::Rng;
+/// use auto_hook_runtime::rng::Rng;
 /// let (mut a, mut b) = (Rng::new(7), Rng::new(7));
 /// assert_eq!(a.next_u64(), b.next_u64());
 /// let mut v: Vec<u32> = (0..10).collect();
