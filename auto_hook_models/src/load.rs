@@ -354,7 +354,7 @@ fn llama(cfg: ArchConfig, weights: &Weights) -> Result<HookedTransformer> {
             None => attn,
         };
         let mlp = if let Some(moe) = &cfg.moe {
-            crate::moe_load::sparse_moe(&vb, &cfg, moe)?
+            crate::moe::load::sparse_moe(&vb, &cfg, moe)?
         } else {
             let m = vb.pp("mlp");
             FeedForward::Dense(Mlp::new(

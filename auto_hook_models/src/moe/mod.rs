@@ -15,16 +15,20 @@
 
 use crate::config::Activation;
 use crate::error::{Error, Result as ModelResult};
-use crate::moe_route::Routes;
+use route::Routes;
 use auto_hook::prelude::*;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::Linear;
 use serde_json::Value;
 
+pub(crate) mod load;
+mod loss;
+mod route;
+
 pub use crate::feed_forward::FeedForward;
-pub use crate::moe_loss::router_aux_loss;
-pub use crate::moe_route::MoeDispatch;
-pub(crate) use crate::moe_route::{softmax_f32, top_k};
+pub use loss::router_aux_loss;
+pub use route::MoeDispatch;
+pub(crate) use route::{softmax_f32, top_k};
 
 /// The mixture-of-experts part of a Mixtral `config.json`.
 #[derive(Debug, Clone, PartialEq)]
