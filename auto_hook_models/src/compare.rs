@@ -7,6 +7,7 @@
 //! named by PyTorch module path (`transformer.h.1.attn`, `model.layers.0.mlp`,
 //! `model.norm`, ...) holding that module's forward output (first element of a tuple).
 
+use crate::causal_lm::CausalLm;
 use crate::config::ArchConfig;
 use crate::error::{Error, Result};
 use crate::transformer::HookedTransformer;
@@ -136,28 +137,15 @@ const MOE_KEYS: &[(&str, &str)] = &[
 ];
 
 /// A model [`compare_with_reference`] can check: how reference keys map to its hook
-/// names, and its full-sequence forward.
-pub trait ReferenceModel: HookedRoot {
+/// names (its forward is [`CausalLm::forward`]).
+pub trait ReferenceModel: CausalLm {
     /// The hook name whose activation equals the reference key, if any.
     fn reference_hook(&self, key: &str) -> Option<String>;
-    /// The logits of `input_ids` (with `attention_mask` where the model takes one).
-    fn reference_forward(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor>;
 }
 
 impl ReferenceModel for HookedTransformer {
     fn reference_hook(&self, key: &str) -> Option<String> {
         hook_for_reference_key(self.config(), key)
-    }
-    fn reference_forward(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        self.forward(input_ids, attention_mask)
     }
 }
 
@@ -211,7 +199,7 @@ pub fn compare_with_reference<M: ReferenceModel>(
     } else {
         let (output, cache) = model
             .run_with_cache(CacheOptions::names(names), |m| {
-                m.reference_forward(&ids, mask.as_ref())
+                CausalLm::forward(m, &ids, mask.as_ref())
             })
             .map_err(|e| Error::Input(e.to_string()))?;
         (Some(output), cache)

@@ -24,6 +24,25 @@ pub enum Activation {
     Silu,
 }
 
+impl Activation {
+    /// The activation applied to `x`: the one place the ports dispatch on it.
+    ///
+    /// ```
+    /// use auto_hook_models::Activation;
+    /// let x = candle_core::Tensor::new(&[-1f32, 2.0], &candle_core::Device::Cpu)?;
+    /// assert_eq!(Activation::Relu.apply(&x)?.to_vec1::<f32>()?, [0.0, 2.0]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::GeluTanh => x.gelu(),
+            Activation::Gelu => x.gelu_erf(),
+            Activation::Relu => x.relu(),
+            Activation::Silu => x.silu(),
+        }
+    }
+}
+
 /// How positions enter the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Positions {
@@ -109,7 +128,8 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> R
     serde_json::from_value(value).map_err(|e| Error::Config(format!("{what} config: {e}")))
 }
 
-fn eos(value: &Value) -> Option<u32> {
+/// `eos_token_id`: a number, or the first of a list.
+pub(crate) fn eos(value: &Value) -> Option<u32> {
     match value.get("eos_token_id") {
         Some(Value::Number(n)) => n.as_u64().map(|n| n as u32),
         Some(Value::Array(list)) => list.first().and_then(Value::as_u64).map(|n| n as u32),

@@ -5,8 +5,9 @@
 //! runs one new token per sequence (`[batch, 1, ...]`), and its attention hooks see the
 //! cached keys: `hook_attn_scores` / `hook_pattern` are `[batch, head, 1, seen_so_far]`.
 
+use crate::causal_lm::CausalLm;
 use crate::error::Error;
-use crate::transformer::{HookedTransformer, KvCache};
+use crate::transformer::HookedTransformer;
 use auto_hook::rng::Rng;
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -166,6 +167,64 @@ pub(crate) fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Resul
     Ok(ranked.last().map_or(0, |(t, _)| *t as u32))
 }
 
+/// The one generation driver: continues `input_ids` `[batch, prompt]` (u32, left-padded
+/// with `attention_mask` when prompts differ in length) by up to `max_new_tokens`, one
+/// cached step per token. Returns `[batch, prompt + generated]`; a sequence that reached
+/// the end token is padded with it. `HookedTransformer::generate` and
+/// `HookedMamba::generate` are this.
+pub(crate) fn generate<M: CausalLm>(
+    model: &M,
+    input_ids: &Tensor,
+    attention_mask: Option<&Tensor>,
+    opts: &GenerateOptions,
+) -> Result<Tensor> {
+    check_prompt(input_ids, model.vocab_size())?;
+    let (b, prompt) = input_ids.dims2()?;
+    let device = input_ids.device().clone();
+    let mut stops = Stops::new(&opts.eos, model.eos_token_id(), b);
+    let mut mask: Option<Vec<Vec<u32>>> = match attention_mask {
+        Some(m) if m.dims() == [b, prompt] => Some(m.to_dtype(DType::U32)?.to_vec2::<u32>()?),
+        Some(m) => {
+            return Err(Error::Input(format!(
+                "attention_mask has shape {:?}; expected the shape of input_ids [{b}, {prompt}]",
+                m.dims()
+            ))
+            .into())
+        }
+        None => None,
+    };
+    let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let mut rng = Rng::new(opts.seed);
+    let mut cache = model.new_cache();
+    let mut step_ids = input_ids.to_dtype(DType::U32)?;
+    for _ in 0..opts.max_new_tokens {
+        let mask_t = mask
+            .as_deref()
+            .map(|m| mask_tensor(m, &device))
+            .transpose()?;
+        let logits = model.forward_with_cache(&step_ids, mask_t.as_ref(), &mut cache)?;
+        let last = logits
+            .narrow(1, logits.dim(1)? - 1, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?;
+        let mut next = Vec::with_capacity(b);
+        for (i, row) in last.to_vec2::<f32>()?.iter().enumerate() {
+            let token = stops.next(i, || choose(row, opts.sampling, &mut rng))?;
+            tokens[i].push(token);
+            if let Some(m) = &mut mask {
+                m[i].push(1);
+            }
+            next.push(token);
+        }
+        step_ids = Tensor::from_vec(next, (b, 1), &device)?;
+        if stops.all_stopped() {
+            break;
+        }
+    }
+    let width = tokens[0].len();
+    Tensor::from_vec(tokens.concat(), (b, width), &device)
+}
+
 impl HookedTransformer {
     /// Continues `input_ids` `[batch, prompt]` (u32, left-padded with `attention_mask`
     /// when prompts differ in length) by up to `max_new_tokens`, reusing keys and values
@@ -177,40 +236,7 @@ impl HookedTransformer {
         attention_mask: Option<&Tensor>,
         opts: &GenerateOptions,
     ) -> Result<Tensor> {
-        check_prompt(input_ids, self.config().vocab_size)?;
-        let (b, prompt) = input_ids.dims2()?;
-        let device = input_ids.device().clone();
-        let mut stops = Stops::new(&opts.eos, self.config().eos_token_id, b);
-        let mut mask: Vec<Vec<u32>> = match attention_mask {
-            Some(m) => m.to_dtype(DType::U32)?.to_vec2::<u32>()?,
-            None => vec![vec![1; prompt]; b],
-        };
-        let mut tokens: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let mut rng = Rng::new(opts.seed);
-        let mut cache = KvCache::new(self.config().n_layers);
-        let mut step_ids = input_ids.to_dtype(DType::U32)?;
-        for _ in 0..opts.max_new_tokens {
-            let mask_t = mask_tensor(&mask, &device)?;
-            let logits = self.forward_with_cache(&step_ids, Some(&mask_t), &mut cache)?;
-            let last = logits
-                .narrow(1, logits.dim(1)? - 1, 1)?
-                .squeeze(1)?
-                .to_dtype(DType::F32)?;
-            let rows = last.to_vec2::<f32>()?;
-            let mut next = Vec::with_capacity(b);
-            for (i, row) in rows.iter().enumerate() {
-                let token = stops.next(i, || choose(row, opts.sampling, &mut rng))?;
-                tokens[i].push(token);
-                mask[i].push(1);
-                next.push(token);
-            }
-            step_ids = Tensor::from_vec(next, (b, 1), &device)?;
-            if stops.all_stopped() {
-                break;
-            }
-        }
-        let width = tokens[0].len();
-        Tensor::from_vec(tokens.concat(), (b, width), &device)
+        generate(self, input_ids, attention_mask, opts)
     }
 }
 

@@ -33,6 +33,7 @@
 //! see [`MambaBlock`]) and generation with a cache of conv and SSM states.
 
 mod attention;
+mod causal_lm;
 mod compare;
 pub mod config;
 mod error;
@@ -42,6 +43,7 @@ mod generate;
 mod gguf;
 pub mod hub;
 pub mod induction;
+mod init;
 mod load;
 pub mod mamba;
 mod mlp;
@@ -53,6 +55,7 @@ mod transformer;
 mod weights;
 
 pub use attention::{Attention, KvSlot, Rotary, StepInputs};
+pub use causal_lm::CausalLm;
 pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
 pub use config::{Activation, ArchConfig, NormKind, Positions};
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 use crate::attention::Attention;
 use crate::config::{ArchConfig, NormKind, Positions};
 use crate::error::{Error, Result};
+use crate::init::{self, ONES, WEIGHT, ZEROS};
 use crate::mlp::Mlp;
 use crate::moe::FeedForward;
 use crate::norm::Norm;
@@ -147,18 +148,15 @@ impl<'a> Weights<'a> {
     /// The projection `{vb's prefix}.weight` `[d_out, d_in]` (+ bias): quantized when
     /// the quantized store has it, dense otherwise.
     fn linear(&self, vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Proj> {
+        let Some(q) = self.quantized_weight(&vb, d_in, d_out)? else {
+            return Ok(Proj::Dense(init::linear(&vb, d_in, d_out, bias)?));
+        };
         let b = if bias {
             Some(vb.get_with_hints(d_out, "bias", ZEROS)?)
         } else {
             None
         };
-        match self.quantized_weight(&vb, d_in, d_out)? {
-            Some(q) => Ok(Proj::quantized(q, b)?),
-            None => Ok(Proj::Dense(Linear::new(
-                vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?,
-                b,
-            ))),
-        }
+        Ok(Proj::quantized(q, b)?)
     }
 
     /// `{vb's prefix}.weight` from the quantized store, checked to be `[d_out, d_in]`.
@@ -190,14 +188,6 @@ pub(crate) fn build(cfg: ArchConfig, weights: Weights) -> Result<HookedTransform
     }
 }
 
-// Initialisations used when the VarBuilder creates the weights (a fresh `VarMap`, to train
-// from scratch): GPT-2's and Llama's own. A checkpoint's tensors ignore them.
-const WEIGHT: Init = Init::Randn {
-    mean: 0.0,
-    stdev: 0.02,
-};
-const ONES: Init = Init::Const(1.0);
-const ZEROS: Init = Init::Const(0.0);
 
 /// A GPT-2 projection `{vb's prefix}` (with its bias): a Hugging Face `Conv1D` weight
 /// `[in, out]`, turned into `Linear`'s `[out, in]`, or a GGUF's quantized `[out, in]`.

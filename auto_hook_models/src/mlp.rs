@@ -42,15 +42,6 @@ impl Mlp {
             hook_post: HookPoint::new(),
         }
     }
-
-    fn activate(&self, x: &Tensor) -> Result<Tensor> {
-        match self.act {
-            Activation::GeluTanh => x.gelu(),
-            Activation::Gelu => x.gelu_erf(),
-            Activation::Relu => x.relu(),
-            Activation::Silu => x.silu(),
-        }
-    }
 }
 
 #[auto_hook]
@@ -60,11 +51,11 @@ impl Module for Mlp {
             (Some(gate), Some(hook_pre_linear)) => {
                 let pre = self.hook_pre.forward(&gate.forward(x)?)?;
                 let linear = hook_pre_linear.forward(&self.w_in.forward(x)?)?;
-                self.hook_post.forward(&(self.activate(&pre)? * linear)?)?
+                self.hook_post.forward(&(self.act.apply(&pre)? * linear)?)?
             }
             _ => {
                 let pre = self.hook_pre.forward(&self.w_in.forward(x)?)?;
-                self.hook_post.forward(&self.activate(&pre)?)?
+                self.hook_post.forward(&self.act.apply(&pre)?)?
             }
         };
         self.w_out.forward(&post)

@@ -2,7 +2,6 @@
 
 use super::HookedMamba;
 use crate::compare::ReferenceModel;
-use candle_core::Tensor;
 
 const LAYER_KEYS: &[(&str, &str)] = &[
     ("", "hook_resid_post"),
@@ -55,13 +54,5 @@ pub fn hook_for_mamba_key(cfg: &super::MambaConfig, key: &str) -> Option<String>
 impl ReferenceModel for HookedMamba {
     fn reference_hook(&self, key: &str) -> Option<String> {
         hook_for_mamba_key(self.config(), key)
-    }
-
-    fn reference_forward(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        self.forward(input_ids, attention_mask)
     }
 }

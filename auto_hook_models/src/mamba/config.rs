@@ -93,17 +93,14 @@ impl MambaConfig {
                 "model_type {model_type:?} is not `mamba` (load transformers with `auto_hook_models::load`)"
             )));
         }
-        let eos_token_id = value
-            .get("eos_token_id")
-            .and_then(Value::as_u64)
-            .map(|n| n as u32);
-        let c: MambaJson = serde_json::from_value(value)
-            .map_err(|e| Error::Config(format!("mamba config: {e}")))?;
-        let act = match c.hidden_act.as_str() {
-            "silu" | "swish" => Activation::Silu,
-            other => {
+        let eos_token_id = crate::config::eos(&value);
+        let c: MambaJson = crate::config::parse(value, "mamba")?;
+        let act = match crate::config::activation(&c.hidden_act) {
+            Ok(Activation::Silu) => Activation::Silu,
+            _ => {
                 return Err(Error::Unsupported(format!(
-                    "mamba hidden_act `{other}` (the reference path uses silu)"
+                    "mamba hidden_act `{}` (the reference path uses silu)",
+                    c.hidden_act
                 )))
             }
         };

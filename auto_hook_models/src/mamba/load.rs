@@ -5,15 +5,11 @@ use super::config::MambaConfig;
 use super::HookedMamba;
 use crate::config::NormKind;
 use crate::error::Result;
+use crate::init::{linear, ONES, WEIGHT, ZEROS};
 use crate::norm::Norm;
 use candle_core::{DType, Device};
-use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use candle_nn::{Embedding, Linear, VarBuilder};
 use std::path::Path;
-
-const WEIGHT: Init = Init::Randn {
-    mean: 0.0,
-    stdev: 0.02,
-};
 
 /// Loads a Mamba checkpoint saved by Hugging Face `save_pretrained` (`config.json` with
 /// `model_type: mamba` and safetensors, single or sharded) in `dtype`. Transformer
@@ -45,7 +41,7 @@ pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<Hook
         cfg.d_conv,
     );
     let rms = |vb: VarBuilder| -> Result<Norm> {
-        let w = vb.get_with_hints(d, "weight", Init::Const(1.0))?;
+        let w = vb.get_with_hints(d, "weight", ONES)?;
         Ok(Norm::new(NormKind::RmsNorm, w, None, cfg.norm_eps))
     };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
@@ -53,10 +49,10 @@ pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<Hook
         let layer = vb.pp(format!("layers.{i}"));
         let m = layer.pp("mixer");
         let projections = (
-            linear(m.pp("in_proj"), d, 2 * e, cfg.proj_bias)?,
-            linear(m.pp("x_proj"), e, r + 2 * n, false)?,
-            linear(m.pp("dt_proj"), r, e, true)?,
-            linear(m.pp("out_proj"), e, d, cfg.proj_bias)?,
+            linear(&m.pp("in_proj"), d, 2 * e, cfg.proj_bias)?,
+            linear(&m.pp("x_proj"), e, r + 2 * n, false)?,
+            linear(&m.pp("dt_proj"), r, e, true)?,
+            linear(&m.pp("out_proj"), e, d, cfg.proj_bias)?,
         );
         let conv = m.pp("conv1d");
         let weights = MixerWeights {
@@ -64,16 +60,14 @@ pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<Hook
                 .get_with_hints((e, 1, k), "weight", WEIGHT)?
                 .reshape((e, k))?,
             conv_b: if cfg.conv_bias {
-                Some(conv.get_with_hints(e, "bias", Init::Const(0.0))?)
+                Some(conv.get_with_hints(e, "bias", ZEROS)?)
             } else {
                 None
             },
-            a_log: m.get_with_hints((e, n), "A_log", Init::Const(0.0))?,
-            d: m.get_with_hints(e, "D", Init::Const(1.0))?,
+            a_log: m.get_with_hints((e, n), "A_log", ZEROS)?,
+            d: m.get_with_hints(e, "D", ONES)?,
         };
-        let norm_w = layer
-            .pp("norm")
-            .get_with_hints(d, "weight", Init::Const(1.0))?;
+        let norm_w = layer.pp("norm").get_with_hints(d, "weight", ONES)?;
         blocks.push(MambaBlock::new(norm_w, projections, weights, &cfg)?);
     }
     let wte = vb.get_with_hints((cfg.vocab_size, d), "embeddings.weight", WEIGHT)?;
@@ -90,14 +84,4 @@ pub fn mamba_from_var_builder(cfg: MambaConfig, root: VarBuilder) -> Result<Hook
         ln_final,
         Linear::new(lm_head, None),
     ))
-}
-
-fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-    let w = vb.get_with_hints((d_out, d_in), "weight", WEIGHT)?;
-    let b = if bias {
-        Some(vb.get_with_hints(d_out, "bias", Init::Const(0.0))?)
-    } else {
-        None
-    };
-    Ok(Linear::new(w, b))
 }

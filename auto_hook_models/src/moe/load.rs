@@ -4,12 +4,7 @@ use crate::config::ArchConfig;
 use crate::error::{Error, Result};
 use crate::moe::{Expert, FeedForward, MoeConfig, SparseMoe};
 use candle_core::Tensor;
-use candle_nn::{Init, Linear, VarBuilder};
-
-const WEIGHT: Init = Init::Randn {
-    mean: 0.0,
-    stdev: 0.02,
-};
+use candle_nn::{Linear, VarBuilder};
 
 /// The MoE block of layer `vb` (`model.layers.{i}`): the legacy layout that
 /// `save_pretrained` writes (`block_sparse_moe.gate.weight` `[E, H]`,
@@ -56,11 +51,9 @@ pub(crate) fn sparse_moe(
     )?))
 }
 
-fn linear(vb: &VarBuilder, shape: (usize, usize)) -> Result<Linear> {
-    Ok(Linear::new(
-        vb.get_with_hints(shape, "weight", WEIGHT)?,
-        None,
-    ))
+/// A bias-free projection of shape `(d_out, d_in)`.
+fn linear(vb: &VarBuilder, (d_out, d_in): (usize, usize)) -> Result<Linear> {
+    crate::init::linear(vb, d_in, d_out, false)
 }
 
 fn fused_experts(vb: &VarBuilder, cfg: &ArchConfig, e: usize) -> Result<Vec<Expert>> {

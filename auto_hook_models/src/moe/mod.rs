@@ -15,10 +15,11 @@
 
 use crate::config::Activation;
 use crate::error::{Error, Result as ModelResult};
-use route::Routes;
 use auto_hook::prelude::*;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::Linear;
+use route::Routes;
+use serde::Deserialize;
 use serde_json::Value;
 
 pub(crate) mod load;
@@ -53,30 +54,32 @@ impl MoeConfig {
     /// # Ok::<(), auto_hook_models::Error>(())
     /// ```
     pub fn from_json(value: &Value) -> ModelResult<Self> {
-        let count = |key: &str| -> ModelResult<usize> {
-            value
-                .get(key)
-                .and_then(Value::as_u64)
-                .map(|n| n as usize)
-                .ok_or_else(|| Error::Config(format!("mixtral config has no integer `{key}`")))
-        };
-        let n_experts = count("num_local_experts")?;
-        let top_k = count("num_experts_per_tok")?;
+        let raw: RawMoe = crate::config::parse(value.clone(), "mixtral")?;
+        let (n_experts, top_k) = (raw.num_local_experts, raw.num_experts_per_tok);
         if n_experts == 0 || top_k == 0 || top_k > n_experts {
             return Err(Error::Config(format!(
                 "num_experts_per_tok {top_k} must be between 1 and num_local_experts {n_experts}"
             )));
         }
-        let router_aux_loss_coef = value
-            .get("router_aux_loss_coef")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.001);
         Ok(Self {
             n_experts,
             top_k,
-            router_aux_loss_coef,
+            router_aux_loss_coef: raw.router_aux_loss_coef,
         })
     }
+}
+
+/// The MoE fields of a Mixtral `config.json`, as Hugging Face names them.
+#[derive(Deserialize)]
+struct RawMoe {
+    num_local_experts: usize,
+    num_experts_per_tok: usize,
+    #[serde(default = "default_aux_loss_coef")]
+    router_aux_loss_coef: f64,
+}
+
+fn default_aux_loss_coef() -> f64 {
+    0.001
 }
 
 /// One expert, a gated MLP: `hook_gate` (`w_gate x`, Mixtral's `w1`), `hook_pre`
@@ -189,19 +192,8 @@ impl Module for Expert {
         let (gate, pre) = self.gate_in.forward(x, observed)?;
         let gate = self.hook_gate.forward(&gate)?;
         let pre = self.hook_pre.forward(&pre)?;
-        let post = self
-            .hook_post
-            .forward(&(activate(self.act, &gate)? * pre)?)?;
+        let post = self.hook_post.forward(&(self.act.apply(&gate)? * pre)?)?;
         self.w_out.forward(&post)
-    }
-}
-
-pub(crate) fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
-    match act {
-        Activation::GeluTanh => x.gelu(),
-        Activation::Gelu => x.gelu_erf(),
-        Activation::Relu => x.relu(),
-        Activation::Silu => x.silu(),
     }
 }
 
