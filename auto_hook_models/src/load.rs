@@ -188,7 +188,6 @@ pub(crate) fn build(cfg: ArchConfig, weights: Weights) -> Result<HookedTransform
     }
 }
 
-
 /// A GPT-2 projection `{vb's prefix}` (with its bias): a Hugging Face `Conv1D` weight
 /// `[in, out]`, turned into `Linear`'s `[out, in]`, or a GGUF's quantized `[out, in]`.
 fn conv1d(weights: &Weights, vb: &VarBuilder, d_in: usize, d_out: usize) -> Result<Proj> {
