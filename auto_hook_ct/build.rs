@@ -31,6 +31,13 @@ const BUILT_ONLY: &[&str] = &[
     "bert",
     "t5",
     "quantized_llama",
+    "stable_lm",
+    "gemma3",
+    "jina_bert",
+    "modernbert",
+    "vit",
+    "segformer",
+    "rwkv_v6",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -485,3 +485,66 @@ fn an_enum_of_modules_lists_every_variant_and_fires_the_taken_one() -> TestResul
     assert_ne!(ids[0], ids[1], "the shared expert's point is shared");
     Ok(())
 }
+
+/// Not `Clone`: an `Arc` of it cannot be unshared, so its holders share one module.
+#[auto_hook]
+struct Scale {
+    w: candle_nn::Linear,
+}
+
+#[auto_hook]
+impl Module for Scale {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.w.forward(x)
+    }
+}
+
+#[auto_hook]
+fn scale(seed: u64) -> Result<Scale> {
+    Ok(Scale {
+        w: linear(4, seed)?,
+    })
+}
+
+#[auto_hook]
+struct Twice {
+    first: std::sync::Arc<Scale>,
+    second: std::sync::Arc<Scale>,
+}
+
+#[auto_hook]
+impl Twice {
+    fn new(shared: std::sync::Arc<Scale>) -> Self {
+        Self {
+            first: shared.clone(),
+            second: shared,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.second.forward(&self.first.forward(x)?)
+    }
+}
+
+#[test]
+fn a_module_shared_by_two_fields_is_listed_once_and_fires_under_that_name() -> TestResult {
+    let shared = std::sync::Arc::new(scale(7)?);
+    let model = Twice::new(shared);
+    assert_eq!(
+        model.hook_point_names(),
+        ["hook_point", "first.hook_point", "first.w.hook_point"]
+    );
+    let counts = fire_counts(&model, |m| m.forward(&tensor(2, 4, 3)?))?;
+    assert_eq!(counts.get("first.w.hook_point"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("first.hook_point"), Some(&2), "{counts:?}");
+    // Two modules: each field under its own name.
+    let apart = Twice {
+        first: std::sync::Arc::new(scale(7)?),
+        second: std::sync::Arc::new(scale(8)?),
+        __auto_hook_point: auto_hook::HookPoint::new(),
+    };
+    assert!(apart
+        .hook_point_names()
+        .contains(&"second.w.hook_point".to_owned()));
+    Ok(())
+}

@@ -505,3 +505,228 @@ fn quantized_llama_on_smollm2() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn stable_lm() -> TestResult {
+    // `use_cache: false`: the file has no `clear_kv_cache`, and every check runs the
+    // forward several times from position 0.
+    const CONFIG: &str = r#"{"vocab_size": 64, "intermediate_size": 48, "hidden_size": 32,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "hidden_act": "silu", "partial_rotary_factor": 0.25, "rope_theta": 10000.0,
+      "max_position_embeddings": 64, "layer_norm_eps": 1e-5, "use_cache": false,
+      "use_qkv_bias": true}"#;
+    let cfg: built::stable_lm::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::stable_lm::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, mut reference) = common::build_pair(
+        |vb| built::stable_lm::Model::new(&cfg, vb),
+        |vb| ct::stable_lm::Model::new(&ref_cfg, vb),
+    )?;
+    assert_listed(
+        &model.hook_point_names(),
+        "layers.0.self_attn.q_proj.hook_point",
+    );
+    let ids = common::tokens(&Device::Cpu)?;
+    let run = |m: &mut built::stable_lm::Model| m.forward(&ids, 0);
+    check_model(
+        &mut model,
+        || reference.forward(&ids, 0),
+        run,
+        stop("layers.0.**", "layers.1."),
+    )?;
+    check_edit(&mut model, run, "layers.1.mlp.down_proj.hook_point")?;
+    Ok(())
+}
+
+#[test]
+fn gemma3() -> TestResult {
+    // Sliding window 2 (shorter than the 5 tokens) on both layers, both soft-caps. (A
+    // global layer fails in candle-transformers 0.11 itself on prompts longer than one
+    // token: its KV cache gets a non-contiguous value tensor, "slice-set only supports
+    // contiguous tensors".)
+    const CONFIG: &str = r#"{"attention_bias": false, "head_dim": 8,
+      "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 32, "intermediate_size": 48,
+      "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2,
+      "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+      "vocab_size": 64, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
+      "query_pre_attn_scalar": 8, "sliding_window": 2, "sliding_window_pattern": 3,
+      "max_position_embeddings": 64}"#;
+    let cfg: built::gemma3::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::gemma3::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, mut reference) = common::build_pair(
+        |vb| built::gemma3::Model::new(false, &cfg, vb),
+        |vb| ct::gemma3::Model::new(false, &ref_cfg, vb),
+    )?;
+    assert_listed(
+        &model.hook_point_names(),
+        "layers.0.self_attn.q_norm.hook_point",
+    );
+    let ids = common::tokens(&Device::Cpu)?;
+    let run = |m: &mut built::gemma3::Model| {
+        m.clear_kv_cache();
+        m.forward(&ids, 0)
+    };
+    let reference = || {
+        reference.clear_kv_cache();
+        reference.forward(&ids, 0)
+    };
+    check_model(&mut model, reference, run, stop("layers.0.**", "layers.1."))?;
+    check_edit(&mut model, run, "layers.1.mlp.down_proj.hook_point")?;
+    Ok(())
+}
+
+#[test]
+fn jina_bert() -> TestResult {
+    const CONFIG: &str = r#"{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "intermediate_size": 48, "hidden_act": "gelu",
+      "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+      "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "alibi"}"#;
+    let cfg: built::jina_bert::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::jina_bert::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::jina_bert::BertModel::new(vb, &cfg),
+        |vb| ct::jina_bert::BertModel::new(vb, &ref_cfg),
+    )?;
+    let names = model.hook_point_names();
+    let ids = common::tokens(&Device::Cpu)?;
+    let run = |m: &mut built::jina_bert::BertModel| candle::Module::forward(m, &ids);
+    check_model(
+        &mut model,
+        || candle::Module::forward(&reference, &ids),
+        run,
+        stop("encoder.layers.0.**", "encoder.layers.1."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "encoder.layers.1.mlp.wo.hook_point")
+        .map_err(|e| format!("{e}\n{names:?}"))?;
+    Ok(())
+}
+
+#[test]
+fn modernbert() -> TestResult {
+    // Local attention (window 2) on layer 1, global on layer 0.
+    const CONFIG: &str = r#"{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "intermediate_size": 48, "max_position_embeddings": 64,
+      "layer_norm_eps": 1e-5, "pad_token_id": 0, "global_attn_every_n_layers": 2,
+      "global_rope_theta": 160000.0, "local_attention": 4, "local_rope_theta": 10000.0}"#;
+    let cfg: built::modernbert::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::modernbert::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::modernbert::ModernBertForMaskedLM::load(vb, &cfg),
+        |vb| ct::modernbert::ModernBertForMaskedLM::load(vb, &ref_cfg),
+    )?;
+    let names = model.hook_point_names();
+    let ids = common::tokens(&Device::Cpu)?;
+    let mask = ids.ones_like()?;
+    let run = |m: &mut built::modernbert::ModernBertForMaskedLM| m.forward(&ids, &mask);
+    check_model(
+        &mut model,
+        || reference.forward(&ids, &mask),
+        run,
+        stop("model.layers.0.**", "model.layers.1."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "model.layers.1.mlp.wo.hook_point")
+        .map_err(|e| format!("{e}\n{names:?}"))?;
+    Ok(())
+}
+
+#[test]
+fn vit() -> TestResult {
+    // 16×16 images of 3 channels in 4×4 patches: 16 patches and the class token.
+    const CONFIG: &str = r#"{"hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "intermediate_size": 48, "hidden_act": "gelu",
+      "layer_norm_eps": 1e-12, "image_size": 16, "patch_size": 4, "num_channels": 3,
+      "qkv_bias": true}"#;
+    let cfg: built::vit::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::vit::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::vit::Model::new(&cfg, 10, vb),
+        |vb| ct::vit::Model::new(&ref_cfg, 10, vb),
+    )?;
+    let names = model.hook_point_names();
+    let images = (candle::Tensor::arange(0f32, 2. * 3. * 16. * 16., &Device::Cpu)?
+        .reshape((2, 3, 16, 16))?
+        * 0.37)?
+        .sin()?;
+    let run = |m: &mut built::vit::Model| m.forward(&images);
+    check_model(
+        &mut model,
+        || reference.forward(&images),
+        run,
+        stop("encoder.layers.0.**", "encoder.layers.1."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "encoder.layers.1.output.dense.hook_point")
+        .map_err(|e| format!("{e}\n{names:?}"))?;
+    Ok(())
+}
+
+#[test]
+fn segformer() -> TestResult {
+    // Two stages (16 and 32 channels, one block each, spatial reduction 2 then 1) on
+    // 32×32 images of 3 channels.
+    const CONFIG: &str = r#"{"num_channels": 3, "num_encoder_blocks": 2, "depths": [1, 1],
+      "sr_ratios": [2, 1], "hidden_sizes": [16, 32], "patch_sizes": [7, 3], "strides": [4, 2],
+      "num_attention_heads": [1, 2], "mlp_ratios": [2, 2], "hidden_act": "gelu",
+      "layer_norm_eps": 1e-6, "decoder_hidden_size": 32}"#;
+    let cfg: built::segformer::Config = serde_json::from_str(CONFIG)?;
+    let ref_cfg: ct::segformer::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::segformer::ImageClassificationModel::new(&cfg, 10, vb),
+        |vb| ct::segformer::ImageClassificationModel::new(&ref_cfg, 10, vb),
+    )?;
+    let names = model.hook_point_names();
+    let images = (candle::Tensor::arange(0f32, 2. * 3. * 32. * 32., &Device::Cpu)?
+        .reshape((2, 3, 32, 32))?
+        * 0.11)?
+        .cos()?;
+    let run =
+        |m: &mut built::segformer::ImageClassificationModel| candle::Module::forward(m, &images);
+    check_model(
+        &mut model,
+        || candle::Module::forward(&reference, &images),
+        run,
+        stop("segformer.encoder.**", "classifier."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "classifier.hook_point").map_err(|e| format!("{e}\n{names:?}"))?;
+    Ok(())
+}
+
+#[test]
+fn rwkv_v6() -> TestResult {
+    // A recurrent model, one token per step: the state is the caller's, fresh per run.
+    const CONFIG: &str = r#"{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2,
+      "attention_hidden_size": 32, "num_attention_heads": 8, "head_size": 8,
+      "intermediate_size": 48, "layer_norm_epsilon": 1e-5, "rescale_every": 0}"#;
+    let cfg: ct::rwkv_v5::Config = serde_json::from_str(CONFIG)?;
+    let (mut model, reference) = common::build_pair(
+        |vb| built::rwkv_v6::Model::new(&cfg, vb),
+        |vb| ct::rwkv_v6::Model::new(&cfg, vb),
+    )?;
+    let names = model.hook_point_names();
+    // Batch 1 (the file multiplies without broadcasting), one token at a time through a
+    // fresh state; the logits of every step.
+    let ids = common::tokens(&Device::Cpu)?.narrow(0, 0, 1)?;
+    let steps = |forward: &mut dyn FnMut(
+        &candle::Tensor,
+        &mut ct::rwkv_v5::State,
+    ) -> candle::Result<candle::Tensor>| {
+        let mut state = ct::rwkv_v5::State::new(1, &cfg, &Device::Cpu)?;
+        let logits = (0..ids.dim(1)?)
+            .map(|t| forward(&ids.narrow(1, t, 1)?, &mut state))
+            .collect::<candle::Result<Vec<_>>>()?;
+        candle::Tensor::cat(&logits, 1)
+    };
+    let run = |m: &mut built::rwkv_v6::Model| steps(&mut |x, s| m.forward(x, s));
+    check_model(
+        &mut model,
+        || steps(&mut |x, s| reference.forward(x, s)),
+        run,
+        stop("blocks.0.**", "blocks.1."),
+    )
+    .map_err(|e| format!("{e}\n{names:?}"))?;
+    check_edit(&mut model, run, "blocks.1.feed_forward.value.hook_point")
+        .map_err(|e| format!("{e}\n{names:?}"))?;
+    Ok(())
+}

@@ -50,11 +50,7 @@ pub fn walk<'s, M: HookedModule + ?Sized>(
     module: &'s M,
     on_point: &mut dyn FnMut(&str, &'s HookPoint),
 ) {
-    module.visit_hooks(&mut Walker {
-        path: String::new(),
-        on_point,
-        on_module: None,
-    });
+    module.visit_hooks(&mut Walker::new(on_point));
 }
 
 /// Visits every hook point of `module` mutably, with its full name.
@@ -74,11 +70,9 @@ pub(crate) fn walk_modules<M: HookedModule + ?Sized>(
     on_module: &mut dyn FnMut(&str, &'static str),
 ) {
     let mut ignore = |_: &str, _: &HookPoint| {};
-    module.visit_hooks(&mut Walker {
-        path: String::new(),
-        on_point: &mut ignore,
-        on_module: Some(on_module),
-    });
+    let mut walker = Walker::new(&mut ignore);
+    walker.on_module = Some(on_module);
+    module.visit_hooks(&mut walker);
 }
 
 fn push_segment(path: &mut String, segment: impl std::fmt::Display) -> usize {
@@ -97,6 +91,8 @@ pub struct Walker<'w, 's> {
     path: String,
     on_point: &'w mut dyn FnMut(&str, &'s HookPoint),
     on_module: Option<ModuleCallback<'w>>,
+    /// The shared `Arc` / `Rc` modules reached so far (no allocation until the first).
+    shared: Vec<*const ()>,
 }
 
 impl<'w, 's> Walker<'w, 's> {
@@ -106,7 +102,20 @@ impl<'w, 's> Walker<'w, 's> {
             path: String::new(),
             on_point,
             on_module: None,
+            shared: Vec::new(),
         }
+    }
+
+    /// Whether the module at `ptr`, shared by several owners, is reached for the first
+    /// time in this walk. A shared module is listed once, under the first name it is
+    /// reached by, and its points fire under that name whichever owner calls it (one
+    /// module, one set of points; listing it twice would list points that never fire).
+    fn first_visit(&mut self, ptr: *const ()) -> bool {
+        if self.shared.contains(&ptr) {
+            return false;
+        }
+        self.shared.push(ptr);
+        true
     }
 }
 
@@ -313,12 +322,16 @@ impl<T: HookedModule + ?Sized, F> HookedField<F> for T {
     }
 }
 
-/// `Arc` is transparent. Persistent hooks need the only handle: a shared `Arc` is
-/// skipped by the mutable walk (`#[auto_hook]` gives each holder its own copy).
+/// `Arc` is transparent. A module shared by several owners is listed once, under the
+/// first name the walk reaches it by (see `Walker::first_visit`). Persistent hooks need
+/// the only handle: a shared `Arc` is skipped by the mutable walk.
 impl<T: HookedModule + ?Sized> HookedModule for std::sync::Arc<T> {
     const SCHEMA: Schema = T::SCHEMA;
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
-        (**self).visit_hooks(walker);
+        let shared = std::sync::Arc::strong_count(self) > 1;
+        if !shared || walker.first_visit(std::sync::Arc::as_ptr(self).cast()) {
+            (**self).visit_hooks(walker);
+        }
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
         if let Some(inner) = std::sync::Arc::get_mut(self) {
@@ -331,7 +344,10 @@ impl<T: HookedModule + ?Sized> HookedModule for std::sync::Arc<T> {
 impl<T: HookedModule + ?Sized> HookedModule for std::rc::Rc<T> {
     const SCHEMA: Schema = T::SCHEMA;
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
-        (**self).visit_hooks(walker);
+        let shared = std::rc::Rc::strong_count(self) > 1;
+        if !shared || walker.first_visit(std::rc::Rc::as_ptr(self).cast()) {
+            (**self).visit_hooks(walker);
+        }
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
         if let Some(inner) = std::rc::Rc::get_mut(self) {
