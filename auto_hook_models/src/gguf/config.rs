@@ -3,6 +3,7 @@
 use super::Gguf;
 use crate::config::{Activation, ArchConfig, Positions};
 use crate::error::{Error, Result};
+use crate::moe::MoeConfig;
 
 /// Architectures whose GGUF files load: llama.cpp's `general.architecture` values that
 /// map onto the Llama-family port.
@@ -18,11 +19,7 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         )));
     }
     let key = |k: &str| format!("{arch}.{k}");
-    if file.opt_usize(&key("expert_count"))?.unwrap_or(0) > 0 {
-        return Err(Error::Unsupported(format!(
-            "a mixture-of-experts `{arch}` GGUF (load Mixtral from a Hugging Face folder)"
-        )));
-    }
+    let moe = moe_config(file, &arch)?;
     if let Some(scaling) = file.value(&key("rope.scaling.type")) {
         let kind = match scaling {
             candle_core::quantized::gguf_file::Value::String(s) => s.as_str(),
@@ -80,7 +77,12 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         .opt_usize("tokenizer.ggml.eos_token_id")?
         .map(|id| id as u32);
     Ok(ArchConfig {
-        model_type: arch.clone(),
+        // llama.cpp calls Mixtral `llama`; the port's name for it is `mixtral`.
+        model_type: if moe.is_some() {
+            "mixtral".into()
+        } else {
+            arch.clone()
+        },
         vocab_size,
         d_model,
         n_layers: file.usize(&key("block_count"))?,
@@ -97,8 +99,26 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         tie_embeddings: !file.has_tensor("output.weight"),
         sliding_window: None,
         eos_token_id,
-        moe: None,
+        moe,
         context_length,
         gemma: None,
     })
+}
+
+/// Mixtral (llama.cpp's `llama` with `expert_count`): the experts and the top-k.
+fn moe_config(file: &Gguf, arch: &str) -> Result<Option<MoeConfig>> {
+    let n_experts = file
+        .opt_usize(&format!("{arch}.expert_count"))?
+        .unwrap_or(0);
+    if n_experts == 0 {
+        return Ok(None);
+    }
+    if arch != "llama" {
+        return Err(Error::Unsupported(format!(
+            "a mixture-of-experts `{arch}` GGUF (only Mixtral, llama.cpp's `llama` with experts)"
+        )));
+    }
+    let used = file.usize(&format!("{arch}.expert_used_count"))?;
+    let json = serde_json::json!({"num_local_experts": n_experts, "num_experts_per_tok": used});
+    Ok(Some(MoeConfig::from_json(&json)?))
 }

@@ -80,9 +80,30 @@ fn llama_name(name: &str) -> Option<String> {
         "ffn_gate" => "mlp.gate_proj",
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
-        _ => return None,
+        // Mixtral: the router, and the experts stacked `[expert, rows, cols]` (split
+        // per expert by `read_all`).
+        "ffn_gate_inp" => "block_sparse_moe.gate",
+        "ffn_gate_exps" => "block_sparse_moe.experts.w1",
+        "ffn_up_exps" => "block_sparse_moe.experts.w3",
+        "ffn_down_exps" => "block_sparse_moe.experts.w2",
+        _ => return expert_name(layer, part, kind),
     };
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// An older Mixtral GGUF's per-expert tensors (`blk.N.ffn_gate.E.weight`, ...).
+fn expert_name(layer: usize, part: &str, kind: &str) -> Option<String> {
+    let (proj, expert) = part.rsplit_once('.')?;
+    let expert: usize = expert.parse().ok()?;
+    let w = match proj {
+        "ffn_gate" => "w1",
+        "ffn_up" => "w3",
+        "ffn_down" => "w2",
+        _ => return None,
+    };
+    Some(format!(
+        "model.layers.{layer}.block_sparse_moe.experts.{expert}.{w}.{kind}"
+    ))
 }
 
 /// The projections a quantized model keeps quantized (everything else is dequantised:
@@ -97,6 +118,14 @@ fn is_conv1d(hf: &str) -> bool {
     [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"]
         .iter()
         .any(|s| hf.ends_with(s))
+}
+
+/// `(…experts, w1|w2|w3)` for the name `read_all` gives Mixtral's stacked experts.
+fn stacked_experts(hf: &str) -> Option<(&str, &str)> {
+    let rest = hf.strip_suffix(".weight")?;
+    let (prefix, w) = rest.rsplit_once('.')?;
+    (prefix.ends_with("block_sparse_moe.experts") && matches!(w, "w1" | "w2" | "w3"))
+        .then_some((prefix, w))
 }
 
 /// The token embedding's Hugging Face name: its quantized form serves a tied unembedding.
@@ -168,7 +197,8 @@ pub(crate) fn read_all(
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let permuted = cfg.model_type == "llama";
+    // llama.cpp's `llama` architecture (Llama and Mixtral) interleaves the q/k rows.
+    let permuted = matches!(cfg.model_type.as_str(), "llama" | "mixtral");
     let mut names: Vec<String> = file.content.tensor_infos.keys().cloned().collect();
     names.sort();
     let mut dense = HashMap::new();
@@ -208,6 +238,14 @@ pub(crate) fn read_all(
         }
         if !keep_quantized {
             let t: Tensor = q.dequantize(device)?.to_dtype(dtype)?;
+            if let Some((prefix, w)) = stacked_experts(&hf) {
+                // Mixtral's experts stacked `[expert, rows, cols]`: one tensor each (dense:
+                // the port's experts are dense in both modes).
+                for e in 0..t.dim(0)? {
+                    dense.insert(format!("{prefix}.{e}.{w}.weight"), t.get(e)?);
+                }
+                continue;
+            }
             // Dense GPT-2 projections go back to Hugging Face's Conv1D layout.
             let t = if is_conv1d(&hf) {
                 t.t()?.contiguous()?

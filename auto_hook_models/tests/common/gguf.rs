@@ -55,6 +55,8 @@ pub struct Spec {
     pub metadata: Vec<(String, Value)>,
     /// Metadata keys left out.
     pub without: Vec<&'static str>,
+    /// Mixtral: this many experts (top-2) instead of the dense MLP; 0 for none.
+    pub experts: usize,
 }
 
 impl Spec {
@@ -67,7 +69,19 @@ impl Spec {
             context_length: 64,
             metadata: Vec::new(),
             without: Vec::new(),
+            experts: 0,
         }
+    }
+
+    /// Mixtral: llama.cpp's `llama` with 4 experts (top-2), stacked `ffn_*_exps`.
+    pub fn mixtral(quant: GgmlDType) -> Self {
+        let mut spec = Self::llama(quant);
+        spec.experts = 4;
+        spec.metadata = vec![
+            ("llama.expert_count".into(), Value::U32(4)),
+            ("llama.expert_used_count".into(), Value::U32(2)),
+        ];
+        spec
     }
 
     /// GPT-2 (LayerNorm, learned positions, fused `c_attn`, biases everywhere).
@@ -121,6 +135,16 @@ fn hf_weights(spec: &Spec) -> Vec<(String, Tensor)> {
             if spec.qkv_bias && name != "o_proj" {
                 push(format!("{p}.self_attn.{name}.bias"), &[rows], 0.1, 0.0);
             }
+        }
+        if spec.experts > 0 {
+            // The router, and the experts stacked as llama.cpp stores them (the folder
+            // gets them one by one, see `write`).
+            let (e, m) = (spec.experts, format!("{p}.block_sparse_moe"));
+            push(format!("{m}.gate.weight"), &[e, D], 0.3, 0.0);
+            push(format!("{m}.experts.w1.weight"), &[e, D_MLP, D], 0.08, 0.0);
+            push(format!("{m}.experts.w3.weight"), &[e, D_MLP, D], 0.08, 0.0);
+            push(format!("{m}.experts.w2.weight"), &[e, D, D_MLP], 0.06, 0.0);
+            continue;
         }
         push(format!("{p}.mlp.gate_proj.weight"), &[D_MLP, D], 0.08, 0.0);
         push(format!("{p}.mlp.up_proj.weight"), &[D_MLP, D], 0.08, 0.0);
@@ -201,6 +225,10 @@ fn gguf_name(hf: &str) -> String {
         (".self_attn.k_proj.", ".attn_k."),
         (".self_attn.v_proj.", ".attn_v."),
         (".self_attn.o_proj.", ".attn_output."),
+        (".block_sparse_moe.gate.", ".ffn_gate_inp."),
+        (".block_sparse_moe.experts.w1.", ".ffn_gate_exps."),
+        (".block_sparse_moe.experts.w3.", ".ffn_up_exps."),
+        (".block_sparse_moe.experts.w2.", ".ffn_down_exps."),
         (".mlp.gate_proj.", ".ffn_gate."),
         (".mlp.up_proj.", ".ffn_up."),
         (".mlp.down_proj.", ".ffn_down."),
@@ -264,7 +292,15 @@ pub fn write(folder: &Path, spec: &Spec) -> std::path::PathBuf {
         } else {
             held
         };
-        hf.insert(name.clone(), held);
+        if name.contains(".experts.w") {
+            // The folder's experts one by one: `experts.{e}.w1.weight`, ...
+            let (prefix, w) = name.trim_end_matches(".weight").rsplit_once('.').unwrap();
+            for e in 0..held.dim(0).unwrap() {
+                hf.insert(format!("{prefix}.{e}.{w}.weight"), held.get(e).unwrap());
+            }
+        } else {
+            hf.insert(name.clone(), held);
+        }
         qtensors.push((gguf_name(&name), q));
     }
     let arch = spec.arch;
@@ -348,15 +384,23 @@ fn write_hf(folder: &Path, spec: &Spec, tensors: HashMap<String, Tensor>) {
         super::save(folder, &config, tensors);
         return;
     }
-    let model_type = if spec.arch == "qwen2" {
-        "qwen2"
+    let model_type = match (spec.arch, spec.experts) {
+        ("qwen2", _) => "qwen2",
+        (_, 0) => "llama",
+        _ => "mixtral",
+    };
+    let moe = if spec.experts > 0 {
+        format!(
+            r#","num_local_experts":{},"num_experts_per_tok":2"#,
+            spec.experts
+        )
     } else {
-        "llama"
+        String::new()
     };
     let config = format!(
         r#"{{"model_type":"{model_type}","vocab_size":{},"hidden_size":{D},"intermediate_size":{D_MLP},
         "num_hidden_layers":{LAYERS},"num_attention_heads":{HEADS},"num_key_value_heads":{KV},"rms_norm_eps":1e-5,
-        "rope_theta":10000.0,"tie_word_embeddings":{},"attention_bias":{}}}"#,
+        "rope_theta":10000.0,"tie_word_embeddings":{},"attention_bias":{}{moe}}}"#,
         vocab().len(),
         spec.tied,
         spec.qkv_bias && model_type == "llama"
