@@ -442,3 +442,101 @@ fn bad_input_ids_are_the_same_typed_errors_as_for_the_transformer_ports() {
         "{err}"
     );
 }
+
+/// The fixture's weights as llama.cpp's converter writes a Mamba GGUF: `A = -exp(A_log)`,
+/// the convolution squeezed to `[d_inner, d_conv]`, matrices in `quant` where their rows
+/// hold whole blocks of 32 (F32 otherwise, as llama.cpp falls back).
+fn write_mamba_gguf(path: &std::path::Path, quant: candle_core::quantized::GgmlDType) {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let hf =
+        candle_core::safetensors::load(folder().join("model.safetensors"), &Device::Cpu).unwrap();
+    let rename = |hf: &str| -> String {
+        let renames = [
+            ("backbone.embeddings.", "token_embd."),
+            ("backbone.norm_f.", "output_norm."),
+            ("lm_head.", "output."),
+            ("backbone.layers.", "blk."),
+            (".norm.", ".attn_norm."),
+            (".mixer.in_proj.", ".ssm_in."),
+            (".mixer.conv1d.", ".ssm_conv1d."),
+            (".mixer.x_proj.", ".ssm_x."),
+            (".mixer.dt_proj.", ".ssm_dt."),
+            (".mixer.out_proj.", ".ssm_out."),
+            (".mixer.A_log", ".ssm_a"),
+            (".mixer.D", ".ssm_d"),
+        ];
+        renames
+            .iter()
+            .fold(hf.to_owned(), |n, (from, to)| n.replace(from, to))
+    };
+    let mut tensors = Vec::new();
+    for (name, t) in &hf {
+        let t = if name.ends_with("A_log") {
+            t.exp().unwrap().neg().unwrap()
+        } else if name.ends_with("conv1d.weight") {
+            t.squeeze(1).unwrap()
+        } else {
+            t.clone()
+        };
+        let dtype = if t.rank() == 2 && t.dim(1).unwrap() % 32 == 0 && !name.ends_with("A_log") {
+            quant
+        } else {
+            GgmlDType::F32
+        };
+        tensors.push((rename(name), QTensor::quantize(&t, dtype).unwrap()));
+    }
+    let u = |v: usize| gguf_file::Value::U32(v as u32);
+    let meta = [
+        (
+            "general.architecture",
+            gguf_file::Value::String("mamba".into()),
+        ),
+        ("mamba.context_length", u(64)),
+        ("mamba.embedding_length", u(32)),
+        ("mamba.block_count", u(2)),
+        ("mamba.ssm.inner_size", u(64)),
+        ("mamba.ssm.state_size", u(8)),
+        ("mamba.ssm.time_step_rank", u(4)),
+        ("mamba.ssm.conv_kernel", u(4)),
+        (
+            "mamba.attention.layer_norm_rms_epsilon",
+            gguf_file::Value::F32(1e-5),
+        ),
+    ];
+    let meta: Vec<(&str, &gguf_file::Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, q)| (k.as_str(), q)).collect();
+    gguf_file::write(&mut std::fs::File::create(path).unwrap(), &meta, &tensors).unwrap();
+}
+
+#[test]
+fn a_mamba_gguf_loads_like_its_hugging_face_folder() {
+    use candle_core::quantized::GgmlDType;
+    let (from_folder, _) = fixture();
+    let ids = Tensor::new(&[[1u32, 7, 3, 60, 12, 5]], &Device::Cpu).unwrap();
+    let want = from_folder.forward(&ids, None).unwrap();
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("auto_hook_mamba_gguf_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // F32: only A's round trip through exp and log differs (a few ulps). Q8_0: the
+    // quantized matrices' rounding.
+    for (quant, tol) in [(GgmlDType::F32, 1e-5), (GgmlDType::Q8_0, 2e-2)] {
+        let path = dir.join(format!("mamba_{quant:?}.gguf"));
+        write_mamba_gguf(&path, quant);
+        let model = load_mamba(&path, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(model.hook_point_names(), from_folder.hook_point_names());
+        let got = model.forward(&ids, None).unwrap();
+        let diff = max_diff(&got, &want) / scale;
+        eprintln!("{quant:?}: GGUF vs folder logits, max diff / max |logit| = {diff:.2e}");
+        assert!(diff < tol, "{quant:?}: {diff}");
+    }
+    // A transformer's loader names the right one.
+    let err =
+        auto_hook_models::load(dir.join("mamba_F32.gguf"), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("load_mamba"), "{err}");
+}

@@ -13,8 +13,8 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
     let arch = file.string("general.architecture")?.to_owned();
     if !SUPPORTED.contains(&arch.as_str()) {
         return Err(Error::Unsupported(format!(
-            "GGUF architecture `{arch}` (supported from GGUF: {}; Hugging Face folders also \
-             load mistral, mixtral, gemma, gemma2 and mamba)",
+            "GGUF architecture `{arch}` (supported from GGUF: {}, and mamba through \
+             `load_mamba`; Hugging Face folders also load mistral, gemma and gemma2)",
             SUPPORTED.join(", ")
         )));
     }

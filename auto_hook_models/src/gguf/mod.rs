@@ -7,6 +7,7 @@
 //! Hugging Face one the two halves), as transformers does when it loads a GGUF.
 
 mod config;
+pub(crate) mod mamba;
 mod tensors;
 pub(crate) mod tokenizer;
 

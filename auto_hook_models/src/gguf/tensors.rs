@@ -187,6 +187,14 @@ fn check_quant_type(name: &str, dtype: GgmlDType) -> Result<()> {
     Ok(())
 }
 
+/// Reads the tensor `name` of `file` as stored (a weight format: see `check_quant_type`).
+pub(crate) fn read_tensor(file: &mut Gguf, name: &str, device: &Device) -> Result<QTensor> {
+    let info = &file.content.tensor_infos[name];
+    check_quant_type(name, info.ggml_dtype)?;
+    info.read(&mut file.reader, file.content.tensor_data_offset, device)
+        .map_err(|e| Error::Gguf(format!("tensor `{name}` of {}: {e}", file.path.display())))
+}
+
 /// Reads every tensor under its Hugging Face name: projections into `quantized` when
 /// given, everything else (and every tensor when `quantized` is `None`) dequantised to
 /// `dtype`. Query and key rows are put back in Hugging Face's order for Llama.
@@ -215,11 +223,7 @@ pub(crate) fn read_all(
                 }
             )));
         };
-        let info = &file.content.tensor_infos[&name];
-        check_quant_type(&name, info.ggml_dtype)?;
-        let mut q = info
-            .read(&mut file.reader, file.content.tensor_data_offset, device)
-            .map_err(|e| Error::Gguf(format!("tensor `{name}` of {}: {e}", file.path.display())))?;
+        let mut q = read_tensor(file, &name, device)?;
         if permuted && (hf.contains("q_proj.") || hf.contains("k_proj.")) {
             let heads = if hf.contains("q_proj.") {
                 cfg.n_heads

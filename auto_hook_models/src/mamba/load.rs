@@ -14,7 +14,8 @@ use std::path::Path;
 /// Loads a Mamba checkpoint saved by Hugging Face `save_pretrained` (`config.json` with
 /// `model_type: mamba` and safetensors, single or sharded) in `dtype`. Transformer
 /// checkpoints go through [`load`](crate::load), which refuses a Mamba folder with a
-/// pointer here. Takes a Hugging Face repo id as [`load`](crate::load) does.
+/// pointer here. Takes a Hugging Face repo id as [`load`](crate::load) does, and a
+/// llama.cpp Mamba GGUF file (dequantised to `dtype`).
 ///
 /// ```no_run
 /// let model = auto_hook_models::load_mamba("path/to/mamba-130m", candle_core::DType::F32, &candle_core::Device::Cpu)?;
@@ -23,6 +24,9 @@ use std::path::Path;
 pub fn load_mamba(folder: impl AsRef<Path>, dtype: DType, device: &Device) -> Result<HookedMamba> {
     let folder = crate::hub::local(folder.as_ref())?;
     let folder = folder.as_ref();
+    if crate::gguf::is_gguf(folder) {
+        return crate::gguf::mamba::load_mamba(folder, dtype, device);
+    }
     let cfg = MambaConfig::from_json(&crate::load::read_config(folder)?)?;
     mamba_from_var_builder(cfg, crate::load::open_weights(folder, dtype, device)?)
 }
