@@ -9,7 +9,7 @@ mod common;
 
 use auto_hook::prelude::*;
 use auto_hook_analysis::{steer, steering_vector, Point};
-use auto_hook_models::{GenerateOptions, Sampling};
+use auto_hook_models::{Decoding, GenerateOptions};
 use common::Res;
 
 const POSITIVE: [&str; 4] = [
@@ -47,7 +47,7 @@ fn main() -> Res<()> {
     println!("steering vector at blocks.{layer}.hook_resid_pre: love - hate, norm {norm:.2}");
     let opts = GenerateOptions {
         max_new_tokens: 20,
-        sampling: Sampling::Greedy,
+        sampling: Decoding::Greedy,
         ..GenerateOptions::default()
     };
     let mut changed = 0;

@@ -8,7 +8,7 @@ use candle_core::{DType, Module, Result, Tensor};
 /// Rotary angles for the positions of one forward: `cos`/`sin` `[batch, pos, d_head/2]`
 /// (`[pos, d_head/2]` when every row has the same positions).
 #[derive(Debug, Clone)]
-pub struct Rotary {
+pub(crate) struct Rotary {
     cos: Tensor,
     sin: Tensor,
 }
@@ -60,7 +60,7 @@ impl Rotary {
 
 /// Keys and values of the positions seen so far, for one layer: `[batch, kv_head, pos, d_head]`.
 #[derive(Debug, Clone, Default)]
-pub struct KvSlot {
+pub(crate) struct KvSlot {
     kv: Option<(Tensor, Tensor)>,
 }
 
@@ -75,19 +75,14 @@ impl KvSlot {
     }
 
     /// Number of cached positions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.kv.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 /// What every layer needs for one forward step.
 #[derive(Debug, Clone)]
-pub struct StepInputs {
+pub(crate) struct StepInputs {
     /// Additive mask `[batch, 1, q_pos, k_pos]`: 0 where allowed; elsewhere −∞, or the
     /// dtype's minimum when some query sees no key (padding).
     pub mask: Tensor,
@@ -172,7 +167,7 @@ impl Attention {
         }
     }
 
-    pub fn forward(
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         inputs: &StepInputs,
@@ -192,7 +187,7 @@ impl Attention {
     /// `q_in` `[batch, pos, head, d_model]`, `k_in` / `v_in` `[batch, pos, kv_head,
     /// d_model]`, each projected by its own head's `W_Q` / `W_K` / `W_V` (a quantized
     /// projection is dequantised on every call).
-    pub fn forward_split(
+    pub(crate) fn forward_split(
         &self,
         (q_in, k_in, v_in): (&Tensor, &Tensor, &Tensor),
         inputs: &StepInputs,

@@ -13,9 +13,10 @@ pub enum NormKind {
     RmsNorm,
 }
 
-/// MLP activation.
+/// The MLP activation, Hugging Face's `hidden_act` (named so as not to shadow
+/// `candle_nn::Activation`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activation {
+pub enum HiddenAct {
     /// tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
     GeluTanh,
     /// exact erf GELU.
@@ -24,21 +25,21 @@ pub enum Activation {
     Silu,
 }
 
-impl Activation {
+impl HiddenAct {
     /// The activation applied to `x`: the one place the ports dispatch on it.
     ///
     /// ```
-    /// use auto_hook_models::Activation;
+    /// use auto_hook_models::HiddenAct;
     /// let x = candle_core::Tensor::new(&[-1f32, 2.0], &candle_core::Device::Cpu)?;
-    /// assert_eq!(Activation::Relu.apply(&x)?.to_vec1::<f32>()?, [0.0, 2.0]);
+    /// assert_eq!(HiddenAct::Relu.apply(&x)?.to_vec1::<f32>()?, [0.0, 2.0]);
     /// # Ok::<(), candle_core::Error>(())
     /// ```
     pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
         match self {
-            Activation::GeluTanh => x.gelu(),
-            Activation::Gelu => x.gelu_erf(),
-            Activation::Relu => x.relu(),
-            Activation::Silu => x.silu(),
+            HiddenAct::GeluTanh => x.gelu(),
+            HiddenAct::Gelu => x.gelu_erf(),
+            HiddenAct::Relu => x.relu(),
+            HiddenAct::Silu => x.silu(),
         }
     }
 }
@@ -68,7 +69,7 @@ pub struct ArchConfig {
     /// Epsilon of the normalisations: LayerNorm for `gpt2`, RMSNorm (and a gated MLP,
     /// `down(act(gate(x)) * up(x))`) for the Llama family.
     pub norm_eps: f64,
-    pub act: Activation,
+    pub act: HiddenAct,
     pub positions: Positions,
     pub qkv_bias: bool,
     pub o_bias: bool,
@@ -165,12 +166,12 @@ fn default_true() -> bool {
     true
 }
 
-pub(crate) fn activation(name: &str) -> Result<Activation> {
+pub(crate) fn activation(name: &str) -> Result<HiddenAct> {
     match name {
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
-        "gelu" => Ok(Activation::Gelu),
-        "relu" => Ok(Activation::Relu),
-        "silu" | "swish" => Ok(Activation::Silu),
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(HiddenAct::GeluTanh),
+        "gelu" => Ok(HiddenAct::Gelu),
+        "relu" => Ok(HiddenAct::Relu),
+        "silu" | "swish" => Ok(HiddenAct::Silu),
         other => Err(Error::Unsupported(format!("activation `{other}`"))),
     }
 }

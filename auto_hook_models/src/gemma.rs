@@ -3,7 +3,7 @@
 //! `ln2_post`), tanh soft-caps on attention scores and logits, `query_pre_attn_scalar`,
 //! and alternating sliding-window / global layers.
 
-use crate::config::{activation, parse, Activation, ArchConfig, NormKind};
+use crate::config::{activation, parse, ArchConfig, HiddenAct, NormKind};
 use crate::error::{Error, Result};
 use crate::norm::Norm;
 use candle_core::{DType, Tensor};
@@ -111,8 +111,8 @@ pub(crate) fn config(value: Value, model_type: String) -> Result<ArchConfig> {
     // Gemma 2 reads `hidden_activation`; Gemma v1 `hidden_act`, where transformers turns
     // the legacy "gelu" of the official configs into the tanh approximation.
     let act = match (v2, g.hidden_activation.or(g.hidden_act).as_deref()) {
-        (_, None) => Activation::GeluTanh,
-        (false, Some("gelu")) => Activation::GeluTanh,
+        (_, None) => HiddenAct::GeluTanh,
+        (false, Some("gelu")) => HiddenAct::GeluTanh,
         (_, Some(name)) => activation(name)?,
     };
     let sliding_layers = match (v2, g.layer_types) {

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Result, Tensor, D};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampling {
+pub enum Decoding {
     /// The most likely token.
     Greedy,
     /// A draw from the softmax of `logits / temperature`, restricted to the `top_k` most
@@ -29,7 +29,7 @@ pub enum Sampling {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
-    pub sampling: Sampling,
+    pub sampling: Decoding,
     /// Seed of the sampler: the same seed gives the same tokens.
     pub seed: u64,
     /// When a sequence stops early (default: at the config's `eos_token_id`).
@@ -40,7 +40,7 @@ impl Default for GenerateOptions {
     fn default() -> Self {
         Self {
             max_new_tokens: 16,
-            sampling: Sampling::Greedy,
+            sampling: Decoding::Greedy,
             seed: 0,
             eos: Eos::FromConfig,
         }
@@ -113,7 +113,7 @@ impl Stops {
     }
 }
 
-pub(crate) fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<u32> {
+pub(crate) fn choose(logits: &[f32], sampling: Decoding, rng: &mut Rng) -> Result<u32> {
     let argmax = || {
         logits
             .iter()
@@ -121,7 +121,7 @@ pub(crate) fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Resul
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(0, |(i, _)| i as u32)
     };
-    let Sampling::Sample {
+    let Decoding::Sample {
         temperature,
         top_k,
         top_p,
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn sampling_is_seeded_and_respects_top_k() {
         let logits = [0.0f32, 1.0, 2.0, 3.0, 0.5];
-        let sample = Sampling::Sample {
+        let sample = Decoding::Sample {
             temperature: 1.0,
             top_k: Some(2),
             top_p: None,
@@ -299,9 +299,9 @@ mod tests {
             "top-k keeps the two best"
         );
         assert!(draws(7).contains(&2) && draws(7).contains(&3));
-        let greedy = choose(&logits, Sampling::Greedy, &mut Rng::new(0)).unwrap();
+        let greedy = choose(&logits, Decoding::Greedy, &mut Rng::new(0)).unwrap();
         assert_eq!(greedy, 3);
-        let nucleus = Sampling::Sample {
+        let nucleus = Decoding::Sample {
             temperature: 0.01,
             top_k: None,
             top_p: Some(0.5),

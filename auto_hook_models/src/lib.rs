@@ -35,7 +35,7 @@
 mod attention;
 mod causal_lm;
 mod compare;
-pub mod config;
+mod config;
 mod error;
 mod feed_forward;
 mod gemma;
@@ -45,27 +45,27 @@ pub mod hub;
 pub mod induction;
 mod init;
 mod load;
-pub mod mamba;
+mod mamba;
 mod mlp;
-pub mod moe;
+mod moe;
 mod norm;
 mod proj;
 mod text;
 mod transformer;
 mod weights;
 
-pub use attention::{Attention, KvSlot, Rotary, StepInputs};
+pub use attention::Attention;
 pub use causal_lm::CausalLm;
 pub use compare::{compare_with_reference, hook_for_reference_key, Comparison, ReferenceModel};
-pub use config::{Activation, ArchConfig, NormKind, Positions};
+pub use config::{ArchConfig, HiddenAct, NormKind, Positions};
 pub use error::{Error, Result};
 pub use gemma::GemmaConfig;
-pub use generate::{next_token_log_probs, Eos, GenerateOptions, Sampling};
+pub use generate::{next_token_log_probs, Decoding, Eos, GenerateOptions};
 pub use gguf::gguf_tensors;
 pub use load::{from_var_builder, load, load_quantized, load_tokenizer, weight_files};
 pub use mamba::{
-    at_position, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock, MambaCache,
-    MambaConfig,
+    at_position, hook_for_mamba_key, load_mamba, mamba_from_var_builder, HookedMamba, MambaBlock,
+    MambaCache, MambaConfig, MambaSlot, MixerWeights,
 };
 pub use mlp::Mlp;
 pub use moe::{router_aux_loss, Expert, FeedForward, MoeConfig, MoeDispatch, SparseMoe};

@@ -1,6 +1,6 @@
 //! The MLP, plain (GPT-2) or gated (Llama family), with TransformerLens's hook points.
 
-use crate::config::Activation;
+use crate::config::HiddenAct;
 use crate::proj::Proj;
 use auto_hook::prelude::*;
 use candle_core::{Module, Result, Tensor};
@@ -17,7 +17,7 @@ pub struct Mlp {
     #[auto_hook(leaf)]
     w_out: Proj,
     #[auto_hook(skip)]
-    act: Activation,
+    act: HiddenAct,
     hook_pre: HookPoint,
     hook_pre_linear: Option<HookPoint>,
     hook_post: HookPoint,
@@ -29,7 +29,7 @@ impl Mlp {
         w_gate: Option<impl Into<Proj>>,
         w_in: impl Into<Proj>,
         w_out: impl Into<Proj>,
-        act: Activation,
+        act: HiddenAct,
     ) -> Self {
         let hook_pre_linear = w_gate.is_some().then(HookPoint::new);
         Self {
@@ -77,7 +77,7 @@ impl Mlp {
         &self.w_out
     }
     /// The activation function.
-    pub fn activation(&self) -> Activation {
+    pub fn activation(&self) -> HiddenAct {
         self.act
     }
 }

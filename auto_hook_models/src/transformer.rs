@@ -66,7 +66,7 @@ impl TransformerBlock {
         }
     }
 
-    pub fn forward(
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         inputs: &StepInputs,

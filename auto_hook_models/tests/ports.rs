@@ -3,7 +3,7 @@
 mod common;
 
 use auto_hook::prelude::*;
-use auto_hook_models::{load, Eos, GenerateOptions, HookedTransformer, KvCache, Sampling};
+use auto_hook_models::{load, Decoding, Eos, GenerateOptions, HookedTransformer, KvCache};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::*;
 use std::collections::HashMap;
@@ -333,7 +333,7 @@ fn generation_is_greedy_or_seeded_and_hooks_fire_every_step() {
         greedy.i((0, 7)).unwrap().to_scalar::<u32>().unwrap()
     );
     let sample = GenerateOptions {
-        sampling: Sampling::Sample {
+        sampling: Decoding::Sample {
             temperature: 1.5,
             top_k: Some(10),
             top_p: Some(0.9),

@@ -17,9 +17,9 @@ use std::path::Path;
 
 const TOKENS: usize = 4096;
 
-fn sae_config(arch: Architecture) -> TrainConfig {
+fn sae_config(arch: Architecture) -> SaeTrainConfig {
     let mut cfg =
-        TrainConfig::new(SaeConfig::new(64, 512, arch).with_hook("blocks.0.hook_resid_post"));
+        SaeTrainConfig::new(SaeConfig::new(64, 512, arch).with_hook("blocks.0.hook_resid_post"));
     cfg.l1_coefficient = 1.0;
     cfg
 }
@@ -73,7 +73,7 @@ fn pipeline(c: &mut Criterion) {
         .throughput(Throughput::Elements(TOKENS as u64))
         .sample_size(20);
     for (name, arch) in archs() {
-        let run = TrainerConfig {
+        let run = TrainRunConfig {
             total_training_steps: 1_000_000,
             ..Default::default()
         };

@@ -45,7 +45,7 @@ fn sae_step_real(c: &mut Criterion) {
         let x = Tensor::randn(0f32, 1.0, (TOKENS, d_in), &Device::Cpu).unwrap();
         for (name, arch) in archs() {
             let sae = SaeConfig::new(d_in, d_sae, arch).with_hook("blocks.0.hook_resid_post");
-            let mut trainer = SaeTrainer::new(TrainConfig::new(sae), &Device::Cpu).unwrap();
+            let mut trainer = SaeTrainer::new(SaeTrainConfig::new(sae), &Device::Cpu).unwrap();
             let mut step = 0;
             group.bench_function(format!("{d_in}x{d_sae}/{name}"), |b| {
                 b.iter(|| {

@@ -14,7 +14,7 @@
 //! per key, then `max_abs_diff=X keys=N`; exits non-zero when a key exceeds the
 //! tolerance or when no key was compared.
 
-use auto_hook_sae::{compare_with_reference, Sae, CFG_FILENAME, GEMMA_SCOPE_FILENAME};
+use auto_hook_sae::{compare_sae_with_reference, Sae, GEMMA_SCOPE_FILENAME};
 use candle_core::Device;
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,14 +55,14 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         );
     };
     let dir = Path::new(folder);
-    let gemma_scope = !dir.join(CFG_FILENAME).exists() && dir.join(GEMMA_SCOPE_FILENAME).exists();
+    let gemma_scope = !dir.join("cfg.json").exists() && dir.join(GEMMA_SCOPE_FILENAME).exists();
     let sae = match (gemma_scope, transcoder) {
         (true, Some(layer)) => Sae::load_gemma_scope_transcoder(dir, layer, &Device::Cpu)?,
         (true, None) => Sae::load_gemma_scope(dir, &hook, &Device::Cpu)?,
         (false, _) => Sae::load(dir, &Device::Cpu)?,
     };
     let reference = candle_core::safetensors::load(reference, &Device::Cpu)?;
-    let diffs = compare_with_reference(&sae, &reference)?;
+    let diffs = compare_sae_with_reference(&sae, &reference)?;
     let mut ok = true;
     let mut worst = 0f32;
     for (key, diff) in &diffs {

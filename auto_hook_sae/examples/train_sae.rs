@@ -33,7 +33,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     sae.metadata.model_name = Some("induction-2l".into());
     sae.metadata.context_size = Some(context);
     sae.metadata.prepend_bos = Some(true);
-    let mut cfg = TrainConfig::new(sae);
+    let mut cfg = SaeTrainConfig::new(sae);
     cfg.lr = 2e-3;
     cfg.lr_warm_up_steps = 50;
     cfg.lr_scheduler = LrSchedule::Cosine;
@@ -45,7 +45,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         seed: 7,
         ..Default::default()
     };
-    let run = TrainerConfig {
+    let run = TrainRunConfig {
         total_training_steps: 1500,
         progress: true,
         ..Default::default()

@@ -68,19 +68,7 @@ pub(crate) fn jumprelu(h: &Tensor, threshold: &Tensor) -> Result<Tensor> {
 
 /// Training jumprelu (SAELens `JumpReLU.apply`): value `h · 1[h > θ]`; gradient
 /// `1[h > θ]` to `h`, and `Σ_batch -(θ/ε) · rect((h - θ)/ε) · g` to `θ`.
-///
-/// ```
-/// # use candle_core::{Device, Var, Tensor};
-/// # let h = Tensor::new(&[[0.30f32, 0.51, 0.0]], &Device::Cpu)?;
-/// let theta = Var::new(&[0.5f32, 0.5, 0.5], &Device::Cpu)?;
-/// let f = auto_hook_sae::jumprelu_ste(&h, theta.as_tensor(), 0.05)?;
-/// assert_eq!(f.to_vec2::<f32>()?, [[0.0, 0.51, 0.0]]);
-/// let grads = f.sum_all()?.backward()?;
-/// // only the entry within ε/2 of θ moves θ: -(0.5 / 0.05) * 1
-/// assert_eq!(grads.get(&theta).unwrap().to_vec1::<f32>()?, [0.0, -10.0, 0.0]);
-/// # Ok::<(), candle_core::Error>(())
-/// ```
-pub fn jumprelu_ste(h: &Tensor, threshold: &Tensor, bandwidth: f64) -> Result<Tensor> {
+pub(crate) fn jumprelu_ste(h: &Tensor, threshold: &Tensor, bandwidth: f64) -> Result<Tensor> {
     let theta = threshold.detach();
     let mask = h.broadcast_gt(&theta)?.to_dtype(h.dtype())?;
     let window = rectangle(&(h.detach().broadcast_sub(&theta)? / bandwidth)?)?;
@@ -90,18 +78,7 @@ pub fn jumprelu_ste(h: &Tensor, threshold: &Tensor, bandwidth: f64) -> Result<Te
 
 /// The L0 "step" with SAELens's `Step.apply` gradient: value `Σ_latents 1[h > θ]` per
 /// row; gradient `Σ_batch -(1/ε) · rect((h - θ)/ε) · g` to `θ`, none to `h`.
-///
-/// ```
-/// # use candle_core::{Device, Var, Tensor};
-/// let h = Tensor::new(&[[0.30f32, 0.51, 0.9]], &Device::Cpu)?;
-/// let theta = Var::new(&[0.5f32, 0.5, 0.5], &Device::Cpu)?;
-/// let l0 = auto_hook_sae::step_l0(&h, theta.as_tensor(), 0.05)?;
-/// assert_eq!(l0.to_vec1::<f32>()?, [2.0]);
-/// let grads = l0.sum_all()?.backward()?;
-/// assert_eq!(grads.get(&theta).unwrap().to_vec1::<f32>()?, [0.0, -20.0, 0.0]);
-/// # Ok::<(), candle_core::Error>(())
-/// ```
-pub fn step_l0(h: &Tensor, threshold: &Tensor, bandwidth: f64) -> Result<Tensor> {
+pub(crate) fn step_l0(h: &Tensor, threshold: &Tensor, bandwidth: f64) -> Result<Tensor> {
     let theta = threshold.detach();
     let h = h.detach();
     let mask = h.broadcast_gt(&theta)?.to_dtype(h.dtype())?;
@@ -119,7 +96,32 @@ fn straight_through(threshold: &Tensor, coeff: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn jumprelu_ste_moves_theta_only_for_entries_within_half_a_bandwidth() -> Result<()> {
+        let h = Tensor::new(&[[0.30f32, 0.51, 0.0]], &Device::Cpu)?;
+        let theta = Var::new(&[0.5f32, 0.5, 0.5], &Device::Cpu)?;
+        let f = jumprelu_ste(&h, theta.as_tensor(), 0.05)?;
+        assert_eq!(f.to_vec2::<f32>()?, [[0.0, 0.51, 0.0]]);
+        let grads = f.sum_all()?.backward()?;
+        // only the entry within ε/2 of θ moves θ: -(0.5 / 0.05) * 1
+        let g = grads.get(&theta).unwrap().to_vec1::<f32>()?;
+        assert_eq!(g, [0.0, -10.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn step_l0_counts_active_latents_with_the_rectangle_gradient() -> Result<()> {
+        let h = Tensor::new(&[[0.30f32, 0.51, 0.9]], &Device::Cpu)?;
+        let theta = Var::new(&[0.5f32, 0.5, 0.5], &Device::Cpu)?;
+        let l0 = step_l0(&h, theta.as_tensor(), 0.05)?;
+        assert_eq!(l0.to_vec1::<f32>()?, [2.0]);
+        let grads = l0.sum_all()?.backward()?;
+        let g = grads.get(&theta).unwrap().to_vec1::<f32>()?;
+        assert_eq!(g, [0.0, -20.0, 0.0]);
+        Ok(())
+    }
 
     #[test]
     fn topk_keeps_exactly_k_largest_per_row() -> Result<()> {

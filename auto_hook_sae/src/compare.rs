@@ -13,17 +13,17 @@ pub const REFERENCE_KEYS: [&str; 3] = ["hidden_pre", "feature_acts", "sae_out"];
 /// `sae_out` (`decode(encode(x))`) that the reference has. Other keys are ignored.
 ///
 /// ```
-/// use auto_hook_sae::{compare_with_reference, Architecture, Sae, SaeConfig};
+/// use auto_hook_sae::{compare_sae_with_reference, Architecture, Sae, SaeConfig};
 /// use candle_core::{Device, Tensor};
 /// use std::collections::HashMap;
 /// let sae = Sae::init(&SaeConfig::new(4, 8, Architecture::Standard), Some(0.1), 3, &Device::Cpu)?;
 /// let x = Tensor::randn(0f32, 1.0, (5, 4), &Device::Cpu)?;
 /// let reference = HashMap::from([("sae_out".to_string(), sae.forward(&x)?), ("x".to_string(), x)]);
-/// let diffs = compare_with_reference(&sae, &reference)?;
+/// let diffs = compare_sae_with_reference(&sae, &reference)?;
 /// assert_eq!(diffs, [("sae_out".to_string(), 0.0)]);
 /// # Ok::<(), auto_hook_sae::Error>(())
 /// ```
-pub fn compare_with_reference(
+pub fn compare_sae_with_reference(
     sae: &Sae,
     reference: &HashMap<String, Tensor>,
 ) -> Result<Vec<(String, f32)>> {

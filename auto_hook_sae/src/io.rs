@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The config file name.
-pub const CFG_FILENAME: &str = "cfg.json";
+pub(crate) const CFG_FILENAME: &str = "cfg.json";
 /// The weights file name.
-pub const WEIGHTS_FILENAME: &str = "sae_weights.safetensors";
+pub(crate) const WEIGHTS_FILENAME: &str = "sae_weights.safetensors";
 /// The feature-density file name (log10 firing frequency per latent).
-pub const SPARSITY_FILENAME: &str = "sparsity.safetensors";
+pub(crate) const SPARSITY_FILENAME: &str = "sparsity.safetensors";
 
 impl Sae {
     /// Loads a folder written by SAELens (`save_model` / `save_inference_model`, v6 or

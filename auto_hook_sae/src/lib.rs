@@ -33,8 +33,7 @@ mod store;
 mod tokens;
 mod train;
 
-pub use activation::{jumprelu_ste, step_l0};
-pub use compare::{compare_with_reference, REFERENCE_KEYS};
+pub use compare::{compare_sae_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
 pub use error::{Error, Result};
 pub use eval::{
@@ -42,13 +41,13 @@ pub use eval::{
     ReconstructionMetrics,
 };
 pub use gemma_scope::GEMMA_SCOPE_FILENAME;
-pub use io::{load_sparsity, CFG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME};
+pub use io::load_sparsity;
 pub use params::SaeParams;
 pub use sae::{InputNorm, Sae};
 pub use splice::Spliced;
 pub use store::{ActivationStore, HookSpec, Layout, StoreConfig};
 pub use tokens::TokenSource;
 pub use train::{
-    Adam, LrSchedule, SaeTrainer, SparsityLoss, StepMetrics, TrainConfig, TrainedSae, Trainer,
-    TrainerConfig,
+    LrSchedule, SaeTrainConfig, SaeTrainer, SparsityLoss, StepMetrics, TrainRunConfig, TrainedSae,
+    Trainer,
 };

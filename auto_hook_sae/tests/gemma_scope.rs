@@ -39,7 +39,8 @@ fn gemma_scope_sae_matches_sae_lens_within_1e_5() {
         Some("blocks.1.hook_resid_post")
     );
     assert_eq!(sae.hook_name_out(), None);
-    let diffs = compare_with_reference(&sae, &reference(&folder, "reference.safetensors")).unwrap();
+    let diffs =
+        compare_sae_with_reference(&sae, &reference(&folder, "reference.safetensors")).unwrap();
     assert_eq!(diffs.len(), 3, "{diffs:?}");
     for (key, diff) in diffs {
         assert!(diff <= 1e-5, "{key}: {diff}");
@@ -61,7 +62,8 @@ fn gemma_scope_transcoder_matches_sae_lens_and_names_its_two_hooks() {
         Some("blocks.1.ln2.hook_normalized")
     );
     assert_eq!(tc.hook_name_out(), Some("blocks.1.hook_mlp_out"));
-    let diffs = compare_with_reference(&tc, &reference(&folder, "reference.safetensors")).unwrap();
+    let diffs =
+        compare_sae_with_reference(&tc, &reference(&folder, "reference.safetensors")).unwrap();
     assert_eq!(diffs.len(), 3);
     for (key, diff) in diffs {
         assert!(diff <= 1e-5, "{key}: {diff}");

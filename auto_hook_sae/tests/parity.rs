@@ -1,7 +1,7 @@
 //! Our forward against SAELens 6.54's on the committed fixtures (made by
 //! `scripts/make_sae_fixtures.py` with SAELens's own save functions).
 
-use auto_hook_sae::{compare_with_reference, Architecture, Sae};
+use auto_hook_sae::{compare_sae_with_reference, Architecture, Sae};
 use candle_core::Device;
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ fn assert_parity(name: &str) -> Sae {
     let sae = Sae::load(&folder, &Device::Cpu).unwrap();
     let reference =
         candle_core::safetensors::load(folder.join("reference.safetensors"), &Device::Cpu).unwrap();
-    let diffs = compare_with_reference(&sae, &reference).unwrap();
+    let diffs = compare_sae_with_reference(&sae, &reference).unwrap();
     assert_eq!(diffs.len(), 3, "{name}: every key compared");
     for (key, diff) in diffs {
         assert!(diff <= 1e-5, "{name}: {key} differs by {diff}");

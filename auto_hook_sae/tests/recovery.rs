@@ -12,7 +12,7 @@
 //! 0.75, standard 1.00, jumprelu 0.94. The asserted thresholds sit below these.
 
 use auto_hook::rng::Rng;
-use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, TrainConfig};
+use auto_hook_sae::{Architecture, SaeConfig, SaeTrainConfig, SaeTrainer};
 use candle_core::{Device, Tensor};
 
 struct Problem {
@@ -98,13 +98,13 @@ fn env(name: &str) -> Option<f64> {
     std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
-fn train(arch: Architecture, tweak: impl FnOnce(&mut TrainConfig)) -> f64 {
+fn train(arch: Architecture, tweak: impl FnOnce(&mut SaeTrainConfig)) -> f64 {
     let mut rng = Rng::new(42);
     let dict = dictionary(&mut rng);
     let n = 16384;
     let data = samples(&dict, n, &mut rng);
     let mut cfg =
-        TrainConfig::new(SaeConfig::new(PROBLEM.d, PROBLEM.d_sae, arch).with_hook("synthetic"));
+        SaeTrainConfig::new(SaeConfig::new(PROBLEM.d, PROBLEM.d_sae, arch).with_hook("synthetic"));
     cfg.lr = env("LR").unwrap_or(PROBLEM.lr);
     cfg.dead_feature_window = 50;
     tweak(&mut cfg);

@@ -29,22 +29,22 @@ fn store() -> StoreConfig {
     }
 }
 
-fn configs() -> Vec<TrainConfig> {
-    let topk = TrainConfig::new(
+fn configs() -> Vec<SaeTrainConfig> {
+    let topk = SaeTrainConfig::new(
         SaeConfig::new(64, 128, Architecture::TopK { k: 4 }).with_hook("blocks.0.hook_resid_post"),
     );
-    let mut standard = TrainConfig::new(
+    let mut standard = SaeTrainConfig::new(
         SaeConfig::new(64, 96, Architecture::Standard).with_hook("blocks.0.hook_resid_post"),
     );
     standard.l1_warm_up_steps = 3;
     let mut z = SaeConfig::new(64, 64, Architecture::JumpRelu).with_hook("blocks.0.attn.hook_z");
     z.reshape_hook_z = true;
     z.normalize_activations = Normalization::ExpectedAverageOnlyIn;
-    vec![topk, standard, TrainConfig::new(z)]
+    vec![topk, standard, SaeTrainConfig::new(z)]
 }
 
-fn run(steps: usize) -> TrainerConfig {
-    TrainerConfig {
+fn run(steps: usize) -> TrainRunConfig {
+    TrainRunConfig {
         total_training_steps: steps,
         n_batches_for_norm_estimate: 2,
         ..Default::default()
@@ -97,7 +97,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         .unwrap()
         .train()
         .unwrap();
-    let cfg = TrainerConfig {
+    let cfg = TrainRunConfig {
         checkpoint_every: Some(4),
         checkpoint_dir: Some(dir.clone()),
         ..run(8)
@@ -167,7 +167,7 @@ fn a_checkpoint_of_other_saes_is_refused() {
 #[test]
 fn a_d_in_that_differs_from_the_hook_width_is_named() {
     let model = model();
-    let bad = vec![TrainConfig::new(
+    let bad = vec![SaeTrainConfig::new(
         SaeConfig::new(32, 64, Architecture::Standard).with_hook("blocks.0.hook_resid_post"),
     )];
     let mut t = Trainer::new(&model, forward, tokens(), store(), bad, run(2)).unwrap();
@@ -186,7 +186,7 @@ fn an_empty_batch_is_an_error_for_every_architecture() {
         Architecture::BatchTopK { k: 2.0 },
         Architecture::JumpRelu,
     ] {
-        let cfg = TrainConfig::new(SaeConfig::new(8, 16, arch).with_hook("h"));
+        let cfg = SaeTrainConfig::new(SaeConfig::new(8, 16, arch).with_hook("h"));
         let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
         let empty = Tensor::zeros((0, 8), DType::F32, &Device::Cpu).unwrap();
         let err = t.step(&empty, 0, 10).unwrap_err().to_string();
@@ -197,7 +197,7 @@ fn an_empty_batch_is_an_error_for_every_architecture() {
 #[test]
 fn bad_training_settings_are_refused_before_any_work() {
     let model = model();
-    let no_hook = vec![TrainConfig::new(SaeConfig::new(
+    let no_hook = vec![SaeTrainConfig::new(SaeConfig::new(
         64,
         64,
         Architecture::Standard,
@@ -214,7 +214,7 @@ fn bad_training_settings_are_refused_before_any_work() {
         .unwrap()
         .to_string();
     assert!(err.contains("exceeds the 5 training steps"), "{err}");
-    let big_k = vec![TrainConfig::new(
+    let big_k = vec![SaeTrainConfig::new(
         SaeConfig::new(64, 16, Architecture::TopK { k: 17 }).with_hook("blocks.0.hook_resid_post"),
     )];
     let err = Trainer::new(&model, forward, tokens(), store(), big_k, run(2))
@@ -287,7 +287,8 @@ fn downstream_scores_are_one_for_an_exact_sae_and_zero_for_a_zero_one() {
 #[test]
 fn a_short_run_caps_the_dead_window_at_a_quarter_of_it() {
     // One repeated row: each step fires one latent of 64, the others stay silent.
-    let cfg = TrainConfig::new(SaeConfig::new(8, 64, Architecture::TopK { k: 1 }).with_hook("x"));
+    let cfg =
+        SaeTrainConfig::new(SaeConfig::new(8, 64, Architecture::TopK { k: 1 }).with_hook("x"));
     assert_eq!(cfg.dead_feature_window, 1000);
     let mut trainer = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
     let x = Tensor::randn(0f32, 1.0, (1, 8), &Device::Cpu)

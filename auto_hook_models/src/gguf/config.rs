@@ -1,7 +1,7 @@
 //! A GGUF file's `{arch}.*` metadata read into an [`ArchConfig`].
 
 use super::Gguf;
-use crate::config::{Activation, ArchConfig, Positions};
+use crate::config::{ArchConfig, HiddenAct, Positions};
 use crate::error::{Error, Result};
 use crate::moe::MoeConfig;
 
@@ -68,10 +68,10 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
     // biases everywhere; the Llama family: rotary, RMSNorm, SiLU-gated MLP.
     let (positions, act) = if gpt2 {
         let n_ctx = context_length.ok_or_else(|| file.missing(&key("context_length")))?;
-        (Positions::Learned { n_ctx }, Activation::GeluTanh)
+        (Positions::Learned { n_ctx }, HiddenAct::GeluTanh)
     } else {
         let theta = file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
-        (Positions::Rotary { theta }, Activation::Silu)
+        (Positions::Rotary { theta }, HiddenAct::Silu)
     };
     let eos_token_id = file
         .opt_usize("tokenizer.ggml.eos_token_id")?

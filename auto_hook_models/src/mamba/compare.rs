@@ -20,7 +20,7 @@ const LAYER_KEYS: &[(&str, &str)] = &[
 /// ```
 /// let cfg = auto_hook_models::MambaConfig::from_json(
 ///     r#"{"model_type":"mamba","vocab_size":10,"hidden_size":8,"num_hidden_layers":2}"#)?;
-/// use auto_hook_models::mamba::hook_for_mamba_key as map;
+/// use auto_hook_models::hook_for_mamba_key as map;
 /// assert_eq!(map(&cfg, "backbone.layers.1.mixer").as_deref(), Some("blocks.1.hook_out_proj"));
 /// assert_eq!(map(&cfg, "hidden_states.0").as_deref(), Some("blocks.0.hook_resid_post"));
 /// assert_eq!(map(&cfg, "hidden_states.2").as_deref(), Some("ln_final.hook_point"));

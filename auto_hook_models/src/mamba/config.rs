@@ -1,6 +1,6 @@
 //! Mamba's `config.json`.
 
-use crate::config::Activation;
+use crate::config::HiddenAct;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,7 +24,7 @@ pub struct MambaConfig {
     /// Biases on `in_proj` and `out_proj` (`use_bias`).
     pub proj_bias: bool,
     pub norm_eps: f64,
-    pub act: Activation,
+    pub act: HiddenAct,
     pub tie_embeddings: bool,
     pub eos_token_id: Option<u32>,
 }
@@ -96,7 +96,7 @@ impl MambaConfig {
         let eos_token_id = crate::config::eos(&value);
         let c: MambaJson = crate::config::parse(value, "mamba")?;
         let act = match crate::config::activation(&c.hidden_act) {
-            Ok(Activation::Silu) => Activation::Silu,
+            Ok(HiddenAct::Silu) => HiddenAct::Silu,
             _ => {
                 return Err(Error::Unsupported(format!(
                     "mamba hidden_act `{}` (the reference path uses silu)",

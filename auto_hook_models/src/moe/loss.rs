@@ -17,7 +17,7 @@ use candle_core::{DType, Tensor};
 /// use candle_core::{Device, Tensor};
 /// // Two tokens, two experts, top-1: a perfectly balanced router gives 1.0.
 /// let logits = Tensor::new(&[[1f32, 0.], [0., 1.]], &Device::Cpu)?;
-/// let loss = auto_hook_models::moe::router_aux_loss(&[logits], 1, None)?;
+/// let loss = auto_hook_models::router_aux_loss(&[logits], 1, None)?;
 /// assert!((loss.to_scalar::<f32>()? - 1.0).abs() < 1e-6);
 /// # Ok::<(), auto_hook_models::Error>(())
 /// ```

@@ -13,7 +13,7 @@
 //! and reads nothing, so a GPU never waits on routing. (candle 0.11 has no device-side
 //! nonzero or grouped GEMM that would give both.)
 
-use crate::config::Activation;
+use crate::config::HiddenAct;
 use crate::error::{Error, Result as ModelResult};
 use auto_hook::prelude::*;
 use candle_core::{Module, Result, Tensor};
@@ -93,7 +93,7 @@ pub struct Expert {
     gate_in: GateIn,
     w_out: Linear,
     #[auto_hook(skip)]
-    act: Activation,
+    act: HiddenAct,
     hook_gate: HookPoint,
     hook_pre: HookPoint,
     hook_post: HookPoint,
@@ -136,7 +136,7 @@ impl GateIn {
 impl Expert {
     /// An expert from its three projections (`w1`, `w3`, `w2` in Mixtral's names; no
     /// biases). `w1` and `w3` are stacked into one matrix unless either is a `Var`.
-    pub fn new(w_gate: Linear, w_in: Linear, w_out: Linear, act: Activation) -> Result<Self> {
+    pub fn new(w_gate: Linear, w_in: Linear, w_out: Linear, act: HiddenAct) -> Result<Self> {
         let (wg, wi) = (w_gate.weight(), w_in.weight());
         if wg.dims() != wi.dims() || w_gate.bias().is_some() || w_in.bias().is_some() {
             candle_core::bail!(
@@ -161,7 +161,7 @@ impl Expert {
 
     /// An expert from `gate_up` `[2·d_mlp, d_model]` (`w1` rows, then `w3` rows, as one
     /// expert of transformers 5's `experts.gate_up_proj`) and `w_out` (`w2`).
-    pub fn from_gate_up(gate_up: Tensor, w_out: Linear, act: Activation) -> Result<Self> {
+    pub fn from_gate_up(gate_up: Tensor, w_out: Linear, act: HiddenAct) -> Result<Self> {
         let rows = gate_up.dim(0)?;
         if rows % 2 != 0 {
             candle_core::bail!("gate_up_proj has an odd number of rows ({rows})");
@@ -173,7 +173,7 @@ impl Expert {
         Ok(Self::from_parts(gate_in, w_out, act))
     }
 
-    fn from_parts(gate_in: GateIn, w_out: Linear, act: Activation) -> Self {
+    fn from_parts(gate_in: GateIn, w_out: Linear, act: HiddenAct) -> Self {
         Self {
             gate_in,
             w_out,

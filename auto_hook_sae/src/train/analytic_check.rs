@@ -1,7 +1,7 @@
 //! The hand-derived gradients ([`super::analytic`]) against candle's autograd of the
 //! training loss ([`SaeTrainer::forward`]), per architecture and option.
 
-use super::config::{SparsityLoss, TrainConfig};
+use super::config::{SaeTrainConfig, SparsityLoss};
 use super::sae::SaeTrainer;
 use crate::config::{Architecture, SaeConfig};
 use crate::params::SaeParams;
@@ -18,7 +18,7 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
     let mut sae = SaeConfig::new(16, 96, arch).with_hook("x");
     sae.apply_b_dec_to_input = apply_b_dec;
     sae.rescale_acts_by_decoder_norm = rescale;
-    let mut cfg = TrainConfig::new(sae);
+    let mut cfg = SaeTrainConfig::new(sae);
     cfg.decoder_init_norm = Some(0.3);
     let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
     // Non-zero biases, so every term of their gradients is exercised.

@@ -28,13 +28,13 @@ pub enum SparsityLoss {
 /// Everything that defines how one SAE is trained (SAELens's names and defaults).
 ///
 /// ```
-/// use auto_hook_sae::{Architecture, SaeConfig, TrainConfig};
-/// let cfg = TrainConfig::new(SaeConfig::new(64, 512, Architecture::TopK { k: 8 }).with_hook("blocks.0.hook_resid_post"));
+/// use auto_hook_sae::{Architecture, SaeConfig, SaeTrainConfig};
+/// let cfg = SaeTrainConfig::new(SaeConfig::new(64, 512, Architecture::TopK { k: 8 }).with_hook("blocks.0.hook_resid_post"));
 /// assert_eq!((cfg.lr, cfg.adam_beta1, cfg.adam_beta2), (3e-4, 0.9, 0.999));
 /// assert_eq!(cfg.lr_at(0, 100), 3e-4);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainConfig {
+pub struct SaeTrainConfig {
     /// The SAE: sizes, architecture, `metadata.hook_name` (required), normalisation.
     pub sae: SaeConfig,
     /// Peak learning rate (3e-4).
@@ -72,7 +72,7 @@ pub struct TrainConfig {
     /// Decoder row norm at initialisation (0.1); `None` keeps kaiming rows.
     pub decoder_init_norm: Option<f64>,
     /// A latent that has not fired for this many steps is dead (1000), capped at a
-    /// quarter of the run ([`TrainConfig::dead_window`]) so a short run can still find
+    /// quarter of the run ([`SaeTrainConfig::dead_window`]) so a short run can still find
     /// (and, for topk / batchtopk, revive through aux-k) its dead latents.
     pub dead_feature_window: usize,
     /// Firing frequencies are measured over windows of this many steps (2000).
@@ -81,7 +81,7 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
-impl TrainConfig {
+impl SaeTrainConfig {
     /// SAELens's defaults for `sae`; topk and batchtopk train with
     /// `rescale_acts_by_decoder_norm` as in SAELens.
     pub fn new(mut sae: SaeConfig) -> Self {
@@ -120,7 +120,7 @@ impl TrainConfig {
     pub fn hook_spec(&self) -> Result<HookSpec> {
         let name = self.sae.metadata.hook_name.as_deref().ok_or_else(|| {
             Error::Invalid(
-                "TrainConfig.sae.metadata.hook_name is not set: which hook should the SAE read?"
+                "SaeTrainConfig.sae.metadata.hook_name is not set: which hook should the SAE read?"
                     .into(),
             )
         })?;
@@ -170,8 +170,8 @@ impl TrainConfig {
     /// `min(dead_feature_window, max(1, total / 4))`.
     ///
     /// ```
-    /// # use auto_hook_sae::{Architecture, SaeConfig, TrainConfig};
-    /// let cfg = TrainConfig::new(SaeConfig::new(8, 32, Architecture::Standard).with_hook("x"));
+    /// # use auto_hook_sae::{Architecture, SaeConfig, SaeTrainConfig};
+    /// let cfg = SaeTrainConfig::new(SaeConfig::new(8, 32, Architecture::Standard).with_hook("x"));
     /// assert_eq!(cfg.dead_window(500), 125);
     /// assert_eq!(cfg.dead_window(100_000), 1000);
     /// ```
@@ -238,13 +238,13 @@ impl TrainConfig {
 mod tests {
     use super::*;
 
-    fn cfg() -> TrainConfig {
-        TrainConfig::new(SaeConfig::new(4, 8, Architecture::Standard))
+    fn cfg() -> SaeTrainConfig {
+        SaeTrainConfig::new(SaeConfig::new(4, 8, Architecture::Standard))
     }
 
     #[test]
     fn warm_up_then_cosine_then_decay_match_saelens_shape() {
-        let c = TrainConfig {
+        let c = SaeTrainConfig {
             lr: 1.0,
             lr_end: Some(0.1),
             lr_warm_up_steps: 5,
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn sparsity_coefficient_warms_up_linearly() {
-        let c = TrainConfig {
+        let c = SaeTrainConfig {
             l1_coefficient: 2.0,
             l1_warm_up_steps: 4,
             ..cfg()

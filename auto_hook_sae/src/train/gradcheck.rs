@@ -1,7 +1,7 @@
 //! Gradient checks (f64): the aux-k loss against central finite differences, and the
 //! jumprelu pseudo-derivatives against finite differences of the rectangle-smoothed step.
 
-use super::config::TrainConfig;
+use super::config::SaeTrainConfig;
 use super::sae::SaeTrainer;
 use crate::activation::{jumprelu_ste, step_l0};
 use crate::config::{Architecture, SaeConfig};
@@ -32,7 +32,7 @@ fn aux_loss(t: &SaeTrainer, x: &Tensor, residual: &Tensor, dead: &[bool]) -> Ten
 fn topk_aux_loss_gradient_matches_finite_differences() {
     let mut sae_cfg = SaeConfig::new(6, 12, Architecture::TopK { k: 2 }).with_hook("x");
     sae_cfg.dtype = DType::F64;
-    let mut cfg = TrainConfig::new(sae_cfg);
+    let mut cfg = SaeTrainConfig::new(sae_cfg);
     cfg.decoder_init_norm = Some(0.7);
     let t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
     let mut rng = Rng::new(9);

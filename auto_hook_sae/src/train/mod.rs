@@ -17,9 +17,8 @@ mod sae;
 mod sparse;
 mod trainer;
 
-pub use config::{LrSchedule, SparsityLoss, TrainConfig};
-pub use optim::Adam;
+pub use config::{LrSchedule, SaeTrainConfig, SparsityLoss};
 pub use sae::{SaeTrainer, StepMetrics};
-pub use trainer::{TrainedSae, Trainer, TrainerConfig};
+pub use trainer::{TrainRunConfig, TrainedSae, Trainer};
 
 pub(crate) use autograd::explained_variance;

@@ -4,22 +4,10 @@ use crate::error::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-/// Adam over named variables; its moments are kept, saved and restored by name.
-///
-/// ```
-/// use auto_hook_sae::Adam;
-/// use candle_core::{Device, Var};
-/// let w = Var::new(&[1f32, -1.0], &Device::Cpu)?;
-/// let mut adam = Adam::new([("w", w.clone())], 0.9, 0.999)?;
-/// let loss = w.as_tensor().sqr()?.sum_all()?;
-/// adam.step(&loss.backward()?, 0.1, Some(1.0))?;
-/// let w = w.to_vec1::<f32>()?; // the first Adam step moves each weight by lr
-/// assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 0.9).abs() < 1e-6);
-/// assert_eq!(adam.moments().map(|(name, _, _)| name).collect::<Vec<_>>(), ["w"]);
-/// # Ok::<(), auto_hook_sae::Error>(())
-/// ```
+/// Adam over named variables; its moments are kept, saved and restored by name. The
+/// trainer's own optimiser (not exported).
 #[derive(Debug)]
-pub struct Adam {
+pub(crate) struct Adam {
     params: Vec<Param>,
     t: u64,
     beta1: f64,
@@ -152,6 +140,25 @@ impl Adam {
             }
         }
         (p.m, p.v, self.t) = (m, v, steps);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_first_step_moves_each_weight_by_lr_and_moments_are_named() -> Result<()> {
+        let w = Var::new(&[1f32, -1.0], &Device::Cpu)?;
+        let mut adam = Adam::new([("w", w.clone())], 0.9, 0.999)?;
+        let loss = w.as_tensor().sqr()?.sum_all()?;
+        adam.step(&loss.backward()?, 0.1, Some(1.0))?;
+        let w = w.to_vec1::<f32>()?;
+        assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 0.9).abs() < 1e-6);
+        let names: Vec<&str> = adam.moments().map(|(name, _, _)| name).collect();
+        assert_eq!(names, ["w"]);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! One SAE in training: its variables, its optimizer, its loss and its statistics.
 
 use super::autograd::explained_variance;
-use super::config::TrainConfig;
+use super::config::SaeTrainConfig;
 use super::optim::Adam;
 use crate::config::{Architecture, Normalization};
 use crate::error::{Error, Result};
@@ -14,8 +14,10 @@ use candle_core::{DType, Device, Tensor, Var};
 pub struct StepMetrics {
     /// Total loss.
     pub loss: f64,
-    /// Reconstruction MSE (summed over `d_in`, averaged over tokens, as SAELens).
-    pub mse: f64,
+    /// The reconstruction term of the loss: squared error summed over `d_in`, averaged
+    /// over tokens, as SAELens's `mse_loss` (not the per-element mean that
+    /// [`ReconstructionMetrics::mse`](crate::ReconstructionMetrics::mse) reports).
+    pub mse_loss: f64,
     /// L1 (standard), L0 (jumprelu) or aux-k (topk, batchtopk) loss.
     pub aux: f64,
     /// Mean number of active latents per token.
@@ -23,7 +25,7 @@ pub struct StepMetrics {
     /// `1 - Σ‖x - x̂‖² / Σ‖x - mean‖²` over the batch.
     pub explained_variance: f64,
     /// Latents that have not fired for the run's dead-feature window
-    /// ([`TrainConfig::dead_window`](crate::TrainConfig::dead_window)).
+    /// ([`SaeTrainConfig::dead_window`](crate::SaeTrainConfig::dead_window)).
     pub dead: usize,
     /// Learning rate used.
     pub lr: f64,
@@ -34,18 +36,18 @@ pub struct StepMetrics {
 /// dead-feature counters and firing frequencies.
 ///
 /// ```
-/// use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, TrainConfig};
+/// use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, SaeTrainConfig};
 /// use candle_core::{Device, Tensor};
-/// let cfg = TrainConfig::new(SaeConfig::new(8, 32, Architecture::TopK { k: 2 }).with_hook("x"));
+/// let cfg = SaeTrainConfig::new(SaeConfig::new(8, 32, Architecture::TopK { k: 2 }).with_hook("x"));
 /// let mut trainer = SaeTrainer::new(cfg, &Device::Cpu)?;
 /// let x = Tensor::randn(0f32, 1.0, (64, 8), &Device::Cpu)?;
 /// let first = trainer.step(&x, 0, 10)?;
 /// for step in 1..10 { trainer.step(&x, step, 10)?; }
-/// assert!(trainer.step(&x, 9, 10)?.mse < first.mse);
+/// assert!(trainer.step(&x, 9, 10)?.mse_loss < first.mse_loss);
 /// # Ok::<(), auto_hook_sae::Error>(())
 /// ```
 pub struct SaeTrainer {
-    pub(crate) cfg: TrainConfig,
+    pub(crate) cfg: SaeTrainConfig,
     pub(crate) sae: Sae,
     pub(crate) params: SaeParams<Var>,
     pub(crate) adam: Adam,
@@ -57,7 +59,7 @@ pub struct SaeTrainer {
     /// batchtopk's threshold θ: an exponential moving average of the smallest latent
     /// each batch kept (SAELens's `topk_threshold`); saved as the jumprelu threshold.
     pub(crate) batchtopk_threshold: f64,
-    /// The dead-feature window of this run ([`TrainConfig::dead_window`]).
+    /// The dead-feature window of this run ([`SaeTrainConfig::dead_window`]).
     pub(crate) dead_window: u32,
     /// `sqrt(d_in) / E‖x‖` when `normalize_activations = expected_average_only_in`.
     pub(crate) scale: Option<f64>,
@@ -67,7 +69,7 @@ pub struct SaeTrainer {
 
 impl SaeTrainer {
     /// A freshly initialised SAE (SAELens's init, seeded by `cfg.seed`) on `device`.
-    pub fn new(cfg: TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(cfg: SaeTrainConfig, device: &Device) -> Result<Self> {
         let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?;
         if let (Architecture::JumpRelu, Some(_)) = (cfg.sae.architecture, &init.threshold) {
             let d = cfg.sae.d_sae;
@@ -149,7 +151,7 @@ impl SaeTrainer {
     }
 
     /// The training settings.
-    pub fn config(&self) -> &TrainConfig {
+    pub fn config(&self) -> &SaeTrainConfig {
         &self.cfg
     }
 
@@ -205,7 +207,7 @@ impl SaeTrainer {
         };
         Ok(StepMetrics {
             loss: mse + aux,
-            mse,
+            mse_loss: mse,
             aux,
             l0,
             explained_variance: ev,

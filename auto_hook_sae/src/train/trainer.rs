@@ -1,6 +1,6 @@
 //! The training loop: one activation stream, several SAEs, progress, checkpoints.
 
-use super::config::TrainConfig;
+use super::config::SaeTrainConfig;
 use super::sae::{SaeTrainer, StepMetrics};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 ///
 /// ```
 /// use std::io::IsTerminal;
-/// let cfg = auto_hook_sae::TrainerConfig { total_training_steps: 10, ..Default::default() };
+/// let cfg = auto_hook_sae::TrainRunConfig { total_training_steps: 10, ..Default::default() };
 /// assert!(cfg.checkpoint_every.is_none());
 /// assert_eq!(cfg.progress, std::io::stderr().is_terminal());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainerConfig {
+pub struct TrainRunConfig {
     /// Optimisation steps (each on one batch of `train_batch_size_tokens` rows) (1000).
     pub total_training_steps: usize,
     /// Save a checkpoint every this many steps (to `checkpoint_dir/step_{n}`) (none).
@@ -33,7 +33,7 @@ pub struct TrainerConfig {
     pub n_batches_for_norm_estimate: usize,
 }
 
-impl Default for TrainerConfig {
+impl Default for TrainRunConfig {
     fn default() -> Self {
         Self {
             total_training_steps: 1000,
@@ -80,8 +80,8 @@ impl TrainedSae {
 /// let ids: Vec<u32> = (0..4096).map(|i| (i * 7 % 32) as u32).collect();
 /// let tokens = TokenSource::from_ids(&ids, 16, None)?;
 /// let store = StoreConfig { store_batch_size_prompts: 8, n_batches_in_buffer: 2, train_batch_size_tokens: 64, ..Default::default() };
-/// let sae = TrainConfig::new(SaeConfig::new(8, 16, Architecture::TopK { k: 2 }).with_hook("emb.hook_point"));
-/// let run = TrainerConfig { total_training_steps: 5, ..Default::default() };
+/// let sae = SaeTrainConfig::new(SaeConfig::new(8, 16, Architecture::TopK { k: 2 }).with_hook("emb.hook_point"));
+/// let run = TrainRunConfig { total_training_steps: 5, ..Default::default() };
 /// let mut trainer = Trainer::new(&model, |m: &Embed, ids: &Tensor| m.emb.forward(ids), tokens, store, vec![sae], run)?;
 /// let trained = trainer.train()?;
 /// assert_eq!(trained[0].sae.cfg().d_sae, 16);
@@ -92,7 +92,7 @@ pub struct Trainer<'m, M> {
     pub(crate) saes: Vec<SaeTrainer>,
     /// For each SAE, the index of its hook in the store.
     hook_of: Vec<usize>,
-    pub(crate) cfg: TrainerConfig,
+    pub(crate) cfg: TrainRunConfig,
     pub(crate) step: usize,
 }
 
@@ -103,8 +103,8 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         forward: impl Fn(&M, &Tensor) -> std::result::Result<T, E> + 'm,
         tokens: TokenSource,
         store: StoreConfig,
-        saes: Vec<TrainConfig>,
-        cfg: TrainerConfig,
+        saes: Vec<SaeTrainConfig>,
+        cfg: TrainRunConfig,
     ) -> Result<Self> {
         if saes.is_empty() {
             return Err(Error::Invalid("no SAE to train".into()));
