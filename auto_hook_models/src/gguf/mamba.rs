@@ -4,7 +4,7 @@
 //! `[d_inner, d_conv]`).
 
 use super::{tensors::read_tensor, Gguf};
-use crate::config::Activation;
+use crate::config::HiddenAct;
 use crate::error::{Error, Result};
 use crate::mamba::{mamba_from_var_builder, HookedMamba, MambaConfig};
 use candle_core::{DType, Device};
@@ -73,7 +73,7 @@ fn config(file: &Gguf) -> Result<MambaConfig> {
         norm_eps: file
             .opt_f64(&eps_key)?
             .ok_or_else(|| file.missing(&eps_key))?,
-        act: Activation::Silu,
+        act: HiddenAct::Silu,
         tie_embeddings: !file.has_tensor("output.weight"),
         eos_token_id: file
             .opt_usize("tokenizer.ggml.eos_token_id")?
