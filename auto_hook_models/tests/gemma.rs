@@ -5,6 +5,8 @@ mod common;
 
 use auto_hook::prelude::*;
 use auto_hook_models::{load, ArchConfig, Eos, GenerateOptions, HookedTransformer, KvCache};
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::*;
 use std::collections::HashMap;
@@ -162,4 +164,137 @@ fn gemma_configs_with_bad_layer_types_are_refused() {
         format!("{base},\"attn_logit_softcapping\":null,\"final_logit_softcapping\":null}}");
     let gemma = ArchConfig::from_json(&null_caps).unwrap().gemma.unwrap();
     assert_eq!((gemma.attn_softcap, gemma.final_softcap), (None, None));
+}
+
+/// The fixture's weights as llama.cpp's converter writes a Gemma 2 GGUF (its names, norm
+/// weights stored as `1 + w`, soft-caps and window in the metadata, a SentencePiece
+/// vocabulary), 2-D weights as `quant` where their rows fit its blocks.
+fn write_gemma2_gguf(path: &std::path::Path, quant: GgmlDType) {
+    let weights = candle_core::safetensors::load(
+        fixture_folder("gemma2").join("model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for (name, w) in weights {
+        let gguf = match name.as_str() {
+            "model.embed_tokens.weight" => "token_embd.weight".to_owned(),
+            "model.norm.weight" => "output_norm.weight".to_owned(),
+            _ => {
+                let rest = name.strip_prefix("model.layers.").unwrap();
+                let (layer, part) = rest.split_once('.').unwrap();
+                let part = match part.trim_end_matches(".weight") {
+                    "input_layernorm" => "attn_norm",
+                    "post_attention_layernorm" => "post_attention_norm",
+                    "pre_feedforward_layernorm" => "ffn_norm",
+                    "post_feedforward_layernorm" => "post_ffw_norm",
+                    "self_attn.q_proj" => "attn_q",
+                    "self_attn.k_proj" => "attn_k",
+                    "self_attn.v_proj" => "attn_v",
+                    "self_attn.o_proj" => "attn_output",
+                    "mlp.gate_proj" => "ffn_gate",
+                    "mlp.up_proj" => "ffn_up",
+                    "mlp.down_proj" => "ffn_down",
+                    other => panic!("unexpected weight {other}"),
+                };
+                format!("blk.{layer}.{part}.weight")
+            }
+        };
+        // Blocks of 32 values: the 48-wide inputs (o_proj, down_proj) stay f32.
+        let (w, dtype) = if name.ends_with("norm.weight") {
+            ((w + 1.0).unwrap(), GgmlDType::F32)
+        } else if w.dim(1).unwrap() % 32 == 0 {
+            (w, quant)
+        } else {
+            (w, GgmlDType::F32)
+        };
+        tensors.push((gguf, QTensor::quantize(&w, dtype).unwrap()));
+    }
+    let tokens: Vec<Value> = (0..64)
+        .map(|i| match i {
+            0 => "<pad>".to_owned(),
+            1 => "<eos>".to_owned(),
+            2 => "<bos>".to_owned(),
+            i => format!("\u{2581}t{i}"),
+        })
+        .map(Value::String)
+        .collect();
+    let types = (0..64)
+        .map(|i| Value::I32(if i < 3 { 3 } else { 1 }))
+        .collect();
+    let u = |v: u32| Value::U32(v);
+    let meta: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("gemma2".into())),
+        ("gemma2.context_length", u(64)),
+        ("gemma2.embedding_length", u(32)),
+        ("gemma2.block_count", u(3)),
+        ("gemma2.feed_forward_length", u(48)),
+        ("gemma2.attention.head_count", u(4)),
+        ("gemma2.attention.head_count_kv", u(2)),
+        ("gemma2.attention.key_length", u(12)),
+        ("gemma2.attention.value_length", u(12)),
+        ("gemma2.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("gemma2.attention.sliding_window", u(3)),
+        ("gemma2.attn_logit_softcapping", Value::F32(2.0)),
+        ("gemma2.final_logit_softcapping", Value::F32(3.0)),
+        ("tokenizer.ggml.model", Value::String("llama".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(vec![Value::F32(0.0); 64]),
+        ),
+        ("tokenizer.ggml.token_type", Value::Array(types)),
+        ("tokenizer.ggml.bos_token_id", u(2)),
+        ("tokenizer.ggml.eos_token_id", u(1)),
+        ("tokenizer.ggml.padding_token_id", u(0)),
+    ];
+    let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut file = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut file, &meta, &tensors).unwrap();
+}
+
+#[test]
+fn gemma2_gguf_loads_like_the_same_weights_from_a_hugging_face_folder() {
+    let dir = temp_folder("gemma2_gguf");
+    let gguf = dir.join("gemma2.gguf");
+    write_gemma2_gguf(&gguf, GgmlDType::F32);
+    // A GGUF says nothing of query_pre_attn_scalar or the layer order: llama.cpp scales by
+    // 1/sqrt(head_dim) and slides on layers 0, 2, ...; the same in a folder's config.
+    let config = std::fs::read_to_string(fixture_folder("gemma2").join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    config["query_pre_attn_scalar"] = 12.into();
+    config["layer_types"] =
+        serde_json::json!(["sliding_attention", "full_attention", "sliding_attention"]);
+    let folder = dir.join("hf");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(
+        fixture_folder("gemma2").join("model.safetensors"),
+        folder.join("model.safetensors"),
+    )
+    .unwrap();
+    let hf = load(&folder, DType::F32, &Device::Cpu).unwrap();
+    let from_gguf = load(&gguf, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(from_gguf.config().gemma, hf.config().gemma);
+    assert_eq!(from_gguf.config().sliding_window, Some(3));
+    let ids = tokens(2, 9);
+    let (a, b) = (
+        hf.forward(&ids, None).unwrap(),
+        from_gguf.forward(&ids, None).unwrap(),
+    );
+    assert!(max_diff(&a, &b) < 1e-5, "{}", max_diff(&a, &b));
+    assert!(from_gguf.to_tokens("t5 t7", &Device::Cpu).is_ok());
+    let q8 = dir.join("gemma2_q8.gguf");
+    write_gemma2_gguf(&q8, GgmlDType::Q8_0);
+    let quantized = auto_hook_models::load_quantized(&q8, &Device::Cpu).unwrap();
+    assert!(quantized.blocks()[0].attn().q_proj().is_quantized());
+    // This random fixture amplifies rounding (Q8_0 weights alone move its logits, capped at
+    // ±3, by 0.19): the quantized run is checked against the same file dequantised, where
+    // only candle's Q8 quantization of the activations differs (measured 0.079).
+    let dequantized = load(&q8, DType::F32, &Device::Cpu).unwrap();
+    let d = dequantized.forward(&ids, None).unwrap();
+    let diff = max_diff(&d, &quantized.forward(&ids, None).unwrap());
+    assert!(diff < 0.15, "Q8_0 logits differ by {diff}");
+    assert!(max_diff(&a, &d) > 1e-3, "the Q8_0 file is really quantized");
 }

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::sae::Sae;
 use auto_hook::{HookInfo, HookedModule, HookedRoot, Hooks, Schema, Walker, WalkerMut};
 use candle_core::Tensor;
+use std::cell::RefCell;
 
 impl Sae {
     /// Replaces `x` (the activation at the SAE's hook point) by the SAE's reconstruction
@@ -102,6 +103,8 @@ struct Splice {
     hook: String,
     sae: Sae,
     error_term: bool,
+    /// A transcoder's output hook: the SAE reads `hook` and its output replaces this one.
+    out: Option<String>,
 }
 
 /// A model with SAEs spliced in at their hook points (SAELens's `HookedSAETransformer`).
@@ -160,15 +163,48 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
 
     /// Splices `sae` in at `hook_name` (checked against the model's hook names).
     pub fn with_sae(mut self, hook_name: &str, sae: Sae, error_term: bool) -> Result<Self> {
-        let names = self.model.hook_point_names();
-        auto_hook::Filter::Exact(hook_name.to_owned())
-            .validate(names.iter().map(String::as_str))?;
+        self.check_hook(hook_name)?;
         self.splices.push(Splice {
             hook: hook_name.to_owned(),
             sae,
             error_term,
+            out: None,
         });
         Ok(self)
+    }
+
+    /// Splices a transcoder in: it reads its `metadata.hook_name` (Gemma Scope's
+    /// `blocks.{l}.ln2.hook_normalized`, left as it is) and its output replaces
+    /// [`Sae::hook_name_out`] (`blocks.{l}.hook_mlp_out`), as SAELens's transcoders do.
+    /// With `error_term` the replaced activation keeps its value and only edits of the
+    /// transcoder's latents change it. Both hooks are checked against the model's names.
+    pub fn with_transcoder(mut self, transcoder: Sae, error_term: bool) -> Result<Self> {
+        let (Some(input), Some(out)) = (
+            transcoder.cfg().metadata.hook_name.clone(),
+            transcoder.hook_name_out().map(str::to_owned),
+        ) else {
+            return Err(Error::Invalid(
+                "a transcoder needs metadata.hook_name and hook_name_out (see \
+                 Sae::load_gemma_scope_transcoder)"
+                    .into(),
+            ));
+        };
+        self.check_hook(&input)?;
+        self.check_hook(&out)?;
+        self.splices.push(Splice {
+            hook: input,
+            sae: transcoder,
+            error_term,
+            out: Some(out),
+        });
+        Ok(self)
+    }
+
+    fn check_hook(&self, hook_name: &str) -> Result<()> {
+        let names = self.model.hook_point_names();
+        auto_hook::Filter::Exact(hook_name.to_owned())
+            .validate(names.iter().map(String::as_str))?;
+        Ok(())
     }
 
     /// The model.
@@ -191,12 +227,40 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
         &self,
         run: impl FnOnce(&M) -> std::result::Result<T, E>,
     ) -> auto_hook::Result<T> {
+        // A transcoder's output, from its input hook to its output hook.
+        let slots: Vec<RefCell<Option<Tensor>>> =
+            self.splices.iter().map(|_| RefCell::new(None)).collect();
         let mut hooks = Hooks::new();
-        for splice in &self.splices {
+        for (splice, slot) in self.splices.iter().zip(&slots) {
             let (sae, error_term) = (&splice.sae, splice.error_term);
+            let Some(out) = &splice.out else {
+                hooks = hooks.add(splice.hook.clone(), move |x: &Tensor, info: &HookInfo| {
+                    sae.splice_at(info.name(), x, error_term)
+                        .map_err(candle_core::Error::from)
+                });
+                continue;
+            };
             hooks = hooks.add(splice.hook.clone(), move |x: &Tensor, info: &HookInfo| {
-                sae.splice_at(info.name(), x, error_term)
-                    .map_err(candle_core::Error::from)
+                let y = sae
+                    .splice_at(info.name(), x, false)
+                    .map_err(candle_core::Error::from)?;
+                *slot.borrow_mut() = Some(y);
+                Ok::<_, candle_core::Error>(())
+            });
+            hooks = hooks.add(out.clone(), move |x: &Tensor, info: &HookInfo| {
+                let y = slot.borrow_mut().take().ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "transcoder output hook `{}` fired before its input hook `{}`",
+                        info.name(),
+                        splice.hook
+                    ))
+                })?;
+                let y = y.to_dtype(x.dtype())?;
+                if error_term {
+                    &y + (x - &y)?.detach()
+                } else {
+                    Ok(y)
+                }
             });
         }
         self.model.run_with_hooks(hooks, run)

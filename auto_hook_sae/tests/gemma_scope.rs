@@ -238,3 +238,66 @@ fn ce_loss_score_and_kl_on_gemma2_match_sae_lens() {
         }
     }
 }
+
+#[test]
+fn a_spliced_transcoder_replaces_the_mlp_output_with_its_reading_of_ln2() {
+    let model = gemma2();
+    let tc = Sae::load_gemma_scope_transcoder(fixture("gemma_scope_transcoder"), 1, &Device::Cpu)
+        .unwrap();
+    let ids = Tensor::new(&[[1u32, 5, 9, 13, 20, 33]], &Device::Cpu).unwrap();
+    // By hand: the transcoder of the clean ln2 output in place of the MLP's output.
+    let (_, cache) = model
+        .run_with_cache(CacheOptions::names(["blocks.1.ln2.hook_normalized"]), |m| {
+            m.forward(&ids, None)
+        })
+        .unwrap();
+    let out = tc
+        .forward(cache.get("blocks.1.ln2.hook_normalized").unwrap())
+        .unwrap();
+    let by_hand = model
+        .run_with_hooks(
+            Hooks::new().add("blocks.1.hook_mlp_out", |_, _| out.clone()),
+            |m| m.forward(&ids, None),
+        )
+        .unwrap();
+    let spliced = Spliced::new(&model)
+        .with_transcoder(tc.clone(), false)
+        .unwrap();
+    let (logits, cache) = spliced
+        .run_with_cache(
+            [
+                "blocks.1.hook_mlp_out",
+                "blocks.1.ln2.hook_normalized.hook_sae_acts_post",
+            ],
+            |s| s.run(|m| m.forward(&ids, None)),
+        )
+        .unwrap();
+    let diff = (&logits - &by_hand)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
+    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    let acts = cache
+        .get("blocks.1.ln2.hook_normalized.hook_sae_acts_post")
+        .unwrap();
+    assert_eq!(acts.dims(), [1, 6, 64]);
+    // With the error term the output is the clean one.
+    let clean = model.forward(&ids, None).unwrap();
+    let kept = Spliced::new(&model).with_transcoder(tc, true).unwrap();
+    let kept = kept.run(|m| m.forward(&ids, None)).unwrap();
+    let diff = (kept - clean).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    // An SAE without an output hook is no transcoder.
+    let sae = Sae::load_gemma_scope(
+        fixture("gemma_scope"),
+        "blocks.1.hook_resid_post",
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(matches!(
+        Spliced::new(&model).with_transcoder(sae, false),
+        Err(Error::Invalid(_))
+    ));
+}

@@ -3,18 +3,19 @@
 use super::Gguf;
 use crate::config::{ArchConfig, HiddenAct, Positions};
 use crate::error::{Error, Result};
+use crate::gemma::GemmaConfig;
 use crate::moe::MoeConfig;
 
 /// Architectures whose GGUF files load: llama.cpp's `general.architecture` values that
 /// map onto the Llama-family port.
-const SUPPORTED: &[&str] = &["llama", "qwen2", "gpt2"];
+const SUPPORTED: &[&str] = &["llama", "qwen2", "gpt2", "gemma2"];
 
 pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
     let arch = file.string("general.architecture")?.to_owned();
     if !SUPPORTED.contains(&arch.as_str()) {
         return Err(Error::Unsupported(format!(
             "GGUF architecture `{arch}` (supported from GGUF: {}, and mamba through \
-             `load_mamba`; Hugging Face folders also load mistral, gemma and gemma2)",
+             `load_mamba`; Hugging Face folders also load mistral and gemma)",
             SUPPORTED.join(", ")
         )));
     }
@@ -66,12 +67,23 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
     let context_length = file.opt_usize(&key("context_length"))?;
     // GPT-2: learned positions (one row per context position), LayerNorm, GELU (tanh),
     // biases everywhere; the Llama family: rotary, RMSNorm, SiLU-gated MLP.
+    let n_layers = file.usize(&key("block_count"))?;
+    let gemma = if arch == "gemma2" {
+        Some(gemma2(file, &key, n_layers, (d_model, n_heads, d_head))?)
+    } else {
+        None
+    };
     let (positions, act) = if gpt2 {
         let n_ctx = context_length.ok_or_else(|| file.missing(&key("context_length")))?;
         (Positions::Learned { n_ctx }, HiddenAct::GeluTanh)
     } else {
         let theta = file.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0);
-        (Positions::Rotary { theta }, HiddenAct::Silu)
+        // Gemma 2's MLP is GeGLU (tanh GELU).
+        let act = match gemma {
+            Some(_) => HiddenAct::GeluTanh,
+            None => HiddenAct::Silu,
+        };
+        (Positions::Rotary { theta }, act)
     };
     let eos_token_id = file
         .opt_usize("tokenizer.ggml.eos_token_id")?
@@ -85,7 +97,7 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         },
         vocab_size,
         d_model,
-        n_layers: file.usize(&key("block_count"))?,
+        n_layers,
         n_heads,
         n_kv_heads,
         d_head,
@@ -97,11 +109,44 @@ pub(super) fn arch_config(file: &Gguf) -> Result<ArchConfig> {
         o_bias: file.has_tensor("blk.0.attn_output.bias"),
         mlp_bias: file.has_tensor("blk.0.ffn_up.bias"),
         tie_embeddings: !file.has_tensor("output.weight"),
-        sliding_window: None,
+        sliding_window: match gemma {
+            Some(_) => file.opt_usize(&key("attention.sliding_window"))?,
+            None => None,
+        },
         eos_token_id,
         moe,
         context_length,
-        gemma: None,
+        gemma,
+    })
+}
+
+/// Gemma 2 from llama.cpp's metadata: the soft-caps it writes (transformers' defaults 50
+/// and 30 when absent), sliding layers 0, 2, 4, ... (llama.cpp's and transformers' order),
+/// and queries scaled as llama.cpp scales them (the file does not say):
+/// `1/sqrt(head_dim)`, but `1/sqrt(d_model / n_heads)` for the 46-layer 27B model.
+fn gemma2(
+    file: &Gguf,
+    key: &dyn Fn(&str) -> String,
+    n_layers: usize,
+    (d_model, n_heads, d_head): (usize, usize, usize),
+) -> Result<GemmaConfig> {
+    let scalar = if n_layers == 46 {
+        d_model / n_heads
+    } else {
+        d_head
+    };
+    Ok(GemmaConfig {
+        query_pre_attn_scalar: scalar as f64,
+        attn_softcap: Some(
+            file.opt_f64(&key("attn_logit_softcapping"))?
+                .unwrap_or(50.0),
+        ),
+        final_softcap: Some(
+            file.opt_f64(&key("final_logit_softcapping"))?
+                .unwrap_or(30.0),
+        ),
+        sliding_layers: (0..n_layers).map(|i| i % 2 == 0).collect(),
+        post_norms: true,
     })
 }
 

@@ -19,7 +19,7 @@ fn hf_name(arch: &str, name: &str) -> Option<String> {
     if arch == "gpt2" {
         gpt2_name(name)
     } else {
-        llama_name(name)
+        llama_name(name, arch == "gemma2")
     }
 }
 
@@ -58,8 +58,11 @@ fn block_parts(name: &str) -> Option<(usize, &str, &str)> {
     (kind == "weight" || kind == "bias").then_some((layer, part, kind))
 }
 
-/// The Hugging Face name of a llama.cpp tensor of the Llama family, or `None`.
-fn llama_name(name: &str) -> Option<String> {
+/// The Hugging Face name of a llama.cpp tensor of the Llama family, or `None`. With
+/// `gemma2`, llama.cpp's Gemma 2 norms: `ffn_norm` is the norm before the MLP
+/// (`pre_feedforward_layernorm`), and `post_attention_norm` / `post_ffw_norm` follow the
+/// sublayers.
+fn llama_name(name: &str, gemma2: bool) -> Option<String> {
     let top = match name {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -72,6 +75,9 @@ fn llama_name(name: &str) -> Option<String> {
     let (layer, part, kind) = block_parts(name)?;
     let hf = match part {
         "attn_norm" => "input_layernorm",
+        "ffn_norm" if gemma2 => "pre_feedforward_layernorm",
+        "post_attention_norm" if gemma2 => "post_attention_layernorm",
+        "post_ffw_norm" if gemma2 => "post_feedforward_layernorm",
         "ffn_norm" => "post_attention_layernorm",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
@@ -207,6 +213,7 @@ pub(crate) fn read_all(
 ) -> Result<HashMap<String, Tensor>> {
     // llama.cpp's `llama` architecture (Llama and Mixtral) interleaves the q/k rows.
     let permuted = matches!(cfg.model_type.as_str(), "llama" | "mixtral");
+    let gemma2 = cfg.model_type == "gemma2";
     let mut names: Vec<String> = file.content.tensor_infos.keys().cloned().collect();
     names.sort();
     let mut dense = HashMap::new();
@@ -241,7 +248,15 @@ pub(crate) fn read_all(
             }
         }
         if !keep_quantized {
-            let t: Tensor = q.dequantize(device)?.to_dtype(dtype)?;
+            let t: Tensor = q.dequantize(device)?;
+            // llama.cpp stores Gemma's norm weights as 1 + w; transformers subtracts the 1
+            // again (its Gemma2TensorProcessor), and so do we (in f32).
+            let t = if gemma2 && hf.ends_with("norm.weight") {
+                (t - 1.0)?
+            } else {
+                t
+            };
+            let t = t.to_dtype(dtype)?;
             if let Some((prefix, w)) = stacked_experts(&hf) {
                 // Mixtral's experts stacked `[expert, rows, cols]`: one tensor each (dense:
                 // the port's experts are dense in both modes).
@@ -291,6 +306,11 @@ mod tests {
             Some("transformer.wpe.weight")
         );
         assert_eq!(hf_name("gpt2", "blk.0.attn_q.weight"), None);
+        assert_eq!(
+            hf_name("gemma2", "blk.3.ffn_norm.weight").as_deref(),
+            Some("model.layers.3.pre_feedforward_layernorm.weight")
+        );
+        assert_eq!(hf_name("llama", "blk.3.post_ffw_norm.weight"), None);
     }
 
     #[test]
