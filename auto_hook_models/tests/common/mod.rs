@@ -8,7 +8,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A fresh folder under the system temp dir, unique per call (tests run in parallel).
+/// The first call also removes the folders of earlier test processes that have exited
+/// (the GGUF tests write tens of MB per case).
 pub fn temp_folder(name: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_temp_folders);
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
@@ -18,6 +22,31 @@ pub fn temp_folder(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Removes `auto_hook_models_{pid}_*` folders whose process is gone (Linux: no
+/// `/proc/{pid}`; elsewhere nothing is removed).
+fn sweep_temp_folders() {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("auto_hook_models_"))
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Seeded normal draws (the workspace's one generator): every run of a test sees the
