@@ -9,7 +9,7 @@ mod common;
 use auto_hook::prelude::*;
 use auto_hook_models::{load, HookedTransformer};
 use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{fixture_folder, max_diff, tokens};
+use common::{fixture_folder, max_abs, max_diff, tokens};
 
 fn models() -> Vec<(&'static str, HookedTransformer)> {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/induction-2l");
@@ -58,13 +58,7 @@ fn attn_result_is_each_heads_output_and_off_by_default() {
                 |m| m.forward(&ids, None),
             )
             .unwrap();
-        let scale = plain
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(&plain);
         assert!(
             max_diff(&logits, &plain) < 1e-5 * scale.max(1.0),
             "{what}: same logits"
@@ -168,13 +162,7 @@ fn split_qkv_inputs_reach_one_head_each() {
                 |m| m.forward(&ids, None),
             )
             .unwrap();
-        let scale = plain
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(&plain);
         assert!(
             max_diff(&logits, &plain) < 1e-5 * scale.max(1.0),
             "{what}: same logits"

@@ -330,17 +330,7 @@ fn gradients_reach_every_mamba_weight_kind() {
         "in_proj.weight",
     ] {
         let name = format!("{p}.{name}");
-        let g = grads
-            .get(vars[&name].as_tensor())
-            .unwrap_or_else(|| panic!("no grad: {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
+        common::assert_nonzero_grad(&grads, vars[&name].as_tensor(), &name);
     }
 }
 
@@ -514,13 +504,7 @@ fn a_mamba_gguf_loads_like_its_hugging_face_folder() {
     let (from_folder, _) = fixture();
     let ids = Tensor::new(&[[1u32, 7, 3, 60, 12, 5]], &Device::Cpu).unwrap();
     let want = from_folder.forward(&ids, None).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = common::max_abs(&want);
     let dir = std::env::temp_dir().join(format!("auto_hook_mamba_gguf_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // F32: only A's round trip through exp and log differs (a few ulps). Q8_0: the

@@ -384,17 +384,7 @@ fn gradients_flow_through_routing_experts_and_the_aux_loss() {
         "model.layers.0.block_sparse_moe.gate.weight",
         "model.layers.1.block_sparse_moe.experts.0.w2.weight",
     ] {
-        let g = grads
-            .get(vars[name].as_tensor())
-            .unwrap_or_else(|| panic!("no grad: {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
+        common::assert_nonzero_grad(&grads, vars[name].as_tensor(), name);
     }
 }
 

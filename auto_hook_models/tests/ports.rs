@@ -401,17 +401,7 @@ fn gradients_reach_every_weight_of_a_port_built_from_a_var_map() {
         data.keys()
     );
     for (name, var) in data.iter() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "zero gradient for {name}");
+        common::assert_nonzero_grad(&grads, var.as_tensor(), name);
     }
 }
 

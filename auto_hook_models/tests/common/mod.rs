@@ -204,16 +204,22 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     auto_hook::max_abs_diff(a, b).unwrap()
 }
 
+/// Asserts that the gradient of `var` in `grads` exists and is not all zeros.
+pub fn assert_nonzero_grad(grads: &candle_core::backprop::GradStore, var: &Tensor, name: &str) {
+    let g = grads
+        .get(var)
+        .unwrap_or_else(|| panic!("no gradient for {name}"));
+    assert!(max_abs(g) > 0.0, "zero gradient for {name}");
+}
+
+/// The largest `|t|`: the scale a tolerance is taken relative to.
+pub fn max_abs(t: &Tensor) -> f32 {
+    max_diff(t, &t.zeros_like().unwrap())
+}
+
 /// `max_diff(a, b)` over the largest `|b|`: a difference relative to the reference's scale.
 pub fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let scale = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    max_diff(a, b) / scale
+    max_diff(a, b) / max_abs(b)
 }
 
 /// Hooks that zero expert `expert`'s routing weight in every MoE block of a model with
