@@ -13,9 +13,9 @@
 //! norm (`[1, 1, vocab]`). Benchmark ids (group `gemma2`):
 //! - `small/candle_transformers`: `Model::forward(&ids, 0)` on a fresh clone (empty KV
 //!   cache), last-position logits;
-//! - `small/candle_transformers_all_pos`: the same, plus the final norm and tied
-//!   unembedding of the other 63 positions (the work of a full-sequence forward, which
-//!   candle-transformers does not expose);
+//! - `small/candle_transformers_all_pos`: the same, plus the final norm, tied
+//!   unembedding and logit soft-cap of the other 63 positions (the work of a
+//!   full-sequence forward, which candle-transformers does not expose);
 //! - `small/auto_hook_no_hooks`: `HookedTransformer::forward(&ids, None)`, every
 //!   position's logits;
 //! - `small/auto_hook_last_pos`: the same work as `candle_transformers`: our forward
@@ -177,6 +177,7 @@ fn gemma2(c: &mut Criterion) {
                 let rest = unembed
                     .forward(&norm.forward(&rest_hidden).unwrap())
                     .unwrap();
+                let rest = ((rest / 30.0).unwrap().tanh().unwrap() * 30.0).unwrap();
                 drop(black_box((out, rest)))
             }),
         ),
