@@ -178,15 +178,29 @@ fn unknown_hooks_and_wrong_widths_are_typed_errors() {
     // d_in 32 at a hook of width 48 (the MLP's hidden activation).
     let ids = Tensor::new(&[[1u32, 5, 9, 13]], &Device::Cpu).unwrap();
     let spliced = Spliced::new(&model)
-        .with_sae("blocks.1.mlp.hook_post", sae, false)
+        .with_sae("blocks.1.mlp.hook_post", sae.clone(), false)
         .unwrap();
     let err = spliced.run(|m| m.forward(&ids, None)).unwrap_err();
-    let msg = err.to_string();
+    assert!(err.to_string().contains("d_in = 32"), "{err}");
+    match err.find::<Error>() {
+        Some(Error::DInMismatch { hook, d_in, width }) => {
+            assert_eq!(
+                (hook.as_str(), *d_in, *width),
+                ("blocks.1.mlp.hook_post", 32, 48)
+            )
+        }
+        other => panic!("expected DInMismatch, got {other:?} from {err}"),
+    }
+    // The downstream scores fail with the same error inside the failed hook.
+    let forward = |m: &HookedTransformer, ids: &Tensor| m.forward(ids, None);
+    let err = downstream_scores(&model, &sae, "blocks.1.mlp.hook_post", &ids, forward).unwrap_err();
+    let inner = match &err {
+        Error::Hook(run) => run.find::<Error>(),
+        other => Some(other),
+    };
     assert!(
-        msg.contains("blocks.1.mlp.hook_post")
-            && msg.contains("width 48")
-            && msg.contains("d_in = 32"),
-        "{msg}"
+        matches!(inner, Some(Error::DInMismatch { width: 48, .. })),
+        "{err:?}"
     );
 }
 
