@@ -23,18 +23,17 @@ pub fn fill(varmap: &VarMap, seed: u64) -> Result<()> {
         .lock()
         .map_err(|_| candle::Error::Msg("VarMap lock".into()))?;
     for (name, var) in data.iter() {
-        let mut state = name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
+        // The workspace's seeded generator, one stream per variable (seed and name).
+        let stream = name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         });
+        let mut rng = auto_hook::rng::Rng::new(stream);
         let dims = var.dims().to_vec();
         let n: usize = dims.iter().product();
         let fan_in = *dims.last().unwrap_or(&1) as f32;
         let values: Vec<f32> = (0..n)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5; // in [-0.5, 0.5)
+                let u = rng.uniform() as f32 - 0.5; // in [-0.5, 0.5)
                 match dims.len() {
                     0 | 1 => 1.0 + 0.2 * u,
                     _ => 2.0 * u / fan_in.sqrt(),
