@@ -506,6 +506,21 @@ fn quantized_llama_on_smollm2() -> TestResult {
     Ok(())
 }
 
+/// [`check_model`] then [`check_edit`] of `edit`; a failure also lists the model's points.
+fn check_all<M: HookedRoot>(
+    model: &mut M,
+    reference: impl FnMut() -> candle::Result<candle::Tensor>,
+    run: impl FnMut(&mut M) -> candle::Result<candle::Tensor> + Copy,
+    stop: Stop<'_>,
+    edit: &str,
+) -> TestResult {
+    let names = model.hook_point_names();
+    let listed = |e: String| format!("{e}\nlisted: {names:?}");
+    check_model(model, reference, run, stop).map_err(listed)?;
+    check_edit(model, run, edit).map_err(listed)?;
+    Ok(())
+}
+
 #[test]
 fn stable_lm() -> TestResult {
     // `use_cache: false`: the file has no `clear_kv_cache`, and every check runs the
@@ -527,14 +542,13 @@ fn stable_lm() -> TestResult {
     );
     let ids = common::tokens(&Device::Cpu)?;
     let run = |m: &mut built::stable_lm::Model| m.forward(&ids, 0);
-    check_model(
+    check_all(
         &mut model,
         || reference.forward(&ids, 0),
         run,
         stop("layers.0.**", "layers.1."),
-    )?;
-    check_edit(&mut model, run, "layers.1.mlp.down_proj.hook_point")?;
-    Ok(())
+        "layers.1.mlp.down_proj.hook_point",
+    )
 }
 
 #[test]
@@ -569,9 +583,13 @@ fn gemma3() -> TestResult {
         reference.clear_kv_cache();
         reference.forward(&ids, 0)
     };
-    check_model(&mut model, reference, run, stop("layers.0.**", "layers.1."))?;
-    check_edit(&mut model, run, "layers.1.mlp.down_proj.hook_point")?;
-    Ok(())
+    check_all(
+        &mut model,
+        reference,
+        run,
+        stop("layers.0.**", "layers.1."),
+        "layers.1.mlp.down_proj.hook_point",
+    )
 }
 
 #[test]
@@ -586,19 +604,15 @@ fn jina_bert() -> TestResult {
         |vb| built::jina_bert::BertModel::new(vb, &cfg),
         |vb| ct::jina_bert::BertModel::new(vb, &ref_cfg),
     )?;
-    let names = model.hook_point_names();
     let ids = common::tokens(&Device::Cpu)?;
     let run = |m: &mut built::jina_bert::BertModel| candle::Module::forward(m, &ids);
-    check_model(
+    check_all(
         &mut model,
         || candle::Module::forward(&reference, &ids),
         run,
         stop("encoder.layers.0.**", "encoder.layers.1."),
+        "encoder.layers.1.mlp.wo.hook_point",
     )
-    .map_err(|e| format!("{e}\n{names:?}"))?;
-    check_edit(&mut model, run, "encoder.layers.1.mlp.wo.hook_point")
-        .map_err(|e| format!("{e}\n{names:?}"))?;
-    Ok(())
 }
 
 #[test]
@@ -614,20 +628,16 @@ fn modernbert() -> TestResult {
         |vb| built::modernbert::ModernBertForMaskedLM::load(vb, &cfg),
         |vb| ct::modernbert::ModernBertForMaskedLM::load(vb, &ref_cfg),
     )?;
-    let names = model.hook_point_names();
     let ids = common::tokens(&Device::Cpu)?;
     let mask = ids.ones_like()?;
     let run = |m: &mut built::modernbert::ModernBertForMaskedLM| m.forward(&ids, &mask);
-    check_model(
+    check_all(
         &mut model,
         || reference.forward(&ids, &mask),
         run,
         stop("model.layers.0.**", "model.layers.1."),
+        "model.layers.1.mlp.wo.hook_point",
     )
-    .map_err(|e| format!("{e}\n{names:?}"))?;
-    check_edit(&mut model, run, "model.layers.1.mlp.wo.hook_point")
-        .map_err(|e| format!("{e}\n{names:?}"))?;
-    Ok(())
 }
 
 #[test]
@@ -643,22 +653,18 @@ fn vit() -> TestResult {
         |vb| built::vit::Model::new(&cfg, 10, vb),
         |vb| ct::vit::Model::new(&ref_cfg, 10, vb),
     )?;
-    let names = model.hook_point_names();
     let images = (candle::Tensor::arange(0f32, 2. * 3. * 16. * 16., &Device::Cpu)?
         .reshape((2, 3, 16, 16))?
         * 0.37)?
         .sin()?;
     let run = |m: &mut built::vit::Model| m.forward(&images);
-    check_model(
+    check_all(
         &mut model,
         || reference.forward(&images),
         run,
         stop("encoder.layers.0.**", "encoder.layers.1."),
+        "encoder.layers.1.output.dense.hook_point",
     )
-    .map_err(|e| format!("{e}\n{names:?}"))?;
-    check_edit(&mut model, run, "encoder.layers.1.output.dense.hook_point")
-        .map_err(|e| format!("{e}\n{names:?}"))?;
-    Ok(())
 }
 
 #[test]
@@ -675,22 +681,19 @@ fn segformer() -> TestResult {
         |vb| built::segformer::ImageClassificationModel::new(&cfg, 10, vb),
         |vb| ct::segformer::ImageClassificationModel::new(&ref_cfg, 10, vb),
     )?;
-    let names = model.hook_point_names();
     let images = (candle::Tensor::arange(0f32, 2. * 3. * 32. * 32., &Device::Cpu)?
         .reshape((2, 3, 32, 32))?
         * 0.11)?
         .cos()?;
     let run =
         |m: &mut built::segformer::ImageClassificationModel| candle::Module::forward(m, &images);
-    check_model(
+    check_all(
         &mut model,
         || candle::Module::forward(&reference, &images),
         run,
         stop("segformer.encoder.**", "classifier."),
+        "classifier.hook_point",
     )
-    .map_err(|e| format!("{e}\n{names:?}"))?;
-    check_edit(&mut model, run, "classifier.hook_point").map_err(|e| format!("{e}\n{names:?}"))?;
-    Ok(())
 }
 
 #[test]
@@ -704,7 +707,6 @@ fn rwkv_v6() -> TestResult {
         |vb| built::rwkv_v6::Model::new(&cfg, vb),
         |vb| ct::rwkv_v6::Model::new(&cfg, vb),
     )?;
-    let names = model.hook_point_names();
     // Batch 1 (the file multiplies without broadcasting), one token at a time through a
     // fresh state; the logits of every step.
     let ids = common::tokens(&Device::Cpu)?.narrow(0, 0, 1)?;
@@ -719,14 +721,11 @@ fn rwkv_v6() -> TestResult {
         candle::Tensor::cat(&logits, 1)
     };
     let run = |m: &mut built::rwkv_v6::Model| steps(&mut |x, s| m.forward(x, s));
-    check_model(
+    check_all(
         &mut model,
         || steps(&mut |x, s| reference.forward(x, s)),
         run,
         stop("blocks.0.**", "blocks.1."),
+        "blocks.1.feed_forward.value.hook_point",
     )
-    .map_err(|e| format!("{e}\n{names:?}"))?;
-    check_edit(&mut model, run, "blocks.1.feed_forward.value.hook_point")
-        .map_err(|e| format!("{e}\n{names:?}"))?;
-    Ok(())
 }

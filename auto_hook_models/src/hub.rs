@@ -26,7 +26,7 @@ pub(crate) fn local(path: &Path) -> Result<Cow<'_, Path>> {
         return Ok(Cow::Borrowed(path));
     }
     match path.to_str().and_then(RepoId::parse) {
-        Some(_) => resolve(path.to_str().unwrap_or_default()).map(Cow::Owned),
+        Some(repo) => fetch_repo(repo).map(Cow::Owned),
         None => Ok(Cow::Borrowed(path)),
     }
 }
@@ -49,6 +49,11 @@ pub fn resolve(id: &str) -> Result<PathBuf> {
             "`{id}` is neither an existing path nor a repo id `owner/name` or `owner/name:FILE`"
         ))
     })?;
+    fetch_repo(repo)
+}
+
+/// [`resolve`] for a parsed id.
+fn fetch_repo(repo: RepoId) -> Result<PathBuf> {
     let fetch = Fetcher::new(repo.name);
     if let Some(file) = repo.file {
         return fetch.get(file);

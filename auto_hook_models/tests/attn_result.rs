@@ -25,6 +25,22 @@ fn models() -> Vec<(&'static str, HookedTransformer)> {
     ]
 }
 
+/// Two rows of 7 token ids inside the model's vocabulary.
+fn ids_for(model: &HookedTransformer) -> Tensor {
+    tokens(2, 7)
+        .clamp(0u32, model.config().vocab_size as u32 - 1)
+        .unwrap()
+}
+
+/// How many listed points contain `part`.
+fn points(model: &HookedTransformer, part: &str) -> usize {
+    model
+        .hook_point_names()
+        .iter()
+        .filter(|n| n.contains(part))
+        .count()
+}
+
 /// Zeroes `head` on axis 2 of a `[batch, pos, head, _]` activation.
 fn zero_head(x: &Tensor, head: usize) -> candle_core::Result<Tensor> {
     let n = x.dim(2)?;
@@ -35,14 +51,8 @@ fn zero_head(x: &Tensor, head: usize) -> candle_core::Result<Tensor> {
 #[test]
 fn attn_result_is_each_heads_output_and_off_by_default() {
     for (what, mut model) in models() {
-        let ids = tokens(2, 7)
-            .clamp(0u32, model.config().vocab_size as u32 - 1)
-            .unwrap();
-        let has_result = |m: &HookedTransformer| {
-            m.hook_point_names()
-                .iter()
-                .any(|n| n.ends_with("hook_result"))
-        };
+        let ids = ids_for(&model);
+        let has_result = |m: &HookedTransformer| points(m, "hook_result") > 0;
         assert!(!has_result(&model), "{what}: off by default");
         let plain = model.forward(&ids, None).unwrap();
 
@@ -131,16 +141,9 @@ fn attn_result_is_each_heads_output_and_off_by_default() {
 #[test]
 fn split_qkv_inputs_reach_one_head_each() {
     for (what, mut model) in models() {
-        let ids = tokens(2, 7)
-            .clamp(0u32, model.config().vocab_size as u32 - 1)
-            .unwrap();
+        let ids = ids_for(&model);
         let plain = model.forward(&ids, None).unwrap();
-        let names = |m: &HookedTransformer| {
-            m.hook_point_names()
-                .into_iter()
-                .filter(|n| n.contains("_input"))
-                .count()
-        };
+        let names = |m: &HookedTransformer| points(m, "_input");
         assert_eq!(names(&model), 0, "{what}: off by default");
         model.set_use_split_qkv_input(true);
         let n_layers = model.config().n_layers;

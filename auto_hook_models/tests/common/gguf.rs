@@ -103,12 +103,7 @@ fn hf_weights(spec: &Spec) -> Vec<(String, Tensor)> {
     let mut g = Gauss::new(7);
     let mut t = Vec::new();
     let mut push = |name: String, shape: &[usize], scale: f64, offset: f64| {
-        let values: Vec<f32> = g
-            .values(shape.iter().product(), scale)
-            .into_iter()
-            .map(|x| (x + offset) as f32)
-            .collect();
-        t.push((name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap()));
+        t.push((name, g.tensor_around(shape, scale, offset)));
     };
     push("model.embed_tokens.weight".into(), &[v, D], 0.5, 0.0);
     for l in 0..LAYERS {
@@ -163,12 +158,7 @@ fn gpt2_weights(spec: &Spec) -> Vec<(String, Tensor)> {
     let mut g = Gauss::new(11);
     let mut t = Vec::new();
     let mut push = |name: String, shape: &[usize], scale: f64, offset: f64| {
-        let values: Vec<f32> = g
-            .values(shape.iter().product(), scale)
-            .into_iter()
-            .map(|x| (x + offset) as f32)
-            .collect();
-        t.push((name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap()));
+        t.push((name, g.tensor_around(shape, scale, offset)));
     };
     push("transformer.wte.weight".into(), &[v, D], 0.5, 0.0);
     let n_ctx = spec.context_length as usize;

@@ -65,11 +65,16 @@ impl Gauss {
 
     /// An f32 tensor of N(0, scale²) draws.
     fn tensor(&mut self, shape: &[usize], scale: f64) -> Tensor {
+        self.tensor_around(shape, scale, 0.0)
+    }
+
+    /// An f32 tensor of N(offset, scale²) draws (the offset added before rounding).
+    pub fn tensor_around(&mut self, shape: &[usize], scale: f64, offset: f64) -> Tensor {
         let n = shape.iter().product();
         let values: Vec<f32> = self
             .values(n, scale)
             .into_iter()
-            .map(|v| v as f32)
+            .map(|v| (v + offset) as f32)
             .collect();
         Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
     }
