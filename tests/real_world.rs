@@ -290,6 +290,82 @@ fn mut_self_forward_fires_the_own_point_and_keeps_its_cache() -> TestResult {
     Ok(())
 }
 
+// A table memoized from a parameter on first use, as falcon's rotary embedding does.
+#[auto_hook]
+pub struct Rotary {
+    inv_freq: Tensor,
+    cache: Option<(usize, Tensor)>,
+}
+
+#[auto_hook]
+impl Rotary {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            inv_freq: randn(&[4], 11)?,
+            cache: None,
+        })
+    }
+
+    fn table(&mut self, n: usize) -> Result<Tensor> {
+        if let Some((m, table)) = &self.cache {
+            if *m == n {
+                return Ok(table.clone());
+            }
+        }
+        let t = Tensor::arange(0u32, n as u32, &Device::Cpu)?.to_dtype(DType::F32)?;
+        let inv_freq = self.inv_freq.unsqueeze(0)?;
+        let table = t.unsqueeze(1)?.broadcast_mul(&inv_freq)?.cos()?;
+        self.cache = Some((n, table.clone()));
+        Ok(table)
+    }
+
+    pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let table = self.table(x.dim(0)?)?;
+        x.mul(&table)
+    }
+}
+
+#[test]
+fn a_per_call_edit_leaves_no_trace_in_a_memo_but_stays_in_state() -> TestResult {
+    let x = randn(&[3, 4], 12)?;
+    let clean = Rotary::new()?.forward(&x)?;
+    let fired = std::cell::Cell::new(0);
+    let zero_freq = || {
+        Hooks::new().add("inv_freq.hook_point", |a: &Tensor, _| {
+            fired.set(fired.get() + 1);
+            a.zeros_like()
+        })
+    };
+    // The very first run is edited: cos(0) = 1 everywhere, for this run only.
+    let mut rotary = Rotary::new()?;
+    let edited = rotary.run_with_hooks_mut(zero_freq(), |m| m.forward(&x))?;
+    assert_eq!(edited.to_vec2::<f32>()?, x.to_vec2::<f32>()?);
+    assert!(auto_hook::bit_identical(&rotary.forward(&x)?, &clean)?);
+    let memo = rotary
+        .cache
+        .as_ref()
+        .map(|(_, t)| t.clone())
+        .expect("memoized");
+    // With the memo filled, a hooked run still reaches the parameter, and leaves the memo.
+    let again = rotary.run_with_hooks_mut(zero_freq(), |m| m.forward(&x))?;
+    assert!(auto_hook::bit_identical(&again, &edited)?);
+    assert_eq!(fired.get(), 2);
+    let (_, kept) = rotary.cache.as_ref().expect("memo put back");
+    assert!(auto_hook::bit_identical(kept, &memo)?);
+    assert!(auto_hook::bit_identical(&rotary.forward(&x)?, &clean)?);
+
+    // State computed from the input (a KV cache) keeps what the edited run wrote.
+    let cfg = Config::tiny();
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let mut block = Block::new(&cfg, vb)?;
+    let zero_weight = Hooks::new().add("weight.hook_point", |a: &Tensor, _| a.zeros_like());
+    block.run_with_hooks_mut(zero_weight, |m| m.forward(&randn(&[2, 4], 5)?))?;
+    let (k, _) = block.kv_cache.as_ref().expect("written");
+    assert_eq!(k.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+    Ok(())
+}
+
 // Mamba's parameter forms: a local made by a view, an index, a method chain, a loop.
 #[auto_hook]
 pub struct Mixer {

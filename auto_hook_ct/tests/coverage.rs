@@ -7,8 +7,8 @@ mod common;
 
 use auto_hook::prelude::*;
 use auto_hook_ct::built;
-use auto_hook_ct::check::{check_edit, check_model, Stop};
-use candle::Device;
+use auto_hook_ct::check::{check_edit, check_model, same_bits, Stop};
+use candle::{Device, Tensor};
 use candle_transformers::models as ct;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -144,14 +144,19 @@ fn falcon() -> TestResult {
         reference.clear_kv_cache();
         reference.forward(&ids)
     };
-    // Falcon memoizes cos/sin from `inv_freq` on its first call: after the plain forward
-    // that point never fires again (issue 19 item 5, not done). Everything else must.
-    let err = check_model(&mut model, reference, run, stop("blocks.0.**", "blocks.1."))
-        .expect_err("inv_freq is memoized");
+    // Falcon memoizes cos/sin from `inv_freq` on its first call. An edit of `inv_freq`
+    // in the very first run is used by that run only: the model then computes exactly
+    // what candle-transformers' does, and `inv_freq` fires in every hooked run.
+    let inv_freq = "blocks.0.self_attention.maybe_rotary.inv_freq.hook_point";
+    let double = Hooks::new().add(inv_freq, |a: &Tensor, _| a * 2.0);
+    let first = model.run_with_hooks_mut(double, |m| run(m))?;
+    let plain = run(&mut model)?;
     assert!(
-        err.contains("2 listed point(s) never fire") && err.contains("maybe_rotary.inv_freq"),
-        "{err}"
+        same_bits("", &first, &plain).is_err(),
+        "the edit had no effect"
     );
+    check_model(&mut model, reference, run, stop("blocks.0.**", "blocks.1."))?;
+    check_edit(&mut model, run, inv_freq)?;
     check_edit(&mut model, run, "blocks.1.mlp.dense_4h_to_h.hook_point")?;
     let cache = model.run_with_cache_stop_at_mut("blocks.0.mlp.**", |m| run(m))?;
     assert!(cache.contains("blocks.0.mlp.dense_4h_to_h.hook_point"));

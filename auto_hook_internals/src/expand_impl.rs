@@ -26,11 +26,15 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
             let msg = "`forward` and `skip` contradict each other";
             errors.push(darling::Error::custom(msg).with_span(&method.sig.ident));
         }
+        let memo = crate::memo::find(method);
         Rewriter {
             self_ident: self_ident.as_ref(),
             aliases: Vec::new(),
         }
         .visit_block_mut(&mut method.block);
+        if let Some(memo) = &memo {
+            crate::memo::wrap(method, memo);
+        }
         let named_forward = matches!(
             method.sig.ident.to_string().as_str(),
             "forward" | "forward_t"

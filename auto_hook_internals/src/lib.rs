@@ -12,6 +12,7 @@ mod decide;
 mod expand_enum;
 mod expand_impl;
 mod expand_struct;
+mod memo;
 mod mentions;
 mod registry;
 mod rewrite;

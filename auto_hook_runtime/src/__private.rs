@@ -200,6 +200,44 @@ impl<T: ?Sized> FireNothing for &Probe<'_, T> {
     }
 }
 
+/// Autoref specialisation for memo guards: whether a field is a parameter whose hook
+/// point is hooked in the current call (false for any other field).
+pub trait ParamHooked {
+    fn param_hooked(&self) -> bool;
+}
+
+impl ParamHooked for Probe<'_, Param> {
+    #[inline]
+    fn param_hooked(&self) -> bool {
+        self.0.hook_point().is_hooked()
+    }
+}
+
+impl ParamHooked for Probe<'_, Option<Param>> {
+    #[inline]
+    fn param_hooked(&self) -> bool {
+        self.0.as_ref().is_some_and(|p| p.hook_point().is_hooked())
+    }
+}
+
+impl ParamHooked for Probe<'_, Vec<Param>> {
+    #[inline]
+    fn param_hooked(&self) -> bool {
+        self.0.iter().any(|p| p.hook_point().is_hooked())
+    }
+}
+
+pub trait OtherHooked {
+    fn param_hooked(&self) -> bool;
+}
+
+impl<T: ?Sized> OtherHooked for &Probe<'_, T> {
+    #[inline]
+    fn param_hooked(&self) -> bool {
+        false
+    }
+}
+
 /// `self.param.clone()` in annotated methods keeps meaning "clone the tensor".
 pub trait CloneParam {
     fn clone_field(&self) -> Tensor;
