@@ -21,6 +21,7 @@
 mod activation;
 mod compare;
 mod config;
+mod corpus;
 mod error;
 mod eval;
 mod gemma_scope;
@@ -35,6 +36,7 @@ mod train;
 
 pub use compare::{compare_sae_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
+pub use corpus::{read_documents, split_documents, Packing};
 pub use error::{Error, Result};
 pub use eval::{
     downstream_scores, downstream_scores_ignoring, reconstruction_metrics, DownstreamScores,

@@ -3,10 +3,11 @@
 //! Packing (for flat id streams, token files and text): the stream is cut into
 //! consecutive windows of `context_size` tokens; with `bos = Some(id)` each window is
 //! `[bos]` followed by the next `context_size - 1` ids of the stream (SAELens's
-//! `prepend_bos`). A last partial window is dropped. Texts are tokenized line by line
-//! (empty lines skipped) without special tokens, and the documents are joined with the
-//! `separator` token when one is given. 2-D inputs (`[n, context_size]`) are used as they
-//! are, row by row.
+//! `prepend_bos`). A last partial window is dropped. Texts are split into documents
+//! ([`split_documents`](crate::split_documents): `%`-separated fortunes, otherwise
+//! blank-line paragraphs), tokenized without special tokens and joined with the
+//! `separator` token when one is given ([`Packing`](crate::Packing)). 2-D inputs
+//! (`[n, context_size]`) are used as they are, row by row.
 
 use crate::error::{io_err, Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -111,7 +112,8 @@ impl TokenSource {
         Self::from_tensor(&tensor, context_size, bos)
     }
 
-    /// Tokenizes `text` line by line and packs it (see the module docs).
+    /// Splits `text` into documents, tokenizes and packs them in order (see the module
+    /// docs; [`TokenSource::from_documents`] with shuffling and the other options).
     pub fn from_text(
         text: &str,
         tokenizer: &tokenizers::Tokenizer,
@@ -119,15 +121,13 @@ impl TokenSource {
         bos: Option<u32>,
         separator: Option<u32>,
     ) -> Result<Self> {
-        let mut stream = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let enc = tokenizer
-                .encode(line, false)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            stream.extend_from_slice(enc.get_ids());
-            stream.extend(separator);
-        }
-        Self::from_ids(&stream, context_size, bos)
+        let packing = crate::Packing {
+            context_size,
+            bos,
+            separator,
+            shuffle_seed: None,
+        };
+        Self::from_documents(&crate::split_documents(text), tokenizer, &packing)
     }
 
     /// Reads a text file and tokenizes it as [`TokenSource::from_text`] does.
@@ -170,6 +170,27 @@ impl TokenSource {
     /// The largest id (to check against a model's vocabulary).
     pub fn max_id(&self) -> u32 {
         self.ids.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Splits off the last `n` sequences (e.g. held out for evaluation): `(first, last)`.
+    ///
+    /// ```
+    /// let t = auto_hook_sae::TokenSource::from_ids(&(0..12).collect::<Vec<u32>>(), 3, None)?;
+    /// let (train, held_out) = t.split_last(1)?;
+    /// assert_eq!((train.len(), held_out.batch(0, 1)?.to_vec2::<u32>()?), (3, vec![vec![9, 10, 11]]));
+    /// # Ok::<(), auto_hook_sae::Error>(())
+    /// ```
+    pub fn split_last(self, n: usize) -> Result<(Self, Self)> {
+        let len = self.len();
+        if n == 0 || n >= len {
+            return Err(Error::Invalid(format!(
+                "cannot split the last {n} of {len} sequences off (both parts must be non-empty)"
+            )));
+        }
+        let c = self.context_size;
+        let mut first = self.ids;
+        let last = first.split_off((len - n) * c);
+        Ok((Self::from_rows(first, c)?, Self::from_rows(last, c)?))
     }
 
     /// `n` sequences from `start` (wrapping around the end) as u32 `[n, context_size]`.

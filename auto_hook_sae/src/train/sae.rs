@@ -145,6 +145,47 @@ impl SaeTrainer {
         self.step_on(x, &hook, step, total)
     }
 
+    /// For an SAE with `normalize_activations = expected_average_only_in`: sets the input
+    /// scale `sqrt(d_in) / E‖x‖` from sample batches (`[n, d_in]` each; the mean of each
+    /// batch's mean row norm, as SAELens estimates it) and returns it. Every later
+    /// training batch is multiplied by it, and [`SaeTrainer::export`] folds it into the
+    /// weights. The [`Trainer`](crate::Trainer) calls this with its first batches; call
+    /// it yourself when you feed batches to [`SaeTrainer::step`]. Other normalizations:
+    /// `None`, nothing set.
+    ///
+    /// ```
+    /// use auto_hook_sae::{Architecture, Normalization, SaeConfig, SaeTrainer, SaeTrainConfig};
+    /// use candle_core::{Device, Tensor};
+    /// let mut sae = SaeConfig::new(4, 8, Architecture::TopK { k: 2 });
+    /// sae.normalize_activations = Normalization::ExpectedAverageOnlyIn;
+    /// let mut trainer = SaeTrainer::new(SaeTrainConfig::new(sae), &Device::Cpu)?;
+    /// let x = (Tensor::ones((16, 4), candle_core::DType::F32, &Device::Cpu)? * 10.0)?; // ‖x‖ = 20
+    /// assert_eq!(trainer.estimate_input_scale([&x])?, Some(0.1));
+    /// # Ok::<(), auto_hook_sae::Error>(())
+    /// ```
+    pub fn estimate_input_scale<'a>(
+        &mut self,
+        batches: impl IntoIterator<Item = &'a Tensor>,
+    ) -> Result<Option<f64>> {
+        if self.cfg.sae.normalize_activations != Normalization::ExpectedAverageOnlyIn {
+            return Ok(None);
+        }
+        let (mut sum, mut n) = (0f64, 0usize);
+        for x in batches {
+            let x = x.to_dtype(DType::F32)?;
+            sum += x.sqr()?.sum(1)?.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::Invalid(
+                "no batch to estimate the input scale from".into(),
+            ));
+        }
+        let scale = (self.cfg.sae.d_in as f64).sqrt() / (sum / n as f64).max(1e-12);
+        self.scale = Some(scale);
+        Ok(Some(scale))
+    }
+
     /// The SAE as it is now (training form).
     pub fn sae(&self) -> &Sae {
         &self.sae

@@ -170,31 +170,24 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         Ok(metrics)
     }
 
-    /// `sqrt(d_in) / E‖x‖` for SAEs with `expected_average_only_in` (SAELens's estimate).
+    /// `sqrt(d_in) / E‖x‖` for SAEs with `expected_average_only_in` (SAELens's estimate,
+    /// [`SaeTrainer::estimate_input_scale`]) from the store's first batches.
     fn estimate_scales(&mut self) -> Result<()> {
         use crate::config::Normalization::ExpectedAverageOnlyIn;
-        let wanted: Vec<usize> = (0..self.saes.len())
-            .filter(|&i| {
-                self.saes[i].cfg.sae.normalize_activations == ExpectedAverageOnlyIn
-                    && self.saes[i].scale.is_none()
-            })
-            .collect();
-        if wanted.is_empty() {
+        let wanted = |s: &SaeTrainer| {
+            s.cfg.sae.normalize_activations == ExpectedAverageOnlyIn && s.scale.is_none()
+        };
+        if !self.saes.iter().any(wanted) {
             return Ok(());
         }
-        let mut sums = vec![0f64; wanted.len()];
         let n = self.cfg.n_batches_for_norm_estimate.max(1);
-        for _ in 0..n {
-            let batch = self.store.next_batch()?;
-            for (j, &i) in wanted.iter().enumerate() {
-                let x = &batch[self.hook_of[i]];
-                sums[j] += x.sqr()?.sum(1)?.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64;
+        let batches = (0..n)
+            .map(|_| self.store.next_batch())
+            .collect::<Result<Vec<_>>>()?;
+        for (sae, &h) in self.saes.iter_mut().zip(&self.hook_of) {
+            if wanted(sae) {
+                sae.estimate_input_scale(batches.iter().map(|b| &b[h]))?;
             }
-        }
-        for (j, &i) in wanted.iter().enumerate() {
-            let mean_norm = sums[j] / n as f64;
-            self.saes[i].scale =
-                Some((self.saes[i].cfg.sae.d_in as f64).sqrt() / mean_norm.max(1e-12));
         }
         Ok(())
     }
