@@ -29,20 +29,12 @@ pub enum Architecture {
 impl Architecture {
     /// SAELens's name for the architecture.
     pub fn name(&self) -> &'static str {
-        match self {
-            Architecture::Standard => "standard",
-            Architecture::TopK { .. } => "topk",
-            Architecture::BatchTopK { .. } => "batchtopk",
-            Architecture::JumpRelu => "jumprelu",
-        }
+        self.imp().name()
     }
 
     /// The architecture written to `cfg.json` (batchtopk SAEs are saved as jumprelu).
     pub fn saved_name(&self) -> &'static str {
-        match self {
-            Architecture::BatchTopK { .. } => "jumprelu",
-            other => other.name(),
-        }
+        self.imp().inference().name()
     }
 }
 
@@ -184,19 +176,7 @@ impl SaeConfig {
         if self.d_sae == 0 {
             return Err(config_err("d_sae", "must be at least 1"));
         }
-        match self.architecture {
-            Architecture::TopK { k } if k == 0 || k > self.d_sae => Err(config_err(
-                "k",
-                format!("k = {k} must be between 1 and d_sae = {}", self.d_sae),
-            )),
-            Architecture::BatchTopK { k } if !(k > 0.0 && k <= self.d_sae as f64) => {
-                Err(config_err(
-                    "k",
-                    format!("k = {k} must be in (0, d_sae = {}]", self.d_sae),
-                ))
-            }
-            _ => Ok(()),
-        }
+        self.architecture.imp().validate(self.d_sae)
     }
 
     /// The v6 `cfg.json` object (what `SAE.load_from_disk` reads).
@@ -212,14 +192,7 @@ impl SaeConfig {
             "metadata": self.metadata.to_json(),
             "architecture": self.architecture.name(),
         });
-        if let Architecture::TopK { k } = self.architecture {
-            v["k"] = json!(k);
-            v["rescale_acts_by_decoder_norm"] = json!(self.rescale_acts_by_decoder_norm);
-        }
-        if let Architecture::BatchTopK { k } = self.architecture {
-            v["k"] = json!(k);
-            v["rescale_acts_by_decoder_norm"] = json!(self.rescale_acts_by_decoder_norm);
-        }
+        self.architecture.imp().write_json(self, &mut v);
         v
     }
 }

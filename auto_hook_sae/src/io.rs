@@ -1,6 +1,6 @@
 //! SAELens's folder format: `cfg.json`, `sae_weights.safetensors`, `sparsity.safetensors`.
 
-use crate::config::{Architecture, SaeConfig};
+use crate::config::SaeConfig;
 use crate::error::{io_err, Error, Result};
 use crate::sae::Sae;
 use candle_core::{DType, Device, Tensor};
@@ -60,8 +60,8 @@ impl Sae {
             take("W_dec")?,
             take("b_dec")?,
         );
-        let threshold = match cfg.architecture {
-            Architecture::JumpRelu | Architecture::BatchTopK { .. } => match take("threshold") {
+        let threshold = match cfg.architecture.imp().loads_threshold() {
+            true => match take("threshold") {
                 Ok(t) => Some(t),
                 // Older jumprelu checkpoints store log(threshold).
                 Err(_) => Some(
@@ -74,7 +74,7 @@ impl Sae {
                         .exp()?,
                 ),
             },
-            _ => None,
+            false => None,
         };
         Sae::new(cfg, w_enc, b_enc, w_dec, b_dec, threshold)
     }
@@ -137,11 +137,8 @@ impl Sae {
         let mut cfg = self.cfg.clone();
         let (mut w_enc, mut b_enc, mut w_dec) =
             (self.w_enc.clone(), self.b_enc.clone(), self.w_dec.clone());
-        let rescaling = cfg.rescale_acts_by_decoder_norm
-            && matches!(
-                cfg.architecture,
-                Architecture::TopK { .. } | Architecture::BatchTopK { .. }
-            );
+        let arch = cfg.architecture.imp();
+        let rescaling = cfg.rescale_acts_by_decoder_norm && arch.rescales_by_decoder_norm();
         if rescaling {
             let norms = self.decoder_norms()?.clamp(1e-8, f64::INFINITY)?;
             b_enc = (b_enc * &norms)?;
@@ -150,11 +147,9 @@ impl Sae {
             cfg.rescale_acts_by_decoder_norm = false;
         }
         let mut threshold = self.threshold.clone();
-        if let Architecture::BatchTopK { .. } = cfg.architecture {
-            cfg.architecture = Architecture::JumpRelu;
-            if threshold.is_none() {
-                threshold = Some(Tensor::zeros(cfg.d_sae, cfg.dtype, self.device())?);
-            }
+        cfg.architecture = arch.inference();
+        if threshold.is_none() && cfg.architecture.imp().needs_threshold() {
+            threshold = Some(Tensor::zeros(cfg.d_sae, cfg.dtype, self.device())?);
         }
         Sae::new(cfg, w_enc, b_enc, w_dec, self.b_dec.clone(), threshold)
     }

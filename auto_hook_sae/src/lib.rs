@@ -19,6 +19,7 @@
 //! ```
 
 mod activation;
+mod arch;
 mod compare;
 mod config;
 mod corpus;

@@ -1,7 +1,6 @@
 //! `Sae`: weights, SAELens's forward, and the SAE's own hook points.
 
-use crate::activation;
-use crate::config::{Architecture, Normalization, SaeConfig};
+use crate::config::{Normalization, SaeConfig};
 use crate::error::{Error, Result};
 use auto_hook::rng::Rng;
 use auto_hook::{HookPoint, HookedRoot};
@@ -82,13 +81,14 @@ impl Sae {
         check_shape("b_enc", &b_enc, &[d_sae])?;
         check_shape("W_dec", &w_dec, &[d_sae, d_in])?;
         check_shape("b_dec", &b_dec, &[d_in])?;
-        let needs_threshold = matches!(cfg.architecture, Architecture::JumpRelu);
+        let arch = cfg.architecture.imp();
+        let needs_threshold = arch.needs_threshold();
         match (&threshold, needs_threshold) {
             (Some(t), _) => check_shape("threshold", t, &[d_sae])?,
             (None, true) => {
                 return Err(Error::Weights {
                     name: "threshold".into(),
-                    problem: "missing (jumprelu SAEs need a threshold)".into(),
+                    problem: format!("missing ({} SAEs need a threshold)", arch.name()),
                 })
             }
             (None, false) => {}
@@ -136,11 +136,10 @@ impl Sae {
         let w_dec = Tensor::from_vec(w, (d_sae, d_in), device)?.to_dtype(dtype)?;
         let w_enc = w_dec.t()?.contiguous()?;
         let zeros = |n: usize| Tensor::zeros(n, dtype, device);
-        let threshold = match cfg.architecture {
-            Architecture::JumpRelu => Some((Tensor::ones(d_sae, dtype, device)? * 0.01)?),
-            Architecture::BatchTopK { .. } => Some(zeros(d_sae)?),
-            _ => None,
-        };
+        let threshold = cfg
+            .architecture
+            .imp()
+            .init_threshold(d_sae, dtype, device)?;
         Self::new(
             cfg.clone(),
             w_enc,
@@ -300,21 +299,7 @@ impl Sae {
     }
 
     fn activate(&self, h: &Tensor) -> Result<Tensor> {
-        Ok(match self.cfg.architecture {
-            Architecture::Standard => h.relu()?,
-            Architecture::TopK { k } => {
-                let scaled = self.rescaled_pre(h)?;
-                activation::topk(&scaled, k)?
-            }
-            Architecture::BatchTopK { k } => activation::batch_topk(&self.rescaled_pre(h)?, k)?,
-            Architecture::JumpRelu => {
-                let threshold = self.threshold.as_ref().ok_or_else(|| Error::Weights {
-                    name: "threshold".into(),
-                    problem: "missing".into(),
-                })?;
-                activation::jumprelu(h, threshold)?
-            }
-        })
+        self.cfg.architecture.imp().activate(self, h)
     }
 
     /// topk SAEs with `rescale_acts_by_decoder_norm` select on `h · ‖W_dec,i‖`.
@@ -334,10 +319,7 @@ impl Sae {
     /// `f W_dec` (latents divided by the decoder norms first when rescaling), no bias.
     pub(crate) fn latents_times_w_dec(&self, f: &Tensor) -> Result<Tensor> {
         let rescale = self.cfg.rescale_acts_by_decoder_norm
-            && matches!(
-                self.cfg.architecture,
-                Architecture::TopK { .. } | Architecture::BatchTopK { .. }
-            );
+            && self.cfg.architecture.imp().rescales_by_decoder_norm();
         let f = if rescale {
             f.broadcast_div(&self.decoder_norms()?)?
         } else {

@@ -6,6 +6,7 @@ use crate::tokens::TokenSource;
 use auto_hook::rng::Rng;
 use auto_hook::{CacheOptions, HookedRoot};
 use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// How a hook's activation becomes rows of SAE inputs.
@@ -165,6 +166,10 @@ pub struct ActivationStore<'m, M> {
     state: StoreState,
 }
 
+/// The store's numbers in checkpoints, by name (and their order in the array that
+/// checkpoints written before names hold).
+const STATE_NUMBERS: [&str; 4] = ["cursor", "rng", "served", "tokens_seen"];
+
 /// What a checkpoint needs to resume the store exactly.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoreState {
@@ -314,8 +319,8 @@ impl<'m, M: HookedRoot> ActivationStore<'m, M> {
         Ok(())
     }
 
-    /// The store's state as tensors and numbers (for checkpoints).
-    pub(crate) fn state_tensors(&self) -> Result<(HashMap<String, Tensor>, [u64; 4])> {
+    /// The store's state as tensors and named numbers (for checkpoints).
+    pub(crate) fn state_tensors(&self) -> Result<(HashMap<String, Tensor>, Value)> {
         let mut map = HashMap::new();
         for (i, t) in self.state.storage.iter().enumerate() {
             map.insert(format!("store.storage.{i}"), t.contiguous()?);
@@ -324,14 +329,41 @@ impl<'m, M: HookedRoot> ActivationStore<'m, M> {
             map.insert(format!("store.serving.{i}"), t.contiguous()?);
         }
         let s = &self.state;
-        Ok((
-            map,
-            [s.cursor as u64, s.rng, s.served as u64, s.tokens_seen],
-        ))
+        let nums = json!({
+            "cursor": s.cursor,
+            "rng": s.rng,
+            "served": s.served,
+            "tokens_seen": s.tokens_seen,
+        });
+        Ok((map, nums))
     }
 
-    /// Restores what [`ActivationStore::state_tensors`] saved.
-    pub(crate) fn restore(&mut self, map: &HashMap<String, Tensor>, nums: [u64; 4]) -> Result<()> {
+    /// Restores what [`ActivationStore::state_tensors`] saved: the numbers by name, or
+    /// (checkpoints written before names) as `[cursor, rng, served, tokens_seen]`.
+    pub(crate) fn restore(&mut self, map: &HashMap<String, Tensor>, nums: &Value) -> Result<()> {
+        let num = |name: &str, legacy: usize| -> Result<u64> {
+            let v = match nums {
+                Value::Array(a) if a.len() == STATE_NUMBERS.len() => &a[legacy],
+                Value::Array(a) => {
+                    return Err(Error::Invalid(format!(
+                        "checkpoint: the store state has {} numbers, expected {}",
+                        a.len(),
+                        STATE_NUMBERS.len()
+                    )))
+                }
+                _ => &nums[name],
+            };
+            v.as_u64().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "checkpoint: store state `{name}` is {v}, not a count"
+                ))
+            })
+        };
+        let nums = STATE_NUMBERS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| num(name, i))
+            .collect::<Result<Vec<u64>>>()?;
         let collect = |prefix: &str| -> Result<Vec<Tensor>> {
             (0..self.hooks.len())
                 .map_while(|i| map.get(&format!("{prefix}.{i}")).cloned())

@@ -113,8 +113,8 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let resumed = resumed.train().unwrap();
     assert_eq!(weights(&straight), weights(&resumed));
     assert!(dir.join("step_4/sae_0/cfg.json").exists());
-    // Checkpoints written before named keys (`sae.{i}.var.{j}`, `sae.{i}.adam_m.{j}`)
-    // resume the same way.
+    // Checkpoints written before named keys (`sae.{i}.var.{j}`, `sae.{i}.adam_m.{j}`,
+    // the store's numbers as `[cursor, rng, served, tokens_seen]`) resume the same way.
     let state = dir.join("step_4/trainer_state.safetensors");
     let tensors = candle_core::safetensors::load(&state, &Device::Cpu).unwrap();
     assert!(tensors.contains_key("sae.2.threshold") && tensors.contains_key("sae.0.adam_v.W_dec"));
@@ -124,6 +124,14 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         .collect();
     assert!(legacy.contains_key("sae.2.var.4") && legacy.contains_key("sae.0.adam_v.2"));
     candle_core::safetensors::save(&legacy, &state).unwrap();
+    let json_path = dir.join("step_4/trainer_state.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let nums = json["store"].clone();
+    let names = ["cursor", "rng", "served", "tokens_seen"];
+    assert!(names.iter().all(|n| nums[n].is_u64()), "{nums}");
+    json["store"] = names.iter().map(|n| nums[n].clone()).collect();
+    std::fs::write(&json_path, json.to_string()).unwrap();
     let mut old = Trainer::new(&model, forward, tokens(), store(), configs(), run(8)).unwrap();
     old.resume(dir.join("step_4")).unwrap();
     assert_eq!(weights(&straight), weights(&old.train().unwrap()));

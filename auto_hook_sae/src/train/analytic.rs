@@ -16,7 +16,6 @@ use super::kernels::{
     add_column_sums, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
 };
 use super::sae::SaeTrainer;
-use crate::config::Architecture;
 use crate::error::Result;
 use crate::params::SaeParams;
 use candle_core::{DType, Device, Tensor};
@@ -86,21 +85,17 @@ impl SaeTrainer {
     }
 
     fn analytic_in(&self, s: &mut Scratch, x: &Tensor, coefficient: f64) -> Result<Analytic> {
-        self.encode_into(s, x)?;
-        let (mut out, grads) = match self.cfg.sae.architecture {
-            Architecture::Standard => self.analytic_standard(s, coefficient)?,
-            Architecture::JumpRelu => self.analytic_jumprelu(s, coefficient)?,
-            Architecture::TopK { k } => self.analytic_topk(s, k as f64, false)?,
-            Architecture::BatchTopK { k } => self.analytic_topk(s, k, true)?,
-        };
+        let arch = self.cfg.sae.architecture.imp();
+        self.encode_into(s, x, arch.analytic_adds_b_enc())?;
+        let (mut out, grads) = arch.analytic(self, s, coefficient)?;
         grads.finish(self, s, &mut out.grads)?;
         out.explained_variance = explained_variance(&s.x, out.mse, s.n, s.d_in);
         Ok(out)
     }
 
-    /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc` (for standard and jumprelu
-    /// without `b_enc`, which their first pass adds).
-    fn encode_into(&self, s: &mut Scratch, x: &Tensor) -> Result<()> {
+    /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc` (without `b_enc` when
+    /// `bias_later`: the architecture's first pass adds it).
+    fn encode_into(&self, s: &mut Scratch, x: &Tensor, bias_later: bool) -> Result<()> {
         let sae = &self.sae;
         let (n, d_in) = x.dims2()?;
         let d_sae = self.cfg.sae.d_sae;
@@ -118,12 +113,8 @@ impl SaeTrainer {
             }
         }
         let h = sized(&mut s.h, n * d_sae);
-        // Standard and jumprelu add b_enc in their first pass over h; the others get it
-        // from the product, accumulated onto rows of b_enc.
-        let bias_later = matches!(
-            self.cfg.sae.architecture,
-            Architecture::Standard | Architecture::JumpRelu
-        );
+        // Standard and jumprelu add b_enc in their first pass over h (`bias_later`); the
+        // others get it from the product, accumulated onto rows of b_enc.
         if !bias_later {
             for row in h.chunks_exact_mut(d_sae) {
                 row.copy_from_slice(&s.b_enc);
@@ -135,7 +126,11 @@ impl SaeTrainer {
     }
 
     /// Standard: `f = relu(h)` (in place of `h`), L1 weighted by the decoder norms.
-    fn analytic_standard(&self, s: &mut Scratch, coefficient: f64) -> Result<(Analytic, Grads)> {
+    pub(crate) fn analytic_standard(
+        &self,
+        s: &mut Scratch,
+        coefficient: f64,
+    ) -> Result<(Analytic, Grads)> {
         let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
         let norms = row_norms(&s.w_dec, d_in);
         let b_enc = &s.b_enc;

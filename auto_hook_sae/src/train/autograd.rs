@@ -2,10 +2,9 @@
 //! dtype and device. It is the reference the analytic steps (`analytic*.rs`) are
 //! checked against, and the step for what they do not cover (not f32, not CPU).
 
-use super::config::SparsityLoss;
 use super::sae::SaeTrainer;
 use crate::activation;
-use crate::config::Architecture;
+use crate::arch::TrainForward;
 use crate::error::Result;
 use candle_core::{DType, Tensor};
 
@@ -23,43 +22,17 @@ impl SaeTrainer {
             x.clone()
         };
         let h = x_in.matmul(&sae.w_enc)?.broadcast_add(&sae.b_enc)?;
-        let norms = self.selection_norms()?;
-        let mut min_kept = None;
-        let acts = match sae.cfg.architecture {
-            Architecture::Standard => h.relu()?,
-            Architecture::TopK { k } => {
-                (&h * activation::topk_select(&h, norms.as_deref(), k, None)?)?
-            }
-            Architecture::BatchTopK { k } => {
-                let (mask, min) = activation::batch_topk_select(&h, norms.as_deref(), k)?;
-                min_kept = min;
-                (&h * mask)?
-            }
-            Architecture::JumpRelu => {
-                let theta = self.threshold_var()?.as_tensor();
-                activation::jumprelu_ste(&h, theta, self.cfg.jumprelu_bandwidth)?
-            }
-        };
-        let decoded = match sae.cfg.architecture {
-            Architecture::TopK { .. } | Architecture::BatchTopK { .. } => {
-                super::sparse::sparse_decode(&acts, &sae.w_dec)?
-            }
-            _ => acts.matmul(&sae.w_dec)?,
-        };
-        let recon = decoded.broadcast_add(&sae.b_dec)?;
+        let arch = sae.cfg.architecture.imp();
+        let (acts, min_kept) = arch.train_acts(self, &h)?;
+        let recon = arch.train_decode(self, &acts)?.broadcast_add(&sae.b_dec)?;
         let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
-        let aux = match sae.cfg.architecture {
-            Architecture::Standard => {
-                // Σ_i f_i ‖W_dec,i‖ per row, as a matmul (f >= 0).
-                let weighted = acts.matmul(&sae.decoder_norms()?.unsqueeze(1)?)?;
-                (weighted.mean_all()? * coefficient)?
-            }
-            Architecture::JumpRelu => self.l0_loss(&h, &acts, coefficient)?,
-            _ => {
-                let residual = (x - &recon)?.detach();
-                self.aux_k_loss(&residual, &h, &self.dead_mask())?
-            }
+        let fwd = TrainForward {
+            h: &h,
+            acts: &acts,
+            recon: &recon,
+            coefficient,
         };
+        let aux = arch.aux_loss(self, x, &fwd)?;
         let loss = (&mse + &aux)?;
         Ok(Forward {
             loss,
@@ -82,21 +55,6 @@ impl SaeTrainer {
             .to_dtype(DType::F32)?
             .to_vec1::<f32>()?;
         Ok(Some(norms))
-    }
-
-    fn l0_loss(&self, h: &Tensor, acts: &Tensor, coefficient: f64) -> Result<Tensor> {
-        let per_row = match self.cfg.jumprelu_sparsity_loss {
-            SparsityLoss::Step => activation::step_l0(
-                h,
-                self.threshold_var()?.as_tensor(),
-                self.cfg.jumprelu_bandwidth,
-            )?,
-            SparsityLoss::Tanh { scale } => {
-                let weighted = acts.broadcast_mul(&self.sae.decoder_norms()?)?;
-                (weighted * scale)?.tanh()?.sum(1)?
-            }
-        };
-        Ok((per_row.mean_all()? * coefficient)?)
     }
 
     /// SAELens's aux-k loss: the top `k_aux = d_in / 2` dead latents of each row (by the

@@ -48,7 +48,7 @@ impl<M: HookedRoot> Trainer<'_, M> {
                 "adam_steps": s.adam.steps(),
                 "freq_rows": s.freq_rows,
                 "batchtopk_threshold": s.batchtopk_threshold,
-                "scale": s.scale,
+                "scale": s.scaler.factor,
             }));
         }
         let state = json!({ "step": self.step, "store": nums, "saes": saes });
@@ -124,17 +124,9 @@ impl<M: HookedRoot> Trainer<'_, M> {
                 .to_vec1::<f64>()?;
             s.freq_rows = info["freq_rows"].as_u64().unwrap_or(0);
             s.batchtopk_threshold = info["batchtopk_threshold"].as_f64().unwrap_or(0.0);
-            s.scale = info["scale"].as_f64();
+            s.scaler.factor = info["scale"].as_f64();
         }
-        let nums: Vec<u64> = state["store"]
-            .as_array()
-            .ok_or_else(|| bad("no store state"))?
-            .iter()
-            .filter_map(Value::as_u64)
-            .collect();
-        let nums: [u64; 4] = nums
-            .try_into()
-            .map_err(|_| bad("store state needs 4 numbers"))?;
+        let nums = state.get("store").ok_or_else(|| bad("no store state"))?;
         self.store.restore(&tensors, nums)?;
         self.step = state["step"].as_u64().ok_or_else(|| bad("no step"))? as usize;
         Ok(())

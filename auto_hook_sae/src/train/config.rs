@@ -1,6 +1,8 @@
 //! Training settings of one SAE, and SAELens's schedules.
 
-use crate::config::{Architecture, SaeConfig};
+#[cfg(test)]
+use crate::config::Architecture;
+use crate::config::SaeConfig;
 use crate::error::{Error, Result};
 use crate::store::{HookSpec, Layout};
 
@@ -85,10 +87,7 @@ impl SaeTrainConfig {
     /// SAELens's defaults for `sae`; topk and batchtopk train with
     /// `rescale_acts_by_decoder_norm` as in SAELens.
     pub fn new(mut sae: SaeConfig) -> Self {
-        if matches!(
-            sae.architecture,
-            Architecture::TopK { .. } | Architecture::BatchTopK { .. }
-        ) {
+        if sae.architecture.imp().rescales_by_decoder_norm() {
             sae.rescale_acts_by_decoder_norm = true;
         }
         Self {
@@ -221,10 +220,8 @@ impl SaeTrainConfig {
 
     /// The sparsity coefficient of step `step`: `final · min(step / warm_up, 1)`.
     pub fn coefficient_at(&self, step: usize) -> f64 {
-        let (value, warm) = match self.sae.architecture {
-            Architecture::Standard => (self.l1_coefficient, self.l1_warm_up_steps),
-            Architecture::JumpRelu => (self.l0_coefficient, self.l0_warm_up_steps),
-            _ => return 0.0,
+        let Some((value, warm)) = self.sae.architecture.imp().coefficient(self) else {
+            return 0.0;
         };
         if warm == 0 {
             value

@@ -14,6 +14,7 @@ mod kernels;
 mod optim;
 mod progress;
 mod sae;
+mod scaler;
 mod sparse;
 mod trainer;
 
@@ -21,4 +22,6 @@ pub use config::{LrSchedule, SaeTrainConfig, SparsityLoss};
 pub use sae::{SaeTrainer, StepMetrics};
 pub use trainer::{TrainRunConfig, TrainedSae, Trainer};
 
+pub(crate) use analytic::{Analytic, Grads as AnalyticGrads, Scratch};
 pub(crate) use autograd::explained_variance;
+pub(crate) use sparse::sparse_decode;

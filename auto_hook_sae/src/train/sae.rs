@@ -3,7 +3,8 @@
 use super::autograd::explained_variance;
 use super::config::SaeTrainConfig;
 use super::optim::Adam;
-use crate::config::{Architecture, Normalization};
+use super::scaler::ActivationScaler;
+use crate::config::Normalization;
 use crate::error::{Error, Result};
 use crate::params::SaeParams;
 use crate::sae::Sae;
@@ -62,7 +63,7 @@ pub struct SaeTrainer {
     /// The dead-feature window of this run ([`SaeTrainConfig::dead_window`]).
     pub(crate) dead_window: u32,
     /// `sqrt(d_in) / E‖x‖` when `normalize_activations = expected_average_only_in`.
-    pub(crate) scale: Option<f64>,
+    pub(crate) scaler: ActivationScaler,
     /// Buffers of the analytic step, reused from step to step.
     pub(crate) scratch: super::analytic::Scratch,
 }
@@ -71,15 +72,12 @@ impl SaeTrainer {
     /// A freshly initialised SAE (SAELens's init, seeded by `cfg.seed`) on `device`.
     pub fn new(cfg: SaeTrainConfig, device: &Device) -> Result<Self> {
         let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?;
-        if let (Architecture::JumpRelu, Some(_)) = (cfg.sae.architecture, &init.threshold) {
+        let trained = cfg.sae.architecture.imp().trained_threshold(&cfg);
+        if let Some(theta) = trained {
             let d = cfg.sae.d_sae;
-            init.threshold =
-                Some((Tensor::ones(d, cfg.sae.dtype, device)? * cfg.jumprelu_init_threshold)?);
+            init.threshold = Some((Tensor::ones(d, cfg.sae.dtype, device)? * theta)?);
         }
-        let threshold = match cfg.sae.architecture {
-            Architecture::JumpRelu => init.threshold.as_ref(),
-            _ => None,
-        };
+        let threshold = init.threshold.as_ref().filter(|_| trained.is_some());
         let params = SaeParams {
             w_enc: &init.w_enc,
             b_enc: &init.b_enc,
@@ -115,7 +113,7 @@ impl SaeTrainer {
             act_freq: vec![0.0; d_sae],
             freq_rows: 0,
             batchtopk_threshold: 0.0,
-            scale: None,
+            scaler: ActivationScaler::default(),
             scratch: Default::default(),
         })
     }
@@ -172,8 +170,7 @@ impl SaeTrainer {
         }
         let (mut sum, mut n) = (0f64, 0usize);
         for x in batches {
-            let x = x.to_dtype(DType::F32)?;
-            sum += x.sqr()?.sum(1)?.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64;
+            sum += ActivationScaler::mean_norm(x)?;
             n += 1;
         }
         if n == 0 {
@@ -181,9 +178,8 @@ impl SaeTrainer {
                 "no batch to estimate the input scale from".into(),
             ));
         }
-        let scale = (self.cfg.sae.d_in as f64).sqrt() / (sum / n as f64).max(1e-12);
-        self.scale = Some(scale);
-        Ok(Some(scale))
+        self.scaler = ActivationScaler::from_mean_norm(self.cfg.sae.d_in, sum / n as f64);
+        Ok(self.scaler.factor)
     }
 
     /// The SAE as it is now (training form).
@@ -223,10 +219,7 @@ impl SaeTrainer {
             self.freq_rows = 0;
         }
         let x = x.to_dtype(self.cfg.sae.dtype)?;
-        let x = match self.scale {
-            Some(s) => (x * s)?,
-            None => x,
-        };
+        let x = self.scaler.scale(x)?;
         if let Some(theta) = &self.params.threshold {
             // SAELens 6.54 projects the threshold onto θ ≥ 0 before each training
             // forward (below zero the gate would pass negative pre-activations).
@@ -240,7 +233,7 @@ impl SaeTrainer {
             self.adam
                 .step_named(|name| grads.get(name).cloned().flatten(), lr, Some(1.0))?;
             let l0 = self.track_fired(&a.fired, x.dim(0)?);
-            self.update_batchtopk_threshold(a.min_kept);
+            self.cfg.sae.architecture.imp().post_step(self, a.min_kept);
             (a.mse, a.aux, l0, a.explained_variance)
         } else {
             let (mse, aux, l0, recon) = self.autograd_step(&x, coefficient, lr)?;
@@ -268,18 +261,14 @@ impl SaeTrainer {
         let grads = out.loss.backward()?;
         self.adam.step(&grads, lr, Some(1.0))?;
         let l0 = self.track(&out.acts)?;
-        self.update_batchtopk_threshold(out.min_kept);
+        self.cfg
+            .sae
+            .architecture
+            .imp()
+            .post_step(self, out.min_kept);
         let scalar =
             |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
         Ok((scalar(&out.mse)?, scalar(&out.aux)?, l0, out.recon))
-    }
-
-    /// batchtopk: the threshold's EMA towards this step's smallest kept activation.
-    fn update_batchtopk_threshold(&mut self, min_kept: Option<f64>) {
-        if let (Architecture::BatchTopK { .. }, Some(min)) = (self.cfg.sae.architecture, min_kept) {
-            let lr = self.cfg.topk_threshold_lr;
-            self.batchtopk_threshold = (1.0 - lr) * self.batchtopk_threshold + lr * min;
-        }
     }
 
     /// Updates the dead-feature counters and firing counts; returns the mean L0.
@@ -327,18 +316,10 @@ impl SaeTrainer {
         let (mut w_enc, mut w_dec, mut b_dec) =
             (copy(&sae.w_enc)?, copy(&sae.w_dec)?, copy(&sae.b_dec)?);
         let mut cfg = sae.cfg.clone();
-        if let Some(s) = self.scale {
-            w_enc = (w_enc * s)?;
-            w_dec = (w_dec / s)?;
-            b_dec = (b_dec / s)?;
+        if self.scaler.fold(&mut w_enc, &mut w_dec, &mut b_dec)? {
             cfg.normalize_activations = Normalization::None;
         }
-        let threshold = match cfg.architecture {
-            Architecture::BatchTopK { .. } => Some(
-                (Tensor::ones(cfg.d_sae, cfg.dtype, sae.device())? * self.batchtopk_threshold)?,
-            ),
-            _ => sae.threshold.as_ref().map(copy).transpose()?,
-        };
+        let threshold = cfg.architecture.imp().export_threshold(self)?;
         Sae::new(cfg, w_enc, copy(&sae.b_enc)?, w_dec, b_dec, threshold)
     }
 }

@@ -175,7 +175,7 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
     fn estimate_scales(&mut self) -> Result<()> {
         use crate::config::Normalization::ExpectedAverageOnlyIn;
         let wanted = |s: &SaeTrainer| {
-            s.cfg.sae.normalize_activations == ExpectedAverageOnlyIn && s.scale.is_none()
+            s.cfg.sae.normalize_activations == ExpectedAverageOnlyIn && s.scaler.factor.is_none()
         };
         if !self.saes.iter().any(wanted) {
             return Ok(());
