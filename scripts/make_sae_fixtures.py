@@ -6,11 +6,18 @@ reference.safetensors: x, hidden_pre (what hook_sae_acts_pre sees), feature_acts
 (encode(x)) and sae_out (decode(encode(x))). The Rust parity test and the compare_sae
 example read them. Needs `pip install sae-lens` (6.x, CPU torch).
 
-    /work/pyenv/bin/python scripts/make_sae_fixtures.py
+    /work/pyenv/bin/python scripts/make_sae_fixtures.py [newer]
+
+`newer` writes only the fixtures of the newer architectures (gated,
+matryoshka_batchtopk: `newer_architectures`), from their own seed, leaving the others
+as they are. Their `training.safetensors` holds a fixed batch, the dead-latent mask,
+the coefficient, the training weights (`param.*`, before any folding), SAELens's
+`training_forward_pass` loss terms and every parameter's gradient of the total loss.
 """
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -165,5 +172,89 @@ def main():
     print("sae_lens", sae_lens.__version__, "torch", torch.__version__)
 
 
+def training_reference(sae, x, dead, coefficients, params):
+    """SAELens's training forward on `x`: loss terms and the gradient of each parameter."""
+    from sae_lens.saes.sae import TrainStepInput
+
+    weights = {f"param.{name}": getattr(sae, name).detach().clone().contiguous() for name in params}
+    sae.zero_grad()
+    step = TrainStepInput(
+        sae_in=x, coefficients=coefficients, dead_neuron_mask=dead,
+        n_training_steps=0, is_logging_step=False,
+    )
+    out = sae.training_forward_pass(step)
+    out.loss.backward()
+    ref = {"x": x.contiguous(), "dead": dead.to(torch.float32), "loss": out.loss.detach().reshape(1)}
+    ref.update(weights)
+    for name, value in out.losses.items():
+        ref[f"loss.{name}"] = value.detach().float().reshape(1)
+    ref["feature_acts"] = out.feature_acts.detach().contiguous()
+    ref["sae_out"] = out.sae_out.detach().contiguous()
+    for name in params:
+        ref[f"grad.{name}"] = getattr(sae, name).grad.contiguous()
+    for name, value in coefficients.items():
+        ref[f"coefficient.{name}"] = torch.tensor([value], dtype=torch.float32)
+    return ref
+
+
+def newer_architectures():
+    """gated and matryoshka_batchtopk: inference (gated) and training references."""
+    from sae_lens import (
+        GatedTrainingSAE,
+        GatedTrainingSAEConfig,
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+
+    torch.manual_seed(17)
+    x = torch.randn(N, D_IN)
+    dead = torch.rand(D_SAE) < 0.4
+
+    cfg = GatedTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.7, metadata=metadata())
+    sae = GatedTrainingSAE(cfg)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn_like(sae.W_enc) / D_IN**0.5)
+        sae.W_dec.copy_(torch.randn_like(sae.W_dec) / D_SAE**0.5)
+        sae.b_dec.copy_(torch.randn_like(sae.b_dec) * 0.1)
+        sae.b_gate.copy_(torch.randn_like(sae.b_gate) * 0.2)
+        sae.b_mag.copy_(torch.randn_like(sae.b_mag) * 0.2)
+        sae.r_mag.copy_(torch.randn_like(sae.r_mag) * 0.3)
+    folder = OUT / "gated"
+    shutil.rmtree(folder, ignore_errors=True)
+    sae.save_inference_model(folder)
+    from sae_lens import SAE
+
+    loaded = SAE.load_from_disk(folder)
+    save_file(reference(loaded, x), folder / "reference.safetensors")
+    params = ["W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag"]
+    ref = training_reference(sae, x, dead, {"l1": 0.7}, params)
+    save_file(ref, folder / "training.safetensors")
+    print("gated ->", type(loaded).__name__, sorted(k for k in ref if k.startswith("loss")))
+
+    for name, aux in [("matryoshka", False), ("matryoshka_aux", True)]:
+        cfg = MatryoshkaBatchTopKTrainingSAEConfig(
+            d_in=D_IN, d_sae=D_SAE, k=5, matryoshka_widths=[8, 20, D_SAE],
+            use_matryoshka_aux_loss=aux, aux_loss_coefficient=0.5, metadata=metadata(),
+        )
+        sae = MatryoshkaBatchTopKTrainingSAE(cfg)
+        randomize(sae)
+        sae.topk_threshold = torch.tensor(0.12, dtype=torch.double)
+        folder = OUT / name
+        shutil.rmtree(folder, ignore_errors=True)
+        params = ["W_enc", "b_enc", "W_dec", "b_dec"]
+        ref = training_reference(sae, x, dead, {}, params)
+        ref["topk_threshold_before"] = torch.tensor([0.12])
+        ref["topk_threshold"] = sae.topk_threshold.float().reshape(1)
+        sae.save_inference_model(folder)
+        save_file(ref, folder / "training.safetensors")
+        loaded = SAE.load_from_disk(folder)
+        save_file(reference(loaded, x), folder / "reference.safetensors")
+        print(name, "->", type(loaded).__name__, sorted(k for k in ref if k.startswith("loss")))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["newer"]:
+        newer_architectures()
+    else:
+        main()
+        newer_architectures()

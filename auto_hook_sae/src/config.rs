@@ -24,6 +24,14 @@ pub enum Architecture {
     BatchTopK { k: f64 },
     /// `f = relu(h) * 1[h > threshold]`.
     JumpRelu,
+    /// A gate `x' W_enc + b_gate > 0` decides which latents fire, the magnitude path
+    /// `h = x' (W_enc ⊙ exp(r_mag)) + b_mag` their value: `f = 1[gate > 0] · relu(h)`
+    /// (no `b_enc`).
+    Gated,
+    /// BatchTopK trained with nested reconstruction losses on prefixes of the latents
+    /// ([`SaeTrainConfig::matryoshka_widths`](crate::SaeTrainConfig::matryoshka_widths));
+    /// saved as `jumprelu` like batchtopk.
+    MatryoshkaBatchTopK { k: f64 },
 }
 
 impl Architecture {

@@ -2,6 +2,7 @@
 
 use crate::config::SaeConfig;
 use crate::error::{io_err, Error, Result};
+use crate::params::SaeParams;
 use crate::sae::Sae;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -54,29 +55,25 @@ impl Sae {
             })?;
             Ok(t.to_dtype(dtype)?)
         };
-        let (w_enc, b_enc, w_dec, b_dec) = (
-            take("W_enc")?,
-            take("b_enc")?,
-            take("W_dec")?,
-            take("b_dec")?,
-        );
-        let threshold = match cfg.architecture.imp().loads_threshold() {
-            true => match take("threshold") {
-                Ok(t) => Some(t),
+        let mut p = SaeParams::new(take("W_enc")?, take("W_dec")?, take("b_dec")?);
+        let arch = cfg.architecture.imp();
+        for name in arch.encoder_params() {
+            p.insert(name, take(name)?)?;
+        }
+        if arch.loads_threshold() {
+            p.threshold = Some(match take("threshold") {
+                Ok(t) => t,
                 // Older jumprelu checkpoints store log(threshold).
-                Err(_) => Some(
-                    take("log_threshold")
-                        .map_err(|_| Error::Weights {
-                            name: "threshold".into(),
-                            problem: "missing (jumprelu SAEs need `threshold` or `log_threshold`)"
-                                .into(),
-                        })?
-                        .exp()?,
-                ),
-            },
-            false => None,
-        };
-        Sae::new(cfg, w_enc, b_enc, w_dec, b_dec, threshold)
+                Err(_) => take("log_threshold")
+                    .map_err(|_| Error::Weights {
+                        name: "threshold".into(),
+                        problem: "missing (jumprelu SAEs need `threshold` or `log_threshold`)"
+                            .into(),
+                    })?
+                    .exp()?,
+            });
+        }
+        Sae::from_params(cfg, p)
     }
 
     /// Saves in SAELens's inference format, loadable with `SAE.load_from_disk`: topk
@@ -97,16 +94,8 @@ impl Sae {
         }
         std::fs::create_dir_all(folder).map_err(|e| io_err(folder, e))?;
         let mut weights: HashMap<String, Tensor> = HashMap::new();
-        for (name, t) in [
-            ("W_enc", &sae.w_enc),
-            ("b_enc", &sae.b_enc),
-            ("W_dec", &sae.w_dec),
-            ("b_dec", &sae.b_dec),
-        ] {
+        for (name, t) in sae.p.iter() {
             weights.insert(name.into(), t.to_device(&Device::Cpu)?.contiguous()?);
-        }
-        if let Some(t) = &sae.threshold {
-            weights.insert("threshold".into(), t.to_device(&Device::Cpu)?.contiguous()?);
         }
         let cfg_text = serde_json::to_string_pretty(&sae.cfg.to_json())
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -135,23 +124,21 @@ impl Sae {
     /// The SAE as SAELens's inference classes read it (see [`Sae::save`]).
     pub fn inference_form(&self) -> Result<Sae> {
         let mut cfg = self.cfg.clone();
-        let (mut w_enc, mut b_enc, mut w_dec) =
-            (self.w_enc.clone(), self.b_enc.clone(), self.w_dec.clone());
+        let mut p = self.p.clone();
         let arch = cfg.architecture.imp();
         let rescaling = cfg.rescale_acts_by_decoder_norm && arch.rescales_by_decoder_norm();
         if rescaling {
             let norms = self.decoder_norms()?.clamp(1e-8, f64::INFINITY)?;
-            b_enc = (b_enc * &norms)?;
-            w_dec = w_dec.broadcast_div(&norms.unsqueeze(1)?)?;
-            w_enc = w_enc.broadcast_mul(&norms.unsqueeze(0)?)?;
+            p.b_enc = p.b_enc.map(|b| b * &norms).transpose()?;
+            p.w_dec = p.w_dec.broadcast_div(&norms.unsqueeze(1)?)?;
+            p.w_enc = p.w_enc.broadcast_mul(&norms.unsqueeze(0)?)?;
             cfg.rescale_acts_by_decoder_norm = false;
         }
-        let mut threshold = self.threshold.clone();
         cfg.architecture = arch.inference();
-        if threshold.is_none() && cfg.architecture.imp().needs_threshold() {
-            threshold = Some(Tensor::zeros(cfg.d_sae, cfg.dtype, self.device())?);
+        if p.threshold.is_none() && cfg.architecture.imp().needs_threshold() {
+            p.threshold = Some(Tensor::zeros(cfg.d_sae, cfg.dtype, self.device())?);
         }
-        Sae::new(cfg, w_enc, b_enc, w_dec, self.b_dec.clone(), threshold)
+        Sae::from_params(cfg, p)
     }
 }
 

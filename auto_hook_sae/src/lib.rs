@@ -3,7 +3,7 @@
 //! Sparse autoencoders on any hook point of any hooked model (an `#[auto_hook]` model,
 //! an `auto_hook_models::HookedTransformer`, anything implementing
 //! [`auto_hook::HookedRoot`]): SAELens v6 architectures (`standard`, `topk`,
-//! `batchtopk`, `jumprelu`), SAELens's folder format, splicing into a model through
+//! `batchtopk`, `jumprelu`, `gated`, `matryoshka_batchtopk`), SAELens's folder format, splicing into a model through
 //! ordinary hooks, an activation store that stops every forward at the hooked layer,
 //! training and evaluation.
 //!

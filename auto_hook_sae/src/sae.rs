@@ -2,6 +2,7 @@
 
 use crate::config::{Normalization, SaeConfig};
 use crate::error::{Error, Result};
+use crate::params::SaeParams;
 use auto_hook::rng::Rng;
 use auto_hook::{HookPoint, HookedRoot};
 use candle_core::{DType, Device, Tensor};
@@ -41,15 +42,7 @@ pub(crate) use norm::NormState;
 pub struct Sae {
     pub(crate) cfg: SaeConfig,
     #[auto_hook(skip)]
-    pub(crate) w_enc: Tensor,
-    #[auto_hook(skip)]
-    pub(crate) b_enc: Tensor,
-    #[auto_hook(skip)]
-    pub(crate) w_dec: Tensor,
-    #[auto_hook(skip)]
-    pub(crate) b_dec: Tensor,
-    #[auto_hook(skip)]
-    pub(crate) threshold: Option<Tensor>,
+    pub(crate) p: SaeParams<Tensor>,
     hook_sae_input: HookPoint,
     hook_sae_acts_pre: HookPoint,
     hook_sae_acts_post: HookPoint,
@@ -66,7 +59,8 @@ pub(crate) enum Fire {
 }
 
 impl Sae {
-    /// An SAE from its weights; every shape is checked against `cfg`.
+    /// An SAE from its weights (architectures with an encoder bias `b_enc`: every one
+    /// but gated, see [`Sae::from_params`]); every shape is checked against `cfg`.
     pub fn new(
         cfg: SaeConfig,
         w_enc: Tensor,
@@ -75,31 +69,43 @@ impl Sae {
         b_dec: Tensor,
         threshold: Option<Tensor>,
     ) -> Result<Self> {
+        let mut p = SaeParams::new(w_enc, w_dec, b_dec);
+        p.b_enc = Some(b_enc);
+        p.threshold = threshold;
+        Self::from_params(cfg, p)
+    }
+
+    /// An SAE from its parameters by name; the architecture's own parameters must be
+    /// there (gated: `b_gate`, `r_mag`, `b_mag`; jumprelu: `threshold`; the others
+    /// `b_enc`) and every shape is checked against `cfg`.
+    pub fn from_params(cfg: SaeConfig, p: SaeParams<Tensor>) -> Result<Self> {
         cfg.validate()?;
         let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
-        check_shape("W_enc", &w_enc, &[d_in, d_sae])?;
-        check_shape("b_enc", &b_enc, &[d_sae])?;
-        check_shape("W_dec", &w_dec, &[d_sae, d_in])?;
-        check_shape("b_dec", &b_dec, &[d_in])?;
         let arch = cfg.architecture.imp();
-        let needs_threshold = arch.needs_threshold();
-        match (&threshold, needs_threshold) {
-            (Some(t), _) => check_shape("threshold", t, &[d_sae])?,
-            (None, true) => {
+        let mut required = arch.encoder_params().to_vec();
+        if arch.needs_threshold() {
+            required.push("threshold");
+        }
+        for name in required {
+            if p.get(name).is_none() {
                 return Err(Error::Weights {
-                    name: "threshold".into(),
-                    problem: format!("missing ({} SAEs need a threshold)", arch.name()),
-                })
+                    name: name.into(),
+                    problem: format!("missing ({} SAEs need it)", arch.name()),
+                });
             }
-            (None, false) => {}
+        }
+        for (name, t) in p.iter() {
+            let expected = match name {
+                "W_enc" => vec![d_in, d_sae],
+                "W_dec" => vec![d_sae, d_in],
+                "b_dec" => vec![d_in],
+                _ => vec![d_sae],
+            };
+            check_shape(name, t, &expected)?;
         }
         Ok(Self {
             cfg,
-            w_enc,
-            b_enc,
-            w_dec,
-            b_dec,
-            threshold,
+            p,
             hook_sae_input: HookPoint::new(),
             hook_sae_acts_pre: HookPoint::new(),
             hook_sae_acts_post: HookPoint::new(),
@@ -136,18 +142,13 @@ impl Sae {
         let w_dec = Tensor::from_vec(w, (d_sae, d_in), device)?.to_dtype(dtype)?;
         let w_enc = w_dec.t()?.contiguous()?;
         let zeros = |n: usize| Tensor::zeros(n, dtype, device);
-        let threshold = cfg
-            .architecture
-            .imp()
-            .init_threshold(d_sae, dtype, device)?;
-        Self::new(
-            cfg.clone(),
-            w_enc,
-            zeros(d_sae)?,
-            w_dec,
-            zeros(d_in)?,
-            threshold,
-        )
+        let arch = cfg.architecture.imp();
+        let mut p = SaeParams::new(w_enc, w_dec, zeros(d_in)?);
+        for name in arch.encoder_params() {
+            p.insert(name, zeros(d_sae)?)?;
+        }
+        p.threshold = arch.init_threshold(d_sae, dtype, device)?;
+        Self::from_params(cfg.clone(), p)
     }
 
     /// The configuration.
@@ -155,30 +156,34 @@ impl Sae {
         &self.cfg
     }
 
+    /// Every weight, by name.
+    pub fn params(&self) -> &SaeParams<Tensor> {
+        &self.p
+    }
     /// `W_enc [d_in, d_sae]`.
     pub fn w_enc(&self) -> &Tensor {
-        &self.w_enc
+        &self.p.w_enc
     }
-    /// `b_enc [d_sae]`.
-    pub fn b_enc(&self) -> &Tensor {
-        &self.b_enc
+    /// `b_enc [d_sae]` (gated SAEs have none).
+    pub fn b_enc(&self) -> Option<&Tensor> {
+        self.p.b_enc.as_ref()
     }
     /// `W_dec [d_sae, d_in]`.
     pub fn w_dec(&self) -> &Tensor {
-        &self.w_dec
+        &self.p.w_dec
     }
     /// `b_dec [d_in]`.
     pub fn b_dec(&self) -> &Tensor {
-        &self.b_dec
+        &self.p.b_dec
     }
     /// The jumprelu / batchtopk threshold `[d_sae]`.
     pub fn threshold(&self) -> Option<&Tensor> {
-        self.threshold.as_ref()
+        self.p.threshold.as_ref()
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
-        self.w_enc.device()
+        self.p.w_enc.device()
     }
 
     /// Latents `f` (SAELens `encode(x)`) for `x` `[.., d_in]` (`[.., heads, d_head]` for
@@ -287,19 +292,16 @@ impl Sae {
         let x2 = fire_if(on, &self.hook_sae_input, x2.clone(), lead)?;
         let x2 = self.normalize_in(&x2, norm)?;
         let x2 = if self.cfg.apply_b_dec_to_input {
-            x2.broadcast_sub(&self.b_dec)?
+            x2.broadcast_sub(&self.p.b_dec)?
         } else {
             x2
         };
-        let h = x2.matmul(&self.w_enc)?.broadcast_add(&self.b_enc)?;
+        let arch = self.cfg.architecture.imp();
+        let h = arch.pre_activation(&self.p, &x2)?;
         let h = fire_if(on, &self.hook_sae_acts_pre, h, lead)?;
-        let f = self.activate(&h)?;
+        let f = arch.activate(self, &x2, &h)?;
         let f = fire_if(on, &self.hook_sae_acts_post, f, lead)?;
         Ok((f, h))
-    }
-
-    fn activate(&self, h: &Tensor) -> Result<Tensor> {
-        self.cfg.architecture.imp().activate(self, h)
     }
 
     /// topk SAEs with `rescale_acts_by_decoder_norm` select on `h · ‖W_dec,i‖`.
@@ -313,7 +315,7 @@ impl Sae {
 
     /// `‖W_dec,i‖` per latent, `[d_sae]`.
     pub(crate) fn decoder_norms(&self) -> Result<Tensor> {
-        Ok(self.w_dec.sqr()?.sum(1)?.sqrt()?)
+        Ok(self.p.w_dec.sqr()?.sum(1)?.sqrt()?)
     }
 
     /// `f W_dec` (latents divided by the decoder norms first when rescaling), no bias.
@@ -325,7 +327,7 @@ impl Sae {
         } else {
             f.clone()
         };
-        Ok(f.matmul(&self.w_dec)?)
+        Ok(f.matmul(&self.p.w_dec)?)
     }
 
     pub(crate) fn decode_2d(
@@ -335,7 +337,7 @@ impl Sae {
         norm: &NormState,
         on: Fire,
     ) -> Result<Tensor> {
-        let out = self.latents_times_w_dec(f)?.broadcast_add(&self.b_dec)?;
+        let out = self.latents_times_w_dec(f)?.broadcast_add(&self.p.b_dec)?;
         let out = fire_if(on, &self.hook_sae_recons, out, lead)?;
         self.normalize_out(&out, norm)
     }
@@ -345,14 +347,7 @@ impl Sae {
         let mv = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
         let mut cfg = self.cfg.clone();
         cfg.dtype = dtype;
-        Sae::new(
-            cfg,
-            mv(&self.w_enc)?,
-            mv(&self.b_enc)?,
-            mv(&self.w_dec)?,
-            mv(&self.b_dec)?,
-            self.threshold.as_ref().map(mv).transpose()?,
-        )
+        Sae::from_params(cfg, self.p.try_map(|_, t| Ok(mv(t)?))?)
     }
 }
 

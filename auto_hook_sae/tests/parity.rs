@@ -101,3 +101,23 @@ fn hook_z_reshape_matches_saelens() {
     let sae = assert_parity("hook_z");
     assert!(sae.cfg().reshape_hook_z);
 }
+
+#[test]
+fn gated_matches_saelens() {
+    let sae = assert_parity("gated");
+    assert_eq!(sae.cfg().architecture, Architecture::Gated);
+    assert!(sae.b_enc().is_none());
+    let names: Vec<&str> = sae.params().iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        names,
+        ["W_enc", "W_dec", "b_dec", "b_gate", "r_mag", "b_mag"]
+    );
+}
+
+#[test]
+fn matryoshka_batchtopk_saved_by_saelens_loads_as_jumprelu() {
+    for name in ["matryoshka", "matryoshka_aux"] {
+        let sae = assert_parity(name);
+        assert_eq!(sae.cfg().architecture, Architecture::JumpRelu, "{name}");
+    }
+}

@@ -51,11 +51,16 @@ impl Arch for BatchTopK {
         Ok(Some(Tensor::zeros(d_sae, dtype, dev)?))
     }
 
-    fn activate(&self, sae: &Sae, h: &Tensor) -> Result<Tensor> {
+    fn activate(&self, sae: &Sae, _x_in: &Tensor, h: &Tensor) -> Result<Tensor> {
         Ok(activation::batch_topk(&sae.rescaled_pre(h)?, self.k)?)
     }
 
-    fn train_acts(&self, t: &SaeTrainer, h: &Tensor) -> Result<(Tensor, Option<f64>)> {
+    fn train_acts(
+        &self,
+        t: &SaeTrainer,
+        _x_in: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<f64>)> {
         let norms = t.selection_norms()?;
         let (mask, min) = activation::batch_topk_select(h, norms.as_deref(), self.k)?;
         Ok(((h * mask)?, min))

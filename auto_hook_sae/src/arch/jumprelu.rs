@@ -32,8 +32,8 @@ impl Arch for JumpRelu {
         Ok(Some((Tensor::ones(d_sae, dtype, dev)? * 0.01)?))
     }
 
-    fn activate(&self, sae: &Sae, h: &Tensor) -> Result<Tensor> {
-        let threshold = sae.threshold.as_ref().ok_or_else(|| Error::Weights {
+    fn activate(&self, sae: &Sae, _x_in: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let threshold = sae.p.threshold.as_ref().ok_or_else(|| Error::Weights {
             name: "threshold".into(),
             problem: "missing".into(),
         })?;
@@ -48,7 +48,12 @@ impl Arch for JumpRelu {
         Some(cfg.jumprelu_init_threshold)
     }
 
-    fn train_acts(&self, t: &SaeTrainer, h: &Tensor) -> Result<(Tensor, Option<f64>)> {
+    fn train_acts(
+        &self,
+        t: &SaeTrainer,
+        _x_in: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<f64>)> {
         let theta = t.threshold_var()?.as_tensor();
         let acts = activation::jumprelu_ste(h, theta, t.cfg.jumprelu_bandwidth)?;
         Ok((acts, None))

@@ -6,12 +6,20 @@
 //! and its `imp` and `cfg.json` arms.
 
 mod batchtopk;
+mod gated;
 mod jumprelu;
+mod matryoshka;
 mod standard;
 mod topk;
 
+#[cfg(test)]
+pub(crate) use gated::gated_losses;
+#[cfg(test)]
+pub(crate) use matryoshka::matryoshka_losses;
+
 use crate::config::{Architecture, SaeConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::params::SaeParams;
 use crate::sae::Sae;
 use crate::train::{Analytic, AnalyticGrads, SaeTrainConfig, SaeTrainer, Scratch};
 use candle_core::{DType, Device, Tensor};
@@ -28,6 +36,11 @@ pub(crate) trait Arch {
 
     /// Checks the architecture's own values against `d_sae`.
     fn validate(&self, _d_sae: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks the architecture's own training settings.
+    fn validate_training(&self, _cfg: &SaeTrainConfig) -> Result<()> {
         Ok(())
     }
 
@@ -60,8 +73,25 @@ pub(crate) trait Arch {
         Ok(None)
     }
 
-    /// Inference latents from the pre-activations `h` `[n, d_sae]`.
-    fn activate(&self, sae: &Sae, h: &Tensor) -> Result<Tensor>;
+    /// The encoder's parameters besides `W_enc` (and a threshold): `b_enc`, or gated's
+    /// `b_gate`, `r_mag`, `b_mag`.
+    fn encoder_params(&self) -> &'static [&'static str] {
+        &["b_enc"]
+    }
+
+    /// The pre-activations `h` (what `hook_sae_acts_pre` sees) of the centred input
+    /// `x'` `[n, d_in]`: `x' W_enc + b_enc`.
+    fn pre_activation(&self, p: &SaeParams<Tensor>, x_in: &Tensor) -> Result<Tensor> {
+        let b_enc = p.b_enc.as_ref().ok_or_else(|| Error::Weights {
+            name: "b_enc".into(),
+            problem: "missing".into(),
+        })?;
+        Ok(x_in.matmul(&p.w_enc)?.broadcast_add(b_enc)?)
+    }
+
+    /// Inference latents from the pre-activations `h` `[n, d_sae]` (and the centred
+    /// input `x'`, which gated's gate reads).
+    fn activate(&self, sae: &Sae, x_in: &Tensor, h: &Tensor) -> Result<Tensor>;
 
     /// The sparsity coefficient and its warm-up steps (`None`: no coefficient).
     fn coefficient(&self, _cfg: &SaeTrainConfig) -> Option<(f64, usize)> {
@@ -75,11 +105,16 @@ pub(crate) trait Arch {
 
     /// Training latents from `h` (autograd graph) and, for batchtopk, the smallest kept
     /// (rescaled) activation.
-    fn train_acts(&self, t: &SaeTrainer, h: &Tensor) -> Result<(Tensor, Option<f64>)>;
+    fn train_acts(
+        &self,
+        t: &SaeTrainer,
+        x_in: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<f64>)>;
 
     /// `f W_dec` in training (the topk family decodes sparsely).
     fn train_decode(&self, t: &SaeTrainer, acts: &Tensor) -> Result<Tensor> {
-        Ok(acts.matmul(&t.sae.w_dec)?)
+        Ok(acts.matmul(&t.sae.p.w_dec)?)
     }
 
     /// The auxiliary or sparsity loss of the autograd step.
@@ -91,25 +126,37 @@ pub(crate) trait Arch {
         false
     }
 
+    /// Whether [`Arch::analytic`] exists (otherwise training runs through autograd).
+    fn has_analytic(&self) -> bool {
+        true
+    }
+
     /// The analytic (hand-derived) loss gradients, after the encoder product.
     fn analytic(
         &self,
-        t: &SaeTrainer,
-        s: &mut Scratch,
-        coefficient: f64,
-    ) -> Result<(Analytic, AnalyticGrads)>;
+        _t: &SaeTrainer,
+        _s: &mut Scratch,
+        _coefficient: f64,
+    ) -> Result<(Analytic, AnalyticGrads)> {
+        Err(Error::Invalid(format!(
+            "{} SAEs have no analytic training step",
+            self.name()
+        )))
+    }
 
     /// After each step (batchtopk: the threshold's moving average).
     fn post_step(&self, _t: &mut SaeTrainer, _min_kept: Option<f64>) {}
 
     /// The threshold of the exported SAE.
     fn export_threshold(&self, t: &SaeTrainer) -> Result<Option<Tensor>> {
-        Ok(t.sae.threshold.as_ref().map(|t| t.copy()).transpose()?)
+        Ok(t.sae.p.threshold.as_ref().map(|t| t.copy()).transpose()?)
     }
 }
 
 /// What [`Arch::aux_loss`] sees of the training forward.
 pub(crate) struct TrainForward<'a> {
+    /// The centred input `x'`.
+    pub(crate) x_in: &'a Tensor,
     /// Pre-activations.
     pub(crate) h: &'a Tensor,
     /// Latents.
@@ -128,6 +175,10 @@ impl Architecture {
             Architecture::TopK { k } => Box::new(topk::TopK { k }),
             Architecture::BatchTopK { k } => Box::new(batchtopk::BatchTopK { k }),
             Architecture::JumpRelu => Box::new(jumprelu::JumpRelu),
+            Architecture::Gated => Box::new(gated::Gated),
+            Architecture::MatryoshkaBatchTopK { k } => Box::new(matryoshka::Matryoshka {
+                inner: batchtopk::BatchTopK { k },
+            }),
         }
     }
 }

@@ -18,7 +18,7 @@ impl Arch for Standard {
         Architecture::Standard
     }
 
-    fn activate(&self, _sae: &Sae, h: &Tensor) -> Result<Tensor> {
+    fn activate(&self, _sae: &Sae, _x_in: &Tensor, h: &Tensor) -> Result<Tensor> {
         Ok(h.relu()?)
     }
 
@@ -26,7 +26,12 @@ impl Arch for Standard {
         Some((cfg.l1_coefficient, cfg.l1_warm_up_steps))
     }
 
-    fn train_acts(&self, _t: &SaeTrainer, h: &Tensor) -> Result<(Tensor, Option<f64>)> {
+    fn train_acts(
+        &self,
+        _t: &SaeTrainer,
+        _x_in: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<f64>)> {
         Ok((h.relu()?, None))
     }
 

@@ -42,11 +42,16 @@ impl Arch for TopK {
         true
     }
 
-    fn activate(&self, sae: &Sae, h: &Tensor) -> Result<Tensor> {
+    fn activate(&self, sae: &Sae, _x_in: &Tensor, h: &Tensor) -> Result<Tensor> {
         Ok(activation::topk(&sae.rescaled_pre(h)?, self.k)?)
     }
 
-    fn train_acts(&self, t: &SaeTrainer, h: &Tensor) -> Result<(Tensor, Option<f64>)> {
+    fn train_acts(
+        &self,
+        t: &SaeTrainer,
+        _x_in: &Tensor,
+        h: &Tensor,
+    ) -> Result<(Tensor, Option<f64>)> {
         let norms = t.selection_norms()?;
         let mask = activation::topk_select(h, norms.as_deref(), self.k, None)?;
         Ok(((h * mask)?, None))
@@ -78,7 +83,7 @@ pub(super) fn write_k(cfg: &SaeConfig, v: &mut Value, k: Value) {
 
 /// The kept latents times `W_dec`, touching only the non-zero ones.
 pub(super) fn sparse_decode(t: &SaeTrainer, acts: &Tensor) -> Result<Tensor> {
-    Ok(crate::train::sparse_decode(acts, &t.sae.w_dec)?)
+    Ok(crate::train::sparse_decode(acts, &t.sae.p.w_dec)?)
 }
 
 /// The aux-k loss on the detached residual `x − x̂` ([`SaeTrainer::aux_k_loss`]).

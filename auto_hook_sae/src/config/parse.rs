@@ -186,18 +186,24 @@ fn parse_architecture(obj: &Map<String, Value>) -> Result<Architecture> {
     match name {
         "standard" => Ok(Architecture::Standard),
         "jumprelu" => Ok(Architecture::JumpRelu),
+        "gated" => Ok(Architecture::Gated),
         "topk" => Ok(Architecture::TopK { k: topk_k(obj)? }),
-        "batchtopk" => {
-            let k = match obj.get("k") {
-                Some(v) => v.as_f64().ok_or_else(|| config_err("k", format!("expected a number, got {v}")))?,
-                None => return Err(config_err("k", "missing (batchtopk needs k)")),
-            };
-            Ok(Architecture::BatchTopK { k })
-        }
+        "batchtopk" => Ok(Architecture::BatchTopK { k: float_k(obj, name)? }),
+        "matryoshka_batchtopk" => Ok(Architecture::MatryoshkaBatchTopK { k: float_k(obj, name)? }),
         other => Err(config_err(
             "architecture",
-            format!("unknown or unsupported value {other:?} (supported: standard, topk, batchtopk, jumprelu)"),
+            format!("unknown or unsupported value {other:?} (supported: standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated)"),
         )),
+    }
+}
+
+/// batchtopk's `k` (a number: the mean per token).
+fn float_k(obj: &Map<String, Value>, arch: &str) -> Result<f64> {
+    match obj.get("k") {
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| config_err("k", format!("expected a number, got {v}"))),
+        None => Err(config_err("k", format!("missing ({arch} needs k)"))),
     }
 }
 

@@ -16,7 +16,7 @@ use super::kernels::{
     add_column_sums, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
 };
 use super::sae::SaeTrainer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::params::SaeParams;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -73,7 +73,9 @@ pub(crate) struct Grads {
 impl SaeTrainer {
     /// Whether [`SaeTrainer::analytic`] handles this SAE (f32 on the CPU).
     pub(crate) fn analytic_supported(&self) -> bool {
-        self.cfg.sae.dtype == DType::F32 && self.sae.w_enc.device().is_cpu()
+        self.cfg.sae.dtype == DType::F32
+            && self.sae.device().is_cpu()
+            && self.cfg.sae.architecture.imp().has_analytic()
     }
 
     /// The loss gradients on (scaled) inputs `x` `[n, d_in]`, computed by hand.
@@ -101,10 +103,14 @@ impl SaeTrainer {
         let d_sae = self.cfg.sae.d_sae;
         (s.n, s.d_in, s.d_sae) = (n, d_in, d_sae);
         read_into(x, &mut s.x)?;
-        read_into(&sae.w_enc, &mut s.w_enc)?;
-        read_into(&sae.b_enc, &mut s.b_enc)?;
-        read_into(&sae.w_dec, &mut s.w_dec)?;
-        read_into(&sae.b_dec, &mut s.b_dec)?;
+        let b_enc = sae.b_enc().ok_or_else(|| Error::Weights {
+            name: "b_enc".into(),
+            problem: "missing (the analytic step needs it)".into(),
+        })?;
+        read_into(&sae.p.w_enc, &mut s.w_enc)?;
+        read_into(b_enc, &mut s.b_enc)?;
+        read_into(&sae.p.w_dec, &mut s.w_dec)?;
+        read_into(&sae.p.b_dec, &mut s.b_dec)?;
         s.x_in.clear();
         s.x_in.extend_from_slice(&s.x);
         if sae.cfg.apply_b_dec_to_input {
@@ -217,7 +223,7 @@ impl Grads {
         }
         let dev = Device::Cpu;
         out.w_enc = Some(Tensor::from_slice(&s.gw_enc, (d_in, d_sae), &dev)?);
-        out.b_enc = Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?);
+        out.b_enc = Some(Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?));
         out.w_dec = Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?);
         out.b_dec = Some(Tensor::from_vec(gb_dec, d_in, &dev)?);
         Ok(())

@@ -24,7 +24,7 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
     // Non-zero biases, so every term of their gradients is exercised.
     let b_enc = Tensor::randn(0f32, 0.1, 96, &Device::Cpu).unwrap();
     let b_dec = Tensor::randn(0f32, 0.2, 16, &Device::Cpu).unwrap();
-    t.params().b_enc.set(&b_enc).unwrap();
+    t.params().b_enc.as_ref().unwrap().set(&b_enc).unwrap();
     t.params().b_dec.set(&b_dec).unwrap();
     if dead {
         let window = t.cfg.dead_feature_window as u32;

@@ -17,16 +17,19 @@ impl SaeTrainer {
     pub(crate) fn forward(&self, x: &Tensor, coefficient: f64) -> Result<Forward> {
         let sae = &self.sae;
         let x_in = if sae.cfg.apply_b_dec_to_input {
-            x.broadcast_sub(&sae.b_dec)?
+            x.broadcast_sub(&sae.p.b_dec)?
         } else {
             x.clone()
         };
-        let h = x_in.matmul(&sae.w_enc)?.broadcast_add(&sae.b_enc)?;
         let arch = sae.cfg.architecture.imp();
-        let (acts, min_kept) = arch.train_acts(self, &h)?;
-        let recon = arch.train_decode(self, &acts)?.broadcast_add(&sae.b_dec)?;
+        let h = arch.pre_activation(&sae.p, &x_in)?;
+        let (acts, min_kept) = arch.train_acts(self, &x_in, &h)?;
+        let recon = arch
+            .train_decode(self, &acts)?
+            .broadcast_add(&sae.p.b_dec)?;
         let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
         let fwd = TrainForward {
+            x_in: &x_in,
             h: &h,
             acts: &acts,
             recon: &recon,
@@ -66,6 +69,19 @@ impl SaeTrainer {
         h: &Tensor,
         dead: &[bool],
     ) -> Result<Tensor> {
+        self.aux_k_loss_in(residual, h, dead, 0..dead.len())
+    }
+
+    /// [`Self::aux_k_loss`] over the latents `range` only (`dead` covers every latent):
+    /// matryoshka's per-level aux-k loss.
+    pub(crate) fn aux_k_loss_in(
+        &self,
+        residual: &Tensor,
+        h: &Tensor,
+        dead: &[bool],
+        range: std::ops::Range<usize>,
+    ) -> Result<Tensor> {
+        let dead = &dead[range.clone()];
         let n_dead = dead.iter().filter(|d| **d).count();
         if n_dead == 0 {
             return Ok(Tensor::zeros((), residual.dtype(), residual.device())?);
@@ -73,9 +89,12 @@ impl SaeTrainer {
         let k_aux = self.cfg.sae.d_in / 2;
         let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
         let k_aux = k_aux.min(n_dead).max(1);
-        let norms = self.selection_norms()?;
-        let mask = activation::topk_select(h, norms.as_deref(), k_aux, Some(dead))?;
-        let aux_recon = super::sparse::sparse_decode(&(h * mask)?, &self.sae.w_dec)?;
+        let norms = self.selection_norms()?.map(|n| n[range.clone()].to_vec());
+        let (start, len) = (range.start, range.len());
+        let h = h.narrow(1, start, len)?;
+        let w_dec = self.sae.p.w_dec.narrow(0, start, len)?;
+        let mask = activation::topk_select(&h, norms.as_deref(), k_aux, Some(dead))?;
+        let aux_recon = super::sparse::sparse_decode(&(h * mask)?, &w_dec)?;
         let loss = (aux_recon - residual)?.sqr()?.sum(1)?.mean_all()?;
         Ok((loss * (self.cfg.aux_loss_coefficient * scale))?)
     }

@@ -71,6 +71,12 @@ pub struct SaeTrainConfig {
     pub aux_loss_coefficient: f64,
     /// batchtopk: EMA rate of the threshold (0.01).
     pub topk_threshold_lr: f64,
+    /// matryoshka_batchtopk: the levels' widths, strictly increasing (`d_sae` is added
+    /// as the last level when it is not there) (empty: set them).
+    pub matryoshka_widths: Vec<usize>,
+    /// matryoshka_batchtopk: one aux-k loss per level, on that level's residual
+    /// (false: batchtopk's aux-k loss).
+    pub use_matryoshka_aux_loss: bool,
     /// Decoder row norm at initialisation (0.1); `None` keeps kaiming rows.
     pub decoder_init_norm: Option<f64>,
     /// A latent that has not fired for this many steps is dead (1000), capped at a
@@ -108,6 +114,8 @@ impl SaeTrainConfig {
             jumprelu_sparsity_loss: SparsityLoss::Step,
             aux_loss_coefficient: 1.0,
             topk_threshold_lr: 0.01,
+            matryoshka_widths: Vec::new(),
+            use_matryoshka_aux_loss: false,
             decoder_init_norm: Some(0.1),
             dead_feature_window: 1000,
             feature_sampling_window: 2000,
@@ -134,6 +142,7 @@ impl SaeTrainConfig {
     /// Checks the settings.
     pub fn validate(&self, total_steps: usize) -> Result<()> {
         self.sae.validate()?;
+        self.sae.architecture.imp().validate_training(self)?;
         self.hook_spec()?;
         let bad = |msg: String| Err(Error::Invalid(msg));
         if !(self.lr > 0.0 && self.lr.is_finite()) {

@@ -19,11 +19,11 @@ fn randn(rng: &mut Rng, shape: (usize, usize), scale: f64) -> Tensor {
 fn aux_loss(t: &SaeTrainer, x: &Tensor, residual: &Tensor, dead: &[bool]) -> Tensor {
     let sae = &t.sae;
     let h = x
-        .broadcast_sub(&sae.b_dec)
+        .broadcast_sub(&sae.p.b_dec)
         .unwrap()
-        .matmul(&sae.w_enc)
+        .matmul(&sae.p.w_enc)
         .unwrap()
-        .broadcast_add(&sae.b_enc)
+        .broadcast_add(sae.b_enc().unwrap())
         .unwrap();
     t.aux_k_loss(residual, &h, dead).unwrap()
 }

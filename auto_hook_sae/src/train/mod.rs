@@ -12,6 +12,8 @@ mod config;
 mod gradcheck;
 mod kernels;
 mod optim;
+#[cfg(test)]
+mod parity_check;
 mod progress;
 mod sae;
 mod scaler;

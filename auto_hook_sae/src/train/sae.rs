@@ -71,32 +71,22 @@ pub struct SaeTrainer {
 impl SaeTrainer {
     /// A freshly initialised SAE (SAELens's init, seeded by `cfg.seed`) on `device`.
     pub fn new(cfg: SaeTrainConfig, device: &Device) -> Result<Self> {
-        let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?;
+        cfg.sae.architecture.imp().validate_training(&cfg)?;
+        let mut init = Sae::init(&cfg.sae, cfg.decoder_init_norm, cfg.seed, device)?.p;
         let trained = cfg.sae.architecture.imp().trained_threshold(&cfg);
         if let Some(theta) = trained {
             let d = cfg.sae.d_sae;
             init.threshold = Some((Tensor::ones(d, cfg.sae.dtype, device)? * theta)?);
         }
-        let threshold = init.threshold.as_ref().filter(|_| trained.is_some());
-        let params = SaeParams {
-            w_enc: &init.w_enc,
-            b_enc: &init.b_enc,
-            w_dec: &init.w_dec,
-            b_dec: &init.b_dec,
-            threshold,
-        }
-        .try_map(|_, t| Ok(Var::from_tensor(t)?))?;
-        let sae = Sae::new(
-            cfg.sae.clone(),
-            params.w_enc.as_tensor().clone(),
-            params.b_enc.as_tensor().clone(),
-            params.w_dec.as_tensor().clone(),
-            params.b_dec.as_tensor().clone(),
-            match &params.threshold {
-                Some(v) => Some(v.as_tensor().clone()),
-                None => init.threshold.clone(),
-            },
-        )?;
+        // batchtopk's threshold is not trained by gradient: it stays out of the variables.
+        let fixed_threshold = match trained {
+            Some(_) => None,
+            None => init.threshold.take(),
+        };
+        let params = init.try_map(|_, t| Ok(Var::from_tensor(t)?))?;
+        let mut view = params.try_map(|_, v| Ok(v.as_tensor().clone()))?;
+        view.threshold = view.threshold.or(fixed_threshold);
+        let sae = Sae::from_params(cfg.sae.clone(), view)?;
         let adam = Adam::new(
             params.iter().map(|(name, v)| (name, v.clone())),
             cfg.adam_beta1,
@@ -311,15 +301,12 @@ impl SaeTrainer {
     /// The trained SAE as it is saved: the input scale folded into the weights,
     /// batchtopk's threshold attached (decoder norms are folded by `Sae::save`).
     pub fn export(&self) -> Result<Sae> {
-        let sae = &self.sae;
-        let copy = |t: &Tensor| t.copy();
-        let (mut w_enc, mut w_dec, mut b_dec) =
-            (copy(&sae.w_enc)?, copy(&sae.w_dec)?, copy(&sae.b_dec)?);
-        let mut cfg = sae.cfg.clone();
-        if self.scaler.fold(&mut w_enc, &mut w_dec, &mut b_dec)? {
+        let mut p = self.sae.p.try_map(|_, t| Ok(t.copy()?))?;
+        let mut cfg = self.sae.cfg.clone();
+        if self.scaler.fold(&mut p.w_enc, &mut p.w_dec, &mut p.b_dec)? {
             cfg.normalize_activations = Normalization::None;
         }
-        let threshold = cfg.architecture.imp().export_threshold(self)?;
-        Sae::new(cfg, w_enc, copy(&sae.b_enc)?, w_dec, b_dec, threshold)
+        p.threshold = cfg.architecture.imp().export_threshold(self)?;
+        Sae::from_params(cfg, p)
     }
 }
