@@ -4,7 +4,7 @@
     /work/venv/bin/python scripts/check_saelens_loads.py /tmp/sae_export
 
 For each folder under the directory: `SAE.load_from_disk`, then hidden_pre (what
-hook_sae_acts_pre sees), encode(x) and decode(encode(x)) against our outputs in its
+hook_sae_acts_pre sees), encode(x) and forward(x) against our outputs in its
 reference.safetensors. Exits non-zero when a folder fails to load or differs by more
 than 1e-5.
 """
@@ -31,7 +31,7 @@ def check(folder):
         ours = {
             "hidden_pre": cache["hook_sae_acts_pre"],
             "feature_acts": feature_acts,
-            "sae_out": sae.decode(feature_acts),
+            "sae_out": sae(x),
         }
     diffs = {k: float((v - ref[k]).abs().max()) for k, v in ours.items()}
     ok = all(d <= TOLERANCE for d in diffs.values())

@@ -6,9 +6,10 @@ reference.safetensors: x, hidden_pre (what hook_sae_acts_pre sees), feature_acts
 (encode(x)) and sae_out (decode(encode(x))). The Rust parity test and the compare_sae
 example read them. Needs `pip install sae-lens` (6.x, CPU torch).
 
-    /work/pyenv/bin/python scripts/make_sae_fixtures.py [newer]
+    /work/pyenv/bin/python scripts/make_sae_fixtures.py [newer | transcoders]
 
-`newer` writes only the fixtures of the newer architectures (gated,
+`transcoders` writes only the four transcoder fixtures (d_in 16, d_out 12). `newer`
+writes only the fixtures of the newer architectures (gated,
 matryoshka_batchtopk: `newer_architectures`), from their own seed, leaving the others
 as they are. Their `training.safetensors` holds a fixed batch, the dead-latent mask,
 the coefficient, the training weights (`param.*`, before any folding), SAELens's
@@ -252,9 +253,68 @@ def newer_architectures():
         print(name, "->", type(loaded).__name__, sorted(k for k in ref if k.startswith("loss")))
 
 
+def transcoders():
+    """transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder:
+    d_in 16 -> d_out 12, saved with SAELens's save_model; sae_out is SAELens's forward
+    (the skip connection included)."""
+    from sae_lens import (
+        JumpReLUSkipTranscoder,
+        JumpReLUSkipTranscoderConfig,
+        JumpReLUTranscoder,
+        JumpReLUTranscoderConfig,
+        SkipTranscoder,
+        SkipTranscoderConfig,
+        Transcoder,
+        TranscoderConfig,
+    )
+    from sae_lens.saes.sae import SAEMetadata
+
+    torch.manual_seed(23)
+    d_out = 12
+    x = torch.randn(N, D_IN)
+    meta = SAEMetadata(
+        hook_name="blocks.0.ln2.hook_normalized", hook_name_out="blocks.0.hook_mlp_out",
+        model_name="tiny", context_size=8, prepend_bos=True,
+    )
+    kinds = [
+        ("transcoder", Transcoder, TranscoderConfig),
+        ("skip_transcoder", SkipTranscoder, SkipTranscoderConfig),
+        ("jumprelu_transcoder", JumpReLUTranscoder, JumpReLUTranscoderConfig),
+        ("jumprelu_skip_transcoder", JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig),
+    ]
+    for name, cls, cfg_cls in kinds:
+        sae = cls(cfg_cls(d_in=D_IN, d_sae=D_SAE, d_out=d_out, apply_b_dec_to_input=False, metadata=meta))
+        with torch.no_grad():
+            sae.W_enc.copy_(torch.randn_like(sae.W_enc) / D_IN**0.5)
+            sae.W_dec.copy_(torch.randn_like(sae.W_dec) / D_SAE**0.5)
+            sae.b_enc.copy_(torch.randn_like(sae.b_enc) * 0.1)
+            sae.b_dec.copy_(torch.randn_like(sae.b_dec) * 0.1)
+            if hasattr(sae, "W_skip"):
+                sae.W_skip.copy_(torch.randn_like(sae.W_skip) * 0.2)
+            if hasattr(sae, "threshold"):
+                sae.threshold.copy_(torch.rand_like(sae.threshold) * 0.4)
+        folder = OUT / name
+        shutil.rmtree(folder, ignore_errors=True)
+        sae.save_model(folder)
+        loaded = sae_lens.SAE.load_from_disk(folder)
+        with torch.no_grad():
+            _, cache = loaded.run_with_cache(x, names_filter="hook_sae_acts_pre")
+            ref = {
+                "x": x.contiguous(),
+                "hidden_pre": cache["hook_sae_acts_pre"].contiguous(),
+                "feature_acts": loaded.encode(x).contiguous(),
+                "sae_out": loaded(x).contiguous(),
+            }
+        save_file(ref, folder / "reference.safetensors")
+        print(name, "->", type(loaded).__name__, tuple(ref["sae_out"].shape))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["newer"]:
         newer_architectures()
+    elif sys.argv[1:] == ["transcoders"]:
+        transcoders()
     else:
         main()
         newer_architectures()
+        transcoders()

@@ -32,6 +32,11 @@ pub enum Architecture {
     /// ([`SaeTrainConfig::matryoshka_widths`](crate::SaeTrainConfig::matryoshka_widths));
     /// saved as `jumprelu` like batchtopk.
     MatryoshkaBatchTopK { k: f64 },
+    /// A transcoder: reads `metadata.hook_name`, reconstructs the hook
+    /// `metadata.hook_name_out` of width [`SaeConfig::d_out`] (SAELens's `transcoder`;
+    /// `jumprelu`: `jumprelu_transcoder`; `skip`: `skip_transcoder` /
+    /// `jumprelu_skip_transcoder`, adding `x W_skipᵀ`).
+    Transcoder { jumprelu: bool, skip: bool },
 }
 
 impl Architecture {
@@ -131,6 +136,8 @@ impl Metadata {
 pub struct SaeConfig {
     /// Width of the activation the SAE reads (after any `hook_z` flattening).
     pub d_in: usize,
+    /// Transcoders: width of the activation they reconstruct (`None`: `d_in`).
+    pub d_out: Option<usize>,
     /// Number of latents.
     pub d_sae: usize,
     /// How latents are computed.
@@ -158,6 +165,7 @@ impl SaeConfig {
     pub fn new(d_in: usize, d_sae: usize, architecture: Architecture) -> Self {
         Self {
             d_in,
+            d_out: None,
             d_sae,
             architecture,
             dtype: DType::F32,
@@ -176,6 +184,32 @@ impl SaeConfig {
         self
     }
 
+    /// For a transcoder: the hook it reconstructs (`metadata.hook_name_out`) and its
+    /// width `d_out`; `b_dec` is then not subtracted from the input.
+    ///
+    /// ```
+    /// use auto_hook_sae::{Architecture, SaeConfig};
+    /// let arch = Architecture::Transcoder { jumprelu: false, skip: true };
+    /// let cfg = SaeConfig::new(64, 256, arch)
+    ///     .with_hook("blocks.0.ln2.hook_normalized")
+    ///     .with_hook_out("blocks.0.hook_mlp_out", 64);
+    /// assert_eq!((cfg.d_out(), cfg.apply_b_dec_to_input), (64, false));
+    /// assert_eq!(cfg.to_json()["architecture"], "skip_transcoder");
+    /// ```
+    pub fn with_hook_out(mut self, hook_name_out: &str, d_out: usize) -> Self {
+        self.metadata
+            .extra
+            .insert("hook_name_out".into(), hook_name_out.into());
+        self.d_out = Some(d_out);
+        self.apply_b_dec_to_input = false;
+        self
+    }
+
+    /// Width of the SAE's output: `d_out` for transcoders, `d_in` otherwise.
+    pub fn d_out(&self) -> usize {
+        self.d_out.unwrap_or(self.d_in)
+    }
+
     /// Checks the values against each other (`k <= d_sae`, non-zero widths).
     pub fn validate(&self) -> Result<()> {
         if self.d_in == 0 {
@@ -183,6 +217,22 @@ impl SaeConfig {
         }
         if self.d_sae == 0 {
             return Err(config_err("d_sae", "must be at least 1"));
+        }
+        if self.d_out == Some(0) {
+            return Err(config_err("d_out", "must be at least 1"));
+        }
+        let transcoder = self.architecture.imp().is_transcoder();
+        if (transcoder || self.d_out() != self.d_in) && self.apply_b_dec_to_input {
+            return Err(config_err(
+                "apply_b_dec_to_input",
+                "must be false for a transcoder (b_dec has d_out entries)",
+            ));
+        }
+        if transcoder && self.normalize_activations != Normalization::None {
+            return Err(config_err(
+                "normalize_activations",
+                "transcoders support only \"none\"",
+            ));
         }
         self.architecture.imp().validate(self.d_sae)
     }

@@ -60,6 +60,9 @@ impl Sae {
         for name in arch.encoder_params() {
             p.insert(name, take(name)?)?;
         }
+        if arch.skip_connection() {
+            p.w_skip = Some(take("W_skip")?);
+        }
         if arch.loads_threshold() {
             p.threshold = Some(match take("threshold") {
                 Ok(t) => t,

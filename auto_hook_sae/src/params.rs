@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 /// trainer (`SaeParams<Var>`), their gradients (`SaeParams<Option<Tensor>>`), Adam's
 /// moments. Which optional ones exist depends on the architecture: `b_enc` for all but
 /// gated, `threshold` for jumprelu (trained) and batchtopk (its inference form),
-/// `b_gate`, `r_mag`, `b_mag` for gated. [`SaeParams::iter`] gives SAELens's names
-/// (`W_enc`, `b_enc`, `W_dec`, `b_dec`, `threshold`, `b_gate`, `r_mag`, `b_mag`), which
+/// `b_gate`, `r_mag`, `b_mag` for gated, `W_skip` for skip transcoders.
+/// [`SaeParams::iter`] gives SAELens's names (`W_enc`, `b_enc`, `W_dec`, `b_dec`,
+/// `threshold`, `b_gate`, `r_mag`, `b_mag`, `W_skip`), which
 /// checkpoints and weight files use as keys.
 ///
 /// ```
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(sizes.get("b_dec"), Some(&8));
 /// sizes.insert("b_gate", 32)?;
 /// assert_eq!(sizes.get("b_gate"), Some(&32));
-/// assert!(sizes.insert("W_skip", 1).is_err());
+/// assert!(sizes.insert("W_gate", 1).is_err());
 /// # Ok::<(), auto_hook_sae::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,12 +41,14 @@ pub struct SaeParams<T> {
     pub r_mag: Option<T>,
     /// gated: the magnitude path's bias `[d_sae]`.
     pub b_mag: Option<T>,
+    /// skip transcoders: the linear skip connection `[d_out, d_in]`.
+    pub w_skip: Option<T>,
 }
 
 impl<T> SaeParams<T> {
     /// Every parameter name, in the order [`SaeParams::iter`] gives them (the first five
     /// are the order checkpoints written before named keys used: `sae.{i}.var.{j}`).
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "W_enc",
         "b_enc",
         "W_dec",
@@ -54,6 +57,7 @@ impl<T> SaeParams<T> {
         "b_gate",
         "r_mag",
         "b_mag",
+        "W_skip",
     ];
 
     /// The three parameters every architecture has; the optional ones empty.
@@ -67,10 +71,11 @@ impl<T> SaeParams<T> {
             b_gate: None,
             r_mag: None,
             b_mag: None,
+            w_skip: None,
         }
     }
 
-    fn slots(&self) -> [Option<&T>; 8] {
+    fn slots(&self) -> [Option<&T>; 9] {
         [
             Some(&self.w_enc),
             self.b_enc.as_ref(),
@@ -80,6 +85,7 @@ impl<T> SaeParams<T> {
             self.b_gate.as_ref(),
             self.r_mag.as_ref(),
             self.b_mag.as_ref(),
+            self.w_skip.as_ref(),
         ]
     }
 
@@ -112,6 +118,7 @@ impl<T> SaeParams<T> {
             "b_gate" => &mut self.b_gate,
             "r_mag" => &mut self.r_mag,
             "b_mag" => &mut self.b_mag,
+            "W_skip" => &mut self.w_skip,
             other => {
                 return Err(Error::Weights {
                     name: other.to_owned(),
@@ -128,13 +135,13 @@ impl<T> SaeParams<T> {
         &self,
         mut f: impl FnMut(&'static str, &T) -> Result<U>,
     ) -> Result<SaeParams<U>> {
-        let mut slots: [Option<U>; 8] = Default::default();
+        let mut slots: [Option<U>; 9] = Default::default();
         for ((slot, v), name) in slots.iter_mut().zip(self.slots()).zip(Self::NAMES) {
             if let Some(v) = v {
                 *slot = Some(f(name, v)?);
             }
         }
-        let [w_enc, b_enc, w_dec, b_dec, threshold, b_gate, r_mag, b_mag] = slots;
+        let [w_enc, b_enc, w_dec, b_dec, threshold, b_gate, r_mag, b_mag, w_skip] = slots;
         let always = |v: Option<U>| {
             v.ok_or_else(|| Error::Invalid("SaeParams: a required parameter is missing".into()))
         };
@@ -147,6 +154,7 @@ impl<T> SaeParams<T> {
             b_gate,
             r_mag,
             b_mag,
+            w_skip,
         })
     }
 }

@@ -80,11 +80,14 @@ impl Sae {
     /// `b_enc`) and every shape is checked against `cfg`.
     pub fn from_params(cfg: SaeConfig, p: SaeParams<Tensor>) -> Result<Self> {
         cfg.validate()?;
-        let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+        let (d_in, d_sae, d_out) = (cfg.d_in, cfg.d_sae, cfg.d_out());
         let arch = cfg.architecture.imp();
         let mut required = arch.encoder_params().to_vec();
         if arch.needs_threshold() {
             required.push("threshold");
+        }
+        if arch.skip_connection() {
+            required.push("W_skip");
         }
         for name in required {
             if p.get(name).is_none() {
@@ -97,8 +100,9 @@ impl Sae {
         for (name, t) in p.iter() {
             let expected = match name {
                 "W_enc" => vec![d_in, d_sae],
-                "W_dec" => vec![d_sae, d_in],
-                "b_dec" => vec![d_in],
+                "W_dec" => vec![d_sae, d_out],
+                "b_dec" => vec![d_out],
+                "W_skip" => vec![d_out, d_in],
                 _ => vec![d_sae],
             };
             check_shape(name, t, &expected)?;
@@ -125,29 +129,27 @@ impl Sae {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
-        let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+        let (d_in, d_sae, d_out) = (cfg.d_in, cfg.d_sae, cfg.d_out());
         let mut rng = Rng::new(seed);
-        // torch's kaiming_uniform_ default: gain sqrt(2), bound gain * sqrt(3 / fan_in).
-        let bound = (6.0 / d_in as f64).sqrt();
-        let mut w: Vec<f32> = (0..d_in * d_sae)
-            .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-            .collect();
-        if let Some(norm) = decoder_init_norm {
-            for row in w.chunks_mut(d_in) {
-                let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                row.iter_mut().for_each(|v| *v *= norm as f32 / n);
-            }
-        }
         let dtype = cfg.dtype;
-        let w_dec = Tensor::from_vec(w, (d_sae, d_in), device)?.to_dtype(dtype)?;
-        let w_enc = w_dec.t()?.contiguous()?;
+        let w = kaiming_rows(&mut rng, d_sae, d_out, decoder_init_norm);
+        let w_dec = Tensor::from_vec(w, (d_sae, d_out), device)?.to_dtype(dtype)?;
+        let w_enc = if d_out == d_in {
+            w_dec.t()?.contiguous()?
+        } else {
+            let w = kaiming_rows(&mut rng, d_in, d_sae, None);
+            Tensor::from_vec(w, (d_in, d_sae), device)?.to_dtype(dtype)?
+        };
         let zeros = |n: usize| Tensor::zeros(n, dtype, device);
         let arch = cfg.architecture.imp();
-        let mut p = SaeParams::new(w_enc, w_dec, zeros(d_in)?);
+        let mut p = SaeParams::new(w_enc, w_dec, zeros(d_out)?);
         for name in arch.encoder_params() {
             p.insert(name, zeros(d_sae)?)?;
         }
         p.threshold = arch.init_threshold(d_sae, dtype, device)?;
+        if arch.skip_connection() {
+            p.w_skip = Some(Tensor::zeros((d_out, d_in), dtype, device)?);
+        }
         Self::from_params(cfg.clone(), p)
     }
 
@@ -232,10 +234,26 @@ impl Sae {
 
     fn forward_impl(&self, x: &Tensor, error_term: bool) -> Result<Tensor> {
         let (x2, lead) = self.flatten_input(x)?;
-        let tail = &x.dims()[lead.len()..];
+        let d_out = [self.cfg.d_out()];
+        let transcoder = self.cfg.architecture.imp().is_transcoder();
+        let tail = if transcoder {
+            &d_out[..]
+        } else {
+            &x.dims()[lead.len()..]
+        };
+        if transcoder && error_term {
+            return Err(Error::Invalid(
+                "a transcoder's error term needs its output hook's activation: splice it \
+                 with Spliced::with_transcoder"
+                    .into(),
+            ));
+        }
         let mut norm = NormState::default();
         let (f, _) = self.encode_2d(&x2, &lead, &mut norm, Fire::Yes)?;
         let mut out = self.decode_2d(&f, &lead, &norm, Fire::Yes)?;
+        if let Some(w_skip) = &self.p.w_skip {
+            out = (out + x2.matmul(&w_skip.t()?)?)?;
+        }
         if error_term {
             let mut clean_norm = NormState::default();
             let (f_clean, _) = self.encode_2d(&x2, &lead, &mut clean_norm, Fire::No)?;
@@ -277,7 +295,7 @@ impl Sae {
 
     pub(crate) fn unflatten_output(&self, out: &Tensor, lead: &[usize]) -> Result<Tensor> {
         let mut shape = lead.to_vec();
-        shape.push(self.cfg.d_in);
+        shape.push(self.cfg.d_out());
         Ok(out.reshape(shape)?)
     }
 
@@ -349,6 +367,22 @@ impl Sae {
         cfg.dtype = dtype;
         Sae::from_params(cfg, self.p.try_map(|_, t| Ok(mv(t)?))?)
     }
+}
+
+/// `rows × width` values as torch's `kaiming_uniform_` draws them (gain `sqrt(2)`, bound
+/// `sqrt(6 / width)`), each row scaled to norm `row_norm` when given.
+fn kaiming_rows(rng: &mut Rng, rows: usize, width: usize, row_norm: Option<f64>) -> Vec<f32> {
+    let bound = (6.0 / width as f64).sqrt();
+    let mut w: Vec<f32> = (0..rows * width)
+        .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+        .collect();
+    if let Some(norm) = row_norm {
+        for row in w.chunks_mut(width) {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v *= norm as f32 / n);
+        }
+    }
+    w
 }
 
 fn check_shape(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {

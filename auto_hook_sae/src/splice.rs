@@ -177,7 +177,9 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
     /// `blocks.{l}.ln2.hook_normalized`, left as it is) and its output replaces
     /// [`Sae::hook_name_out`] (`blocks.{l}.hook_mlp_out`), as SAELens's transcoders do.
     /// With `error_term` the replaced activation keeps its value and only edits of the
-    /// transcoder's latents change it. Both hooks are checked against the model's names.
+    /// transcoder's latents change it. Both hooks are checked against the model's names;
+    /// the output hook may have another width than the input (`d_out`, SAELens's
+    /// transcoders): an output of the wrong shape fails the run with [`Error::Shape`].
     pub fn with_transcoder(mut self, transcoder: Sae, error_term: bool) -> Result<Self> {
         let (Some(input), Some(out)) = (
             transcoder.cfg().metadata.hook_name.clone(),
@@ -255,6 +257,17 @@ impl<'m, M: HookedRoot> Spliced<'m, M> {
                         splice.hook
                     ))
                 })?;
+                if y.dims() != x.dims() {
+                    return Err(candle_core::Error::from(Error::Shape {
+                        what: format!("transcoder output at `{}`", info.name()),
+                        problem: format!(
+                            "the transcoder gives {:?} (d_out = {}), the hook carries {:?}",
+                            y.dims(),
+                            sae.cfg().d_out(),
+                            x.dims()
+                        ),
+                    }));
+                }
                 let y = y.to_dtype(x.dtype())?;
                 if error_term {
                     &y + (x - &y)?.detach()

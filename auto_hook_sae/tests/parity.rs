@@ -121,3 +121,25 @@ fn matryoshka_batchtopk_saved_by_saelens_loads_as_jumprelu() {
         assert_eq!(sae.cfg().architecture, Architecture::JumpRelu, "{name}");
     }
 }
+
+#[test]
+fn transcoders_match_saelens() {
+    for (name, jumprelu, skip) in [
+        ("transcoder", false, false),
+        ("skip_transcoder", false, true),
+        ("jumprelu_transcoder", true, false),
+        ("jumprelu_skip_transcoder", true, true),
+    ] {
+        let sae = assert_parity(name);
+        let cfg = sae.cfg();
+        assert_eq!(
+            cfg.architecture,
+            Architecture::Transcoder { jumprelu, skip },
+            "{name}"
+        );
+        assert_eq!((cfg.d_in, cfg.d_out(), cfg.d_sae), (16, 12, 48), "{name}");
+        assert_eq!(sae.hook_name_out(), Some("blocks.0.hook_mlp_out"), "{name}");
+        assert_eq!(sae.params().w_skip.is_some(), skip, "{name}");
+        assert_eq!(sae.threshold().is_some(), jumprelu, "{name}");
+    }
+}

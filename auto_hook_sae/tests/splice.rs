@@ -232,3 +232,73 @@ fn spliced_borrows_the_model_which_keeps_its_persistent_hooks() {
         0.0
     );
 }
+
+#[auto_hook]
+struct TwoLayers {
+    fc1: candle_nn::Linear,
+    fc2: candle_nn::Linear,
+}
+
+#[auto_hook]
+impl TwoLayers {
+    fn new(vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            fc1: candle_nn::linear(6, 8, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(8, 4, vb.pp("fc2"))?,
+        })
+    }
+}
+
+/// A skip transcoder from `fc1.hook_point` (8 wide) to `fc2.hook_point` (`d_out`).
+fn transcoder(d_out: usize) -> Sae {
+    let arch = Architecture::Transcoder {
+        jumprelu: false,
+        skip: true,
+    };
+    let cfg = SaeConfig::new(8, 32, arch)
+        .with_hook("fc1.hook_point")
+        .with_hook_out("fc2.hook_point", d_out);
+    let init = Sae::init(&cfg, None, 5, &Device::Cpu).unwrap();
+    let mut p = init.params().clone();
+    p.w_skip = Some(Tensor::randn(0f32, 0.1, (d_out, 8), &Device::Cpu).unwrap());
+    Sae::from_params(cfg, p).unwrap()
+}
+
+#[test]
+fn a_transcoder_of_another_width_replaces_its_output_hook() {
+    use candle_core::Module;
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let model = TwoLayers::new(vb).unwrap();
+    let forward = |m: &TwoLayers, x: &Tensor| m.fc2.forward(&m.fc1.forward(x)?);
+    let x = Tensor::randn(0f32, 1.0, (3, 6), &Device::Cpu).unwrap();
+    let tc = transcoder(4);
+    // By hand: the transcoder of fc1's output in place of fc2's.
+    let expected = tc.forward(&model.fc1.forward(&x).unwrap()).unwrap();
+    assert_eq!(expected.dims(), [3, 4]);
+    let spliced = Spliced::new(&model).with_transcoder(tc, false).unwrap();
+    let out = spliced.run(|m| forward(m, &x)).unwrap();
+    assert_eq!(max_diff(&out, &expected), 0.0);
+    assert!(max_diff(&out, &forward(&model, &x).unwrap()) > 1e-3);
+    // With the error term the output is the clean one.
+    let kept = Spliced::new(&model)
+        .with_transcoder(transcoder(4), true)
+        .unwrap();
+    let kept = kept.run(|m| forward(m, &x)).unwrap();
+    assert!(max_diff(&kept, &forward(&model, &x).unwrap()) < 1e-6);
+    // An output of another width than the hook's fails the run, typed.
+    let wrong = Spliced::new(&model)
+        .with_transcoder(transcoder(5), false)
+        .unwrap();
+    let err = wrong.run(|m| forward(m, &x)).unwrap_err();
+    match err.find::<auto_hook_sae::Error>() {
+        Some(auto_hook_sae::Error::Shape { what, problem }) => {
+            assert!(what.contains("fc2.hook_point"), "{what}");
+            assert!(problem.contains("d_out = 5"), "{problem}");
+        }
+        other => panic!("expected a shape error, got {other:?} from {err}"),
+    }
+    // A transcoder's own error term needs the output hook: forward_with_error refuses.
+    let h = model.fc1.forward(&x).unwrap();
+    assert!(transcoder(4).forward_with_error(&h).is_err());
+}

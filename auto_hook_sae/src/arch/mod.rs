@@ -11,6 +11,7 @@ mod jumprelu;
 mod matryoshka;
 mod standard;
 mod topk;
+mod transcoder;
 
 #[cfg(test)]
 pub(crate) use gated::gated_losses;
@@ -50,6 +51,18 @@ pub(crate) trait Arch {
     /// Whether `rescale_acts_by_decoder_norm` applies (the topk family), and is on by
     /// default in training.
     fn rescales_by_decoder_norm(&self) -> bool {
+        false
+    }
+
+    /// Whether it reads one hook and reconstructs another (`d_out` wide, `b_dec` never
+    /// subtracted from the input).
+    fn is_transcoder(&self) -> bool {
+        false
+    }
+
+    /// Whether the output adds a linear skip connection `x W_skipᵀ` (`W_skip`
+    /// `[d_out, d_in]`).
+    fn skip_connection(&self) -> bool {
         false
     }
 
@@ -176,6 +189,9 @@ impl Architecture {
             Architecture::BatchTopK { k } => Box::new(batchtopk::BatchTopK { k }),
             Architecture::JumpRelu => Box::new(jumprelu::JumpRelu),
             Architecture::Gated => Box::new(gated::Gated),
+            Architecture::Transcoder { jumprelu, skip } => {
+                Box::new(transcoder::Transcoder { jumprelu, skip })
+            }
             Architecture::MatryoshkaBatchTopK { k } => Box::new(matryoshka::Matryoshka {
                 inner: batchtopk::BatchTopK { k },
             }),

@@ -113,8 +113,10 @@ impl SaeConfig {
         };
         let rescale = opt_bool(obj, "rescale_acts_by_decoder_norm")?.unwrap_or(false);
         let metadata = parse_metadata(obj)?;
+        let d_out = opt_usize(obj.get("d_out").cloned(), "d_out")?;
         let cfg = Self {
             d_in,
+            d_out,
             d_sae,
             architecture,
             dtype,
@@ -187,12 +189,16 @@ fn parse_architecture(obj: &Map<String, Value>) -> Result<Architecture> {
         "standard" => Ok(Architecture::Standard),
         "jumprelu" => Ok(Architecture::JumpRelu),
         "gated" => Ok(Architecture::Gated),
+        "transcoder" => Ok(Architecture::Transcoder { jumprelu: false, skip: false }),
+        "skip_transcoder" => Ok(Architecture::Transcoder { jumprelu: false, skip: true }),
+        "jumprelu_transcoder" => Ok(Architecture::Transcoder { jumprelu: true, skip: false }),
+        "jumprelu_skip_transcoder" => Ok(Architecture::Transcoder { jumprelu: true, skip: true }),
         "topk" => Ok(Architecture::TopK { k: topk_k(obj)? }),
         "batchtopk" => Ok(Architecture::BatchTopK { k: float_k(obj, name)? }),
         "matryoshka_batchtopk" => Ok(Architecture::MatryoshkaBatchTopK { k: float_k(obj, name)? }),
         other => Err(config_err(
             "architecture",
-            format!("unknown or unsupported value {other:?} (supported: standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated)"),
+            format!("unknown or unsupported value {other:?} (supported: standard, topk, batchtopk, matryoshka_batchtopk, jumprelu, gated, transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder)"),
         )),
     }
 }
