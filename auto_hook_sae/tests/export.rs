@@ -119,6 +119,40 @@ fn matryoshka_batchtopk_trains_and_saves_as_jumprelu() {
 }
 
 #[test]
+fn transcoders_train_on_pairs_save_and_load() {
+    let x = Tensor::randn(0f32, 1.0, (128, 16), &Device::Cpu).unwrap();
+    let map = Tensor::randn(0f32, 0.5, (16, 12), &Device::Cpu).unwrap();
+    let y = x.matmul(&map).unwrap().relu().unwrap();
+    for (jumprelu, skip) in [(false, false), (false, true), (true, false), (true, true)] {
+        let arch = Architecture::Transcoder { jumprelu, skip };
+        let sae = SaeConfig::new(16, 48, arch)
+            .with_hook("blocks.0.ln2.hook_normalized")
+            .with_hook_out("blocks.0.hook_mlp_out", 12);
+        let mut cfg = SaeTrainConfig::new(sae);
+        (cfg.lr, cfg.l1_coefficient, cfg.l0_coefficient) = (1e-2, 0.01, 0.01);
+        let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+        let name = arch.name();
+        assert!(
+            t.step(&x, 0, 60).is_err(),
+            "{name}: a transcoder needs its target"
+        );
+        let first = t.step_pair(&x, &y, 0, 60).unwrap();
+        let mut last = first;
+        for step in 1..60 {
+            last = t.step_pair(&x, &y, step, 60).unwrap();
+        }
+        assert!(
+            last.mse_loss < 0.7 * first.mse_loss,
+            "{name}: {first:?} -> {last:?}"
+        );
+        let back = round_trip(name, &t.export().unwrap(), &x);
+        assert_eq!(back.cfg().architecture, arch);
+        assert_eq!(back.hook_name_out(), Some("blocks.0.hook_mlp_out"));
+        assert_eq!(back.forward(&x).unwrap().dims(), [128, 12]);
+    }
+}
+
+#[test]
 fn matryoshka_widths_are_checked() {
     for (widths, problem) in [
         (vec![], "must not be empty"),

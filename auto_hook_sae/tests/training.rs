@@ -1,6 +1,7 @@
 //! The training loop on a real model: several SAEs from one stream, deterministic,
 //! resumable, with clear errors; evaluation with the SAE spliced in.
 
+use auto_hook::prelude::*;
 use auto_hook_models::induction::repeated_tokens;
 use auto_hook_models::HookedTransformer;
 use auto_hook_sae::*;
@@ -310,4 +311,58 @@ fn a_short_run_caps_the_dead_window_at_a_quarter_of_it() {
     // Window min(1000, 40 / 4) = 10: nothing is dead before step 10, most latents after.
     assert!(dead[..10].iter().all(|&d| d == 0), "{dead:?}");
     assert!(dead[total - 1] >= 32, "{dead:?}");
+}
+
+#[test]
+fn a_transcoder_trains_on_pairs_from_one_stopped_forward() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut model = model();
+    let later = Arc::new(AtomicUsize::new(0));
+    let counter = later.clone();
+    model
+        .add_hook("blocks.1.hook_resid_mid", move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    // Block 0's MLP with its residual: from resid_mid to the next block's input.
+    let arch = Architecture::Transcoder {
+        jumprelu: false,
+        skip: true,
+    };
+    let sae = SaeConfig::new(64, 128, arch)
+        .with_hook("blocks.0.hook_resid_mid")
+        .with_hook_out("blocks.1.hook_resid_pre", 64);
+    let mut cfg = SaeTrainConfig::new(sae);
+    cfg.lr = 3e-3;
+    let mut trainer = Trainer::new(&model, forward, tokens(), store(), vec![cfg], run(40)).unwrap();
+    let first = trainer.step().unwrap()[0];
+    let trained = trainer.train().unwrap();
+    let last = trained[0].last;
+    assert!(
+        last.mse_loss < 0.5 * first.mse_loss,
+        "{first:?} -> {last:?}"
+    );
+    assert!(last.explained_variance > 0.5, "{last:?}");
+    // Both hooks come from forwards stopped at the later one (block 1 never ran).
+    assert_eq!(later.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        trained[0].sae.hook_name_out(),
+        Some("blocks.1.hook_resid_pre")
+    );
+    // Without an output hook a transcoder is refused, typed.
+    let sae = SaeConfig::new(64, 128, arch).with_hook("blocks.0.hook_resid_mid");
+    let mut sae = sae;
+    sae.apply_b_dec_to_input = false;
+    let err = Trainer::new(
+        &model,
+        forward,
+        tokens(),
+        store(),
+        vec![SaeTrainConfig::new(sae)],
+        run(4),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("hook_name_out"), "{err}");
 }

@@ -14,7 +14,14 @@ impl SaeTrainer {
     /// topk / batchtopk select on `h · ‖W_dec,i‖` when rescaling, and decode
     /// `(h · ‖W_dec,i‖ / ‖W_dec,i‖) W_dec`: the norms cancel in value and in gradient, so
     /// the kept latents are decoded as `h · mask` directly (SAELens's graph, fewer ops).
+    #[cfg(test)]
     pub(crate) fn forward(&self, x: &Tensor, coefficient: f64) -> Result<Forward> {
+        self.forward_to(x, x, coefficient)
+    }
+
+    /// [`Self::forward`] towards the target `y` (a transcoder's output rows; `x` for an
+    /// SAE). A skip connection adds `x W_skipᵀ` to the reconstruction.
+    pub(crate) fn forward_to(&self, x: &Tensor, y: &Tensor, coefficient: f64) -> Result<Forward> {
         let sae = &self.sae;
         let x_in = if sae.cfg.apply_b_dec_to_input {
             x.broadcast_sub(&sae.p.b_dec)?
@@ -24,10 +31,13 @@ impl SaeTrainer {
         let arch = sae.cfg.architecture.imp();
         let h = arch.pre_activation(&sae.p, &x_in)?;
         let (acts, min_kept) = arch.train_acts(self, &x_in, &h)?;
-        let recon = arch
+        let mut recon = arch
             .train_decode(self, &acts)?
             .broadcast_add(&sae.p.b_dec)?;
-        let mse = (&recon - x)?.sqr()?.sum(1)?.mean_all()?;
+        if let Some(w_skip) = &sae.p.w_skip {
+            recon = (recon + x.matmul(&w_skip.t()?)?)?;
+        }
+        let mse = (&recon - y)?.sqr()?.sum(1)?.mean_all()?;
         let fwd = TrainForward {
             x_in: &x_in,
             h: &h,
@@ -35,7 +45,7 @@ impl SaeTrainer {
             recon: &recon,
             coefficient,
         };
-        let aux = arch.aux_loss(self, x, &fwd)?;
+        let aux = arch.aux_loss(self, y, &fwd)?;
         let loss = (&mse + &aux)?;
         Ok(Forward {
             loss,

@@ -139,11 +139,34 @@ impl SaeTrainConfig {
         Ok(HookSpec::new(name).layout(layout))
     }
 
+    /// A transcoder's output hook (`metadata.hook_name_out`: its training target, read
+    /// in the same forward as its input); `None` for an SAE.
+    pub fn hook_spec_out(&self) -> Result<Option<HookSpec>> {
+        if !self.sae.architecture.imp().is_transcoder() {
+            return Ok(None);
+        }
+        let name = self
+            .sae
+            .metadata
+            .extra
+            .get("hook_name_out")
+            .and_then(|v| v.as_str());
+        let name = name.ok_or_else(|| {
+            Error::Invalid(
+                "a transcoder needs metadata.hook_name_out (SaeConfig::with_hook_out): which \
+                 hook does it reconstruct?"
+                    .into(),
+            )
+        })?;
+        Ok(Some(HookSpec::new(name)))
+    }
+
     /// Checks the settings.
     pub fn validate(&self, total_steps: usize) -> Result<()> {
         self.sae.validate()?;
         self.sae.architecture.imp().validate_training(self)?;
         self.hook_spec()?;
+        self.hook_spec_out()?;
         let bad = |msg: String| Err(Error::Invalid(msg));
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("lr must be positive, got {}", self.lr));

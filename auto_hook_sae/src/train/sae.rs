@@ -130,7 +130,35 @@ impl SaeTrainer {
     /// schedules). A width other than `d_in` is an error naming the hook.
     pub fn step(&mut self, x: &Tensor, step: usize, total: usize) -> Result<StepMetrics> {
         let hook = self.cfg.sae.metadata.hook_name.clone().unwrap_or_default();
-        self.step_on(x, &hook, step, total)
+        self.step_on(x, None, &hook, step, total)
+    }
+
+    /// For a transcoder: one optimisation step on the input rows `x` `[n, d_in]` and the
+    /// output hook's rows `y` `[n, d_out]` of the same tokens (the target). The
+    /// [`Trainer`](crate::Trainer) takes both from one forward of the model.
+    ///
+    /// ```
+    /// use auto_hook_sae::{Architecture, SaeConfig, SaeTrainer, SaeTrainConfig};
+    /// use candle_core::{Device, Tensor};
+    /// let arch = Architecture::Transcoder { jumprelu: false, skip: true };
+    /// let sae = SaeConfig::new(8, 32, arch).with_hook("in").with_hook_out("out", 4);
+    /// let mut trainer = SaeTrainer::new(SaeTrainConfig::new(sae), &Device::Cpu)?;
+    /// let x = Tensor::randn(0f32, 1.0, (64, 8), &Device::Cpu)?;
+    /// let y = x.narrow(1, 0, 4)?.relu()?; // a function of x to learn
+    /// let first = trainer.step_pair(&x, &y, 0, 30)?;
+    /// for step in 1..30 { trainer.step_pair(&x, &y, step, 30)?; }
+    /// assert!(trainer.step_pair(&x, &y, 29, 30)?.mse_loss < first.mse_loss);
+    /// # Ok::<(), auto_hook_sae::Error>(())
+    /// ```
+    pub fn step_pair(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        step: usize,
+        total: usize,
+    ) -> Result<StepMetrics> {
+        let hook = self.cfg.sae.metadata.hook_name.clone().unwrap_or_default();
+        self.step_on(x, Some(y), &hook, step, total)
     }
 
     /// For an SAE with `normalize_activations = expected_average_only_in`: sets the input
@@ -186,23 +214,12 @@ impl SaeTrainer {
     pub(crate) fn step_on(
         &mut self,
         x: &Tensor,
+        target: Option<&Tensor>,
         hook: &str,
         step: usize,
         total: usize,
     ) -> Result<StepMetrics> {
-        let (rows, width) = x.dims2()?;
-        if rows == 0 {
-            return Err(Error::Invalid(format!(
-                "empty training batch for the SAE on `{hook}` (0 rows of {width})"
-            )));
-        }
-        if width != self.cfg.sae.d_in {
-            return Err(Error::DInMismatch {
-                hook: hook.to_owned(),
-                d_in: self.cfg.sae.d_in,
-                width,
-            });
-        }
+        self.check_batch(x, target, hook)?;
         self.dead_window = self.cfg.dead_window(total).min(u32::MAX as usize) as u32;
         if step.is_multiple_of(self.cfg.feature_sampling_window) && step > 0 {
             self.act_freq.iter_mut().for_each(|f| *f = 0.0);
@@ -210,6 +227,7 @@ impl SaeTrainer {
         }
         let x = x.to_dtype(self.cfg.sae.dtype)?;
         let x = self.scaler.scale(x)?;
+        let y = target.map(|y| y.to_dtype(self.cfg.sae.dtype)).transpose()?;
         if let Some(theta) = &self.params.threshold {
             // SAELens 6.54 projects the threshold onto θ ≥ 0 before each training
             // forward (below zero the gate would pass negative pre-activations).
@@ -226,8 +244,9 @@ impl SaeTrainer {
             self.cfg.sae.architecture.imp().post_step(self, a.min_kept);
             (a.mse, a.aux, l0, a.explained_variance)
         } else {
-            let (mse, aux, l0, recon) = self.autograd_step(&x, coefficient, lr)?;
-            (mse, aux, l0, explained_variance(&x, &recon)?)
+            let y = y.as_ref().unwrap_or(&x);
+            let (mse, aux, l0, recon) = self.autograd_step(&x, y, coefficient, lr)?;
+            (mse, aux, l0, explained_variance(y, &recon)?)
         };
         Ok(StepMetrics {
             loss: mse + aux,
@@ -240,14 +259,52 @@ impl SaeTrainer {
         })
     }
 
-    /// One step through candle's autograd (every architecture); `(mse, aux, l0, x̂)`.
+    /// A batch's shape against the SAE: rows, `d_in`, and for a transcoder its target
+    /// (`d_out`, the same rows; required).
+    fn check_batch(&self, x: &Tensor, target: Option<&Tensor>, hook: &str) -> Result<()> {
+        let (rows, width) = x.dims2()?;
+        if rows == 0 {
+            return Err(Error::Invalid(format!(
+                "empty training batch for the SAE on `{hook}` (0 rows of {width})"
+            )));
+        }
+        if width != self.cfg.sae.d_in {
+            return Err(Error::DInMismatch {
+                hook: hook.to_owned(),
+                d_in: self.cfg.sae.d_in,
+                width,
+            });
+        }
+        let transcoder = self.cfg.sae.architecture.imp().is_transcoder();
+        match (transcoder, target) {
+            (true, None) => Err(Error::Invalid(format!(
+                "the transcoder on `{hook}` trains on (input, output) pairs: use step_pair"
+            ))),
+            (false, Some(_)) => Err(Error::Invalid(format!(
+                "the SAE on `{hook}` reconstructs its input: use step, not step_pair"
+            ))),
+            (true, Some(y)) if y.dims() != [rows, self.cfg.sae.d_out()] => Err(Error::Shape {
+                what: format!("transcoder target for `{hook}`"),
+                problem: format!(
+                    "expected [{rows}, {}] (rows of the input, d_out), got {:?}",
+                    self.cfg.sae.d_out(),
+                    y.dims()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// One step through candle's autograd (every architecture) towards the target `y`
+    /// (`x` for an SAE); `(mse, aux, l0, ŷ)`.
     fn autograd_step(
         &mut self,
         x: &Tensor,
+        y: &Tensor,
         coefficient: f64,
         lr: f64,
     ) -> Result<(f64, f64, f64, Tensor)> {
-        let out = self.forward(x, coefficient)?;
+        let out = self.forward_to(x, y, coefficient)?;
         let grads = out.loss.backward()?;
         self.adam.step(&grads, lr, Some(1.0))?;
         let l0 = self.track(&out.acts)?;

@@ -92,6 +92,8 @@ pub struct Trainer<'m, M> {
     pub(crate) saes: Vec<SaeTrainer>,
     /// For each SAE, the index of its hook in the store.
     hook_of: Vec<usize>,
+    /// For each transcoder, the index of its output hook (its target) in the store.
+    out_of: Vec<Option<usize>>,
     pub(crate) cfg: TrainRunConfig,
     pub(crate) step: usize,
 }
@@ -110,18 +112,19 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
             return Err(Error::Invalid("no SAE to train".into()));
         }
         let mut hooks: Vec<HookSpec> = Vec::new();
+        let mut index_of = |spec: HookSpec| match hooks.iter().position(|h| *h == spec) {
+            Some(i) => i,
+            None => {
+                hooks.push(spec);
+                hooks.len() - 1
+            }
+        };
         let mut hook_of = Vec::new();
+        let mut out_of = Vec::new();
         for sae in &saes {
             sae.validate(cfg.total_training_steps)?;
-            let spec = sae.hook_spec()?;
-            let index = match hooks.iter().position(|h| *h == spec) {
-                Some(i) => i,
-                None => {
-                    hooks.push(spec);
-                    hooks.len() - 1
-                }
-            };
-            hook_of.push(index);
+            hook_of.push(index_of(sae.hook_spec()?));
+            out_of.push(sae.hook_spec_out()?.map(&mut index_of));
         }
         let device = store.device.clone();
         let store = ActivationStore::new(model, forward, tokens, hooks, store)?;
@@ -133,6 +136,7 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
             store,
             saes,
             hook_of,
+            out_of,
             cfg,
             step: 0,
         })
@@ -157,9 +161,11 @@ impl<'m, M: HookedRoot> Trainer<'m, M> {
         let batch = self.store.next_batch()?;
         let total = self.cfg.total_training_steps;
         let mut metrics = Vec::with_capacity(self.saes.len());
-        for (sae, &h) in self.saes.iter_mut().zip(&self.hook_of) {
+        let hooks = self.hook_of.iter().zip(&self.out_of);
+        for (sae, (&h, out)) in self.saes.iter_mut().zip(hooks) {
             let hook = &self.store.hooks()[h].name;
-            metrics.push(sae.step_on(&batch[h], hook, self.step, total)?);
+            let target = out.map(|o| &batch[o]);
+            metrics.push(sae.step_on(&batch[h], target, hook, self.step, total)?);
         }
         self.step += 1;
         if let (Some(every), Some(dir)) = (self.cfg.checkpoint_every, &self.cfg.checkpoint_dir) {
