@@ -171,3 +171,27 @@ fn matryoshka_widths_are_checked() {
         assert!(msg.contains(problem), "{widths:?}: {msg}");
     }
 }
+
+#[test]
+fn batchtopk_saved_with_an_input_scale_keeps_its_sparsity() {
+    let mut sae = SaeConfig::new(16, 48, Architecture::BatchTopK { k: 4.0 }).with_hook("x");
+    sae.normalize_activations = auto_hook_sae::Normalization::ExpectedAverageOnlyIn;
+    let mut cfg = SaeTrainConfig::new(sae);
+    cfg.lr = 1e-2;
+    cfg.topk_threshold_lr = 0.5; // θ settles within the run
+    let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+    // Activations of norm ~40: the input scale is ~0.1.
+    let x = (Tensor::randn(0f32, 1.0, (256, 16), &Device::Cpu).unwrap() * 10.0).unwrap();
+    let s = t.estimate_input_scale([&x]).unwrap().unwrap();
+    assert!((s - 0.1).abs() < 0.03, "scale {s}");
+    for step in 0..40 {
+        t.step(&x, step, 40).unwrap();
+    }
+    // The saved jumprelu, on raw inputs, fires about k = 4 latents per token as batchtopk
+    // did in training (with θ not divided by the scale it fires far more).
+    let saved = t.export().unwrap().inference_form().unwrap();
+    let fires = saved.encode(&x).unwrap().gt(0.0).unwrap();
+    let fires = fires.to_dtype(candle_core::DType::F32).unwrap();
+    let l0 = fires.sum_all().unwrap().to_scalar::<f32>().unwrap() / 256.0;
+    assert!((2.0..=8.0).contains(&l0), "L0 {l0}");
+}

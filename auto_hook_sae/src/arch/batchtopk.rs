@@ -91,9 +91,16 @@ impl Arch for BatchTopK {
         }
     }
 
+    /// θ on every latent. With decoder-norm rescaling θ is in units of `h · ‖W_dec,i‖`,
+    /// and folding the input scale `s` divides `W_dec` by `s`: θ is divided too
+    /// (SAELens 6.54's `fold_activation_norm_scaling_factor`, its issue #763).
     fn export_threshold(&self, t: &SaeTrainer) -> Result<Option<Tensor>> {
         let cfg = &t.cfg.sae;
+        let mut theta = t.batchtopk_threshold;
+        if let (true, Some(s)) = (cfg.rescale_acts_by_decoder_norm, t.scaler.factor) {
+            theta /= s;
+        }
         let ones = Tensor::ones(cfg.d_sae, cfg.dtype, t.sae.device())?;
-        Ok(Some((ones * t.batchtopk_threshold)?))
+        Ok(Some((ones * theta)?))
     }
 }
