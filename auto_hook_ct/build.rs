@@ -38,6 +38,15 @@ const BUILT_ONLY: &[&str] = &[
     "vit",
     "segformer",
     "rwkv_v6",
+    "granite",
+    "deepseek2",
+    "xlm_roberta",
+    "dinov2",
+    "convnext",
+    "resnet",
+    // directory modules: `mod.rs` with its submodules, hooked whole
+    "clip/mod",
+    "whisper/mod",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -88,21 +88,60 @@ fn load(dep: &Dependency, file: &str) -> Result<(std::path::PathBuf, syn::File),
             looked_at: path,
         });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
+    let mut ast = read_parsed(&path)?;
+    let dir = module_path(file)
+        .iter()
+        .fold(dep.src_dir.clone(), |dir, seg| dir.join(seg));
+    inline_file_modules(&dir, &mut ast.items)?;
+    fix_paths(dep, file, &path, &mut ast)?;
+    Ok((path, ast))
+}
+
+/// Reads and parses one source file.
+fn read_parsed(path: &Path) -> Result<syn::File, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
         source,
     })?;
-    let mut ast = syn::parse_file(&text).map_err(|e| {
+    syn::parse_file(&text).map_err(|e| {
         let start = e.span().start();
         Error::Parse {
-            file: path.clone(),
+            file: path.to_path_buf(),
             line: start.line,
             column: start.column + 1,
             message: e.to_string(),
         }
-    })?;
-    fix_paths(dep, file, &path, &mut ast)?;
-    Ok((path, ast))
+    })
+}
+
+/// `mod sub;` whose file is in the dependency (`dir/sub.rs` or `dir/sub/mod.rs`, `dir`
+/// being the folder of the including module) becomes `mod sub { .. }` with that file's
+/// items, recursively, before any fix: a directory module (`models/clip/mod.rs`) is
+/// hooked whole, and `super::` inside it keeps naming the hooked parent.
+fn inline_file_modules(dir: &Path, items: &mut [Item]) -> Result<(), Error> {
+    for item in items {
+        let Item::Mod(m) = item else { continue };
+        let has_path_attr = m.attrs.iter().any(|a| a.path().is_ident("path"));
+        if m.content.is_some() || has_path_attr {
+            continue;
+        }
+        let name = m.ident.to_string();
+        let Some(file) = [
+            dir.join(format!("{name}.rs")),
+            dir.join(&name).join("mod.rs"),
+        ]
+        .into_iter()
+        .find(|f| f.is_file()) else {
+            continue;
+        };
+        let mut sub = read_parsed(&file)?;
+        inline_file_modules(&dir.join(&name), &mut sub.items)?;
+        m.attrs
+            .extend(sub.attrs.into_iter().filter(|a| a.path().is_ident("allow")));
+        m.content = Some((Default::default(), sub.items));
+        m.semi = None;
+    }
+    Ok(())
 }
 
 /// Applies the feature, path and out-of-line module fixes to the whole file.
@@ -132,8 +171,9 @@ pub(crate) fn fix_paths(
     Ok(())
 }
 
-/// `mod sub;` cannot be included from another folder: it becomes a re-export of the
-/// dependency's own (unhooked) module.
+/// `mod sub;` left out of line (a `#[path]` one, or its file missing) cannot be
+/// included from another folder: it becomes a re-export of the dependency's own
+/// (unhooked) module.
 fn reexport_file_modules(items: &mut [Item], lib: &str, module: &[String]) {
     for item in items {
         let Item::Mod(m) = item else { continue };

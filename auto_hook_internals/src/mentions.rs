@@ -90,6 +90,7 @@ const VIEWS: &[&str] = &[
     "reshape",
     "broadcast_as",
     "broadcast_left",
+    "expand",
     "unsqueeze",
     "squeeze",
     "narrow",

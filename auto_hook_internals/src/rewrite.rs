@@ -130,6 +130,18 @@ impl Rewriter<'_> {
                 self.operand(&mut bin.right, &mut fields);
                 fire_uses(expr, &fields)
             }
+            // `self.embedding.forward(&self.position_ids)`: a parameter given to a module
+            // fires its point on the value passed
+            Expr::MethodCall(call) if FORWARDS.contains(&call.method.to_string().as_str()) => {
+                self.visit_expr_mut(&mut call.receiver);
+                for arg in call.args.iter_mut() {
+                    match field_ref(arg).and(arg_read(arg)) {
+                        Some(tokens) => *arg = Expr::Verbatim(tokens),
+                        None => self.visit_expr_mut(arg),
+                    }
+                }
+                None
+            }
             Expr::Assign(assign) if has_field(&assign.left) && !is_none(&assign.right) => {
                 visit_mut::visit_expr_mut(self, &mut assign.left);
                 self.visit_expr_mut(&mut assign.right);
@@ -324,6 +336,25 @@ fn field_ref(expr: &Expr) -> Option<TokenStream> {
         use ::auto_hook::__private::{RefOther as _, RefParam as _};
         (&::auto_hook::__private::Probe(&#place)).field_ref()
     }})
+}
+
+/// Module calls whose tensor arguments are inputs of the module.
+const FORWARDS: &[&str] = &["forward", "forward_t", "apply", "apply_t"];
+
+/// `&self.field` given to a module call: a parameter fires its point on its value
+/// (a `Cow` of the tensor, passed on as `&Tensor`); any other field is passed as it is.
+fn arg_read(expr: &Expr) -> Option<TokenStream> {
+    let Expr::Reference(r) = expr else {
+        return None;
+    };
+    let place = &r.expr;
+    Some(quote! {
+        &*{
+            #[allow(unused_imports)]
+            use ::auto_hook::__private::{ReadOther as _, ReadParam as _};
+            (&::auto_hook::__private::Probe(&#place)).read_arg()?
+        }
+    })
 }
 
 /// `self.field`, `self.field[i]`, `self.field[i][j]`.

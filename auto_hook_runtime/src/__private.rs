@@ -200,6 +200,37 @@ impl<T: ?Sized> FireNothing for &Probe<'_, T> {
     }
 }
 
+/// `&self.field` given to a module call (`emb.forward(&self.position_ids)`): a
+/// parameter fires its point on its value ([`ReadParam`]); any other field is passed as
+/// it is ([`ReadOther`]).
+pub trait ReadParam<'a> {
+    fn read_arg(&self) -> candle_core::Result<std::borrow::Cow<'a, Tensor>>;
+}
+
+impl<'a> ReadParam<'a> for Probe<'a, Param> {
+    #[inline]
+    fn read_arg(&self) -> candle_core::Result<std::borrow::Cow<'a, Tensor>> {
+        let point = self.0.hook_point();
+        if !point.is_observed() {
+            return Ok(std::borrow::Cow::Borrowed(self.0.tensor()));
+        }
+        point
+            .fire(self.0.tensor().clone())
+            .map(std::borrow::Cow::Owned)
+    }
+}
+
+pub trait ReadOther<'a, T: ?Sized> {
+    fn read_arg(&self) -> candle_core::Result<&'a T>;
+}
+
+impl<'a, T: ?Sized> ReadOther<'a, T> for &Probe<'a, T> {
+    #[inline]
+    fn read_arg(&self) -> candle_core::Result<&'a T> {
+        Ok(self.0)
+    }
+}
+
 /// Autoref specialisation for memo guards: whether a field is a parameter whose hook
 /// point is hooked in the current call (false for any other field).
 pub trait ParamHooked {

@@ -3,7 +3,10 @@
 //! weights: bit-identical, every listed point fires, zeroing a mid-model point changes
 //! the output, and stopping after the first layer works ([`check_model`], [`check_edit`]).
 
+#[path = "../common/mod.rs"]
 mod common;
+mod more_text;
+mod vision_audio;
 
 use auto_hook::prelude::*;
 use auto_hook_ct::built;
