@@ -88,6 +88,10 @@ pub enum Shape {
     SharedProbe,
     /// A container whose elements have the inner shape.
     Container(Container, Box<Shape>),
+    /// A tuple of modules (whisper's `Option<(MultiHeadAttention, LayerNorm)>`): its
+    /// elements are named `0`, `1`, ... A tuple holding anything else (a KV cache of
+    /// tensors, a module beside a number) is data.
+    Tuple(Vec<Shape>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +130,7 @@ impl Shape {
         match self {
             Shape::Module | Shape::ModuleT | Shape::Param => true,
             Shape::Container(_, inner) => inner.wraps(),
+            Shape::Tuple(elems) => elems.iter().any(Shape::wraps),
             Shape::Data | Shape::Nested | Shape::Probe | Shape::SharedProbe => false,
         }
     }
@@ -177,8 +182,11 @@ pub fn classify(ty: &Type, leaf: bool, generics: &[Ident]) -> Shape {
                 _ => Shape::Probe,
             }
         }
+        Type::Tuple(t) if (2..=4).contains(&t.elems.len()) => {
+            tuple(t.elems.iter().map(|e| classify(e, leaf)).collect())
+        }
         _ if leaf => Shape::Module,
-        // References, pointers, tuples, function pointers, trait objects: data.
+        // References, pointers, other tuples, function pointers, trait objects: data.
         _ => Shape::Data,
     }
 }
@@ -221,6 +229,20 @@ fn container(kind: Container, inner: Shape) -> Shape {
     }
 }
 
+/// A tuple whose elements are all modules (known or for the compiler to decide), or data.
+fn tuple(elems: Vec<Shape>) -> Shape {
+    if elems.iter().all(|e| matches!(e, Shape::Probe)) {
+        // the compiler decides for the whole tuple, as for a container
+        return Shape::Probe;
+    }
+    let module = |e: &Shape| !matches!(e, Shape::Data) && !e.is_param();
+    if elems.iter().all(module) {
+        Shape::Tuple(elems)
+    } else {
+        Shape::Data
+    }
+}
+
 fn type_args(args: &PathArguments) -> Vec<&Type> {
     match args {
         PathArguments::AngleBracketed(a) => a
@@ -247,6 +269,15 @@ pub fn wrapped_type(ty: &Type, shape: &Shape) -> Type {
             map_element_type(&mut ty, &|elem| wrapped_type(elem, inner));
             ty
         }
+        Shape::Tuple(shapes) => match ty {
+            Type::Tuple(t) => {
+                let elems = t.elems.iter().zip(shapes).map(|(e, s)| wrapped_type(e, s));
+                syn::parse_quote_spanned!(span=> (#(#elems,)*))
+            }
+            Type::Paren(p) => wrapped_type(&p.elem, shape),
+            Type::Group(g) => wrapped_type(&g.elem, shape),
+            _ => ty.clone(),
+        },
         _ => ty.clone(),
     }
 }
@@ -304,6 +335,16 @@ pub fn convert(shape: &Shape, value: TokenStream) -> TokenStream {
                     quote!(::auto_hook::__private::Shared::share(&#value, #each))
                 }
             }
+        }
+        Shape::Tuple(shapes) if shape.wraps() => {
+            let names: Vec<_> = (0..shapes.len())
+                .map(|i| quote::format_ident!("__t{}", i))
+                .collect();
+            let each = shapes
+                .iter()
+                .zip(&names)
+                .map(|(s, n)| convert(s, quote!(#n)));
+            quote!({ let (#(#names,)*) = #value; (#(#each,)*) })
         }
         Shape::SharedProbe => quote! {{
             #[allow(unused_imports)]

@@ -133,6 +133,7 @@ fn is_module_shape(shape: &Shape) -> bool {
     match shape {
         Shape::Module | Shape::ModuleT | Shape::Nested => true,
         Shape::Container(_, inner) => is_module_shape(inner),
+        Shape::Tuple(elems) => elems.iter().any(is_module_shape),
         Shape::Data | Shape::Param | Shape::Probe | Shape::SharedProbe => false,
     }
 }
@@ -154,6 +155,7 @@ fn contains_probe(shape: &Shape) -> bool {
     match shape {
         Shape::Probe | Shape::SharedProbe => true,
         Shape::Container(_, inner) => contains_probe(inner),
+        Shape::Tuple(elems) => elems.iter().any(contains_probe),
         _ => false,
     }
 }

@@ -135,9 +135,14 @@ impl Rewriter<'_> {
             Expr::MethodCall(call) if FORWARDS.contains(&call.method.to_string().as_str()) => {
                 self.visit_expr_mut(&mut call.receiver);
                 for arg in call.args.iter_mut() {
-                    match field_ref(arg).and(arg_read(arg)) {
-                        Some(tokens) => *arg = Expr::Verbatim(tokens),
-                        None => self.visit_expr_mut(arg),
+                    // `Some(&self.mask)` too
+                    let inner = match arg {
+                        Expr::Call(c) if is_some_call(c) => &mut c.args[0],
+                        other => other,
+                    };
+                    match field_ref(inner).and(arg_read(inner)) {
+                        Some(tokens) => *inner = Expr::Verbatim(tokens),
+                        None => self.visit_expr_mut(inner),
                     }
                 }
                 None
@@ -336,6 +341,11 @@ fn field_ref(expr: &Expr) -> Option<TokenStream> {
         use ::auto_hook::__private::{RefOther as _, RefParam as _};
         (&::auto_hook::__private::Probe(&#place)).field_ref()
     }})
+}
+
+/// `Some(x)` with one argument.
+fn is_some_call(call: &syn::ExprCall) -> bool {
+    call.args.len() == 1 && matches!(&*call.func, Expr::Path(p) if p.path.is_ident("Some"))
 }
 
 /// Module calls whose tensor arguments are inputs of the module.

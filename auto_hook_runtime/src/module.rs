@@ -285,6 +285,25 @@ impl<T: HookedModule> HookedModule for Option<T> {
     }
 }
 
+/// A tuple of modules: its elements are named `0`, `1`, ...
+macro_rules! tuple_module {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: HookedModule),+> HookedModule for ($($t,)+) {
+            const SCHEMA: Schema = Schema::Struct(&[$((stringify!($i), &$t::SCHEMA)),+]);
+            fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
+                $(walker.child($i, &self.$i);)+
+            }
+            fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
+                $(walker.child($i, &mut self.$i);)+
+            }
+        }
+    };
+}
+
+tuple_module!(A 0, B 1);
+tuple_module!(A 0, B 1, C 2);
+tuple_module!(A 0, B 1, C 2, D 3);
+
 /// `Box` is transparent.
 impl<T: HookedModule> HookedModule for Box<T> {
     const SCHEMA: Schema = T::SCHEMA;

@@ -1,6 +1,7 @@
 //! Vision and audio models: dinov2, clip (a directory module: `clip/mod.rs` with its
-//! text and vision submodules, hooked whole), whisper (also a directory module), and
-//! the closure-built convnext and resnet.
+//! text and vision submodules, hooked whole), whisper (also a directory module; its
+//! cross-attention sits in an `Option<(MultiHeadAttention, LayerNorm)>`), and the
+//! closure-built convnext and resnet.
 
 use super::{assert_listed, check_all, common, stop, TestResult};
 use auto_hook::prelude::*;
