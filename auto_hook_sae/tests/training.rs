@@ -366,3 +366,74 @@ fn a_transcoder_trains_on_pairs_from_one_stopped_forward() {
     .expect("refused");
     assert!(err.to_string().contains("hook_name_out"), "{err}");
 }
+
+/// Gated, matryoshka and a skip transcoder: architectures with their own parameters
+/// (`b_gate`, `r_mag`, `b_mag`, `W_skip`) and a second hook in the store.
+fn newer_configs() -> Vec<SaeTrainConfig> {
+    let gated = SaeTrainConfig::new(
+        SaeConfig::new(64, 96, Architecture::Gated).with_hook("blocks.0.hook_resid_post"),
+    );
+    let mut matryoshka = SaeTrainConfig::new(
+        SaeConfig::new(64, 96, Architecture::MatryoshkaBatchTopK { k: 4.0 })
+            .with_hook("blocks.0.hook_resid_post"),
+    );
+    matryoshka.matryoshka_widths = vec![16, 48];
+    let arch = Architecture::Transcoder {
+        jumprelu: true,
+        skip: true,
+    };
+    let transcoder = SaeTrainConfig::new(
+        SaeConfig::new(64, 96, arch)
+            .with_hook("blocks.0.hook_resid_mid")
+            .with_hook_out("blocks.1.hook_resid_pre", 64),
+    );
+    vec![gated, matryoshka, transcoder]
+}
+
+/// Every trained parameter of every SAE, flattened, by name.
+fn all_params(saes: &[TrainedSae]) -> Vec<(String, Vec<f32>)> {
+    saes.iter()
+        .flat_map(|t| {
+            t.sae
+                .params()
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.clone()))
+                .collect::<Vec<_>>()
+        })
+        .map(|(n, v)| (n, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+#[test]
+fn newer_architectures_resume_bit_identically() {
+    let model = model();
+    let dir = std::env::temp_dir().join(format!("auto_hook_sae_ckpt_new_{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let new = |cfg| Trainer::new(&model, forward, tokens(), store(), newer_configs(), cfg).unwrap();
+    let straight = new(run(8)).train().unwrap();
+    let mut first = new(TrainRunConfig {
+        checkpoint_every: Some(4),
+        checkpoint_dir: Some(dir.clone()),
+        ..run(8)
+    });
+    for _ in 0..5 {
+        first.step().unwrap();
+    }
+    drop(first);
+    let state =
+        candle_core::safetensors::load(dir.join("step_4/trainer_state.safetensors"), &Device::Cpu)
+            .unwrap();
+    for key in [
+        "sae.0.b_gate",
+        "sae.0.adam_m.r_mag",
+        "sae.2.W_skip",
+        "sae.2.threshold",
+    ] {
+        assert!(state.contains_key(key), "{key} not in the checkpoint");
+    }
+    let mut resumed = new(run(8));
+    resumed.resume(dir.join("step_4")).unwrap();
+    let resumed = resumed.train().unwrap();
+    assert_eq!(all_params(&straight), all_params(&resumed));
+    std::fs::remove_dir_all(&dir).ok();
+}
