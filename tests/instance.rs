@@ -5,7 +5,7 @@
 mod common;
 
 use auto_hook::prelude::*;
-use auto_hook::{InnerPoints, RootOnly};
+use auto_hook::RootOnly;
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use common::models::{random_vb, CountingLinear, TwoLinear};
@@ -40,6 +40,7 @@ fn a_plain_candle_module_gets_one_root_point() {
     let (_map, vb) = random_vb();
     let linear = candle_nn::linear(4, 4, vb).unwrap();
     let wrapped: auto_hook::AutoHooked<Linear, RootOnly> = auto_hook(linear.clone());
+    assert!(!wrapped.has_inner_points());
     assert_eq!(wrapped.hook_point_names(), ["hook_point"]);
     let doubled = wrapped
         .run_with_hooks(Hooks::new().add("hook_point", |a, _| a * 2.0), |m| {
@@ -54,19 +55,19 @@ fn a_plain_candle_module_gets_one_root_point() {
 }
 
 #[test]
-fn an_annotated_module_keeps_its_inner_points_when_the_kind_is_named() {
+fn an_annotated_module_keeps_its_inner_points_with_no_annotation() {
     let (_map, vb) = random_vb();
     let model = TwoLinear::new(vb).unwrap();
     let clean = model.forward(&input()).unwrap();
-    let wrapped = auto_hook::<_, InnerPoints>(model);
+    // exactly as the Python README writes it: no kind named
+    let wrapped = auto_hook(model);
+    assert!(wrapped.has_inner_points());
     assert_eq!(
         wrapped.hook_point_names(),
         ["hook_point", "fc1.hook_point", "fc2.hook_point"]
     );
-    assert_eq!(
-        <auto_hook::AutoHooked<TwoLinear, InnerPoints>>::hook_names(),
-        TwoLinear::hook_names()
-    );
+    // the run-time layout is the model's, so the conformance check holds
+    auto_hook::check_auto_hook_strict(&wrapped, |m| m.forward(&input())).unwrap();
     let mut fired = Vec::new();
     let zeroed = wrapped
         .run_with_hooks(

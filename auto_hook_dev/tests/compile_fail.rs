@@ -7,6 +7,6 @@ fn misuse_is_a_compile_error_with_a_clear_message() {
 }
 
 #[test]
-fn ambiguous_or_unhookable_instances_are_compile_errors_with_a_message() {
+fn unhookable_instances_are_compile_errors_with_a_message() {
     trybuild::TestCases::new().compile_fail("tests/instance_ui/*.rs");
 }

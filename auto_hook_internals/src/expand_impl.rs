@@ -52,7 +52,16 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
         }
     }
     let markers = kinds.iter().filter_map(|k| forward_marker(&item, *k));
-    quote!(#item #(#markers)*)
+    // an inherent forward (not candle's `Module`): `auto_hook(model)` keeps its points
+    let inner_kinds = if item.trait_.is_none() {
+        kinds.as_slice()
+    } else {
+        &[]
+    };
+    let wrappable = inner_kinds
+        .iter()
+        .filter_map(|k| inner_points_kind(&item, *k));
+    quote!(#item #(#markers)* #(#wrappable)*)
 }
 
 /// How many `HasForward<K>` slots a struct's own-point probe asks about.
@@ -77,11 +86,7 @@ fn forward_kind(trait_path: Option<&syn::Path>, method: &syn::Ident) -> u8 {
 /// expansion that a forward fires its own point. None for a blanket impl (`impl<T> X
 /// for T`), which is no struct's own forward.
 fn forward_marker(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
-    let Type::Path(path) = &*item.self_ty else {
-        return None;
-    };
-    let first = path.path.segments.first()?;
-    if path.qself.is_some() || item.generics.type_params().any(|p| p.ident == first.ident) {
+    if !is_struct_impl(item) {
         return None;
     }
     let self_ty = &item.self_ty;
@@ -91,6 +96,33 @@ fn forward_marker(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
         #[doc(hidden)]
         impl #impl_generics ::auto_hook::__private::HasForward<#kind> for #self_ty #where_clause {}
     })
+}
+
+/// `impl AutoHook<InnerPoints<K>> for Self {}`: `auto_hook(model)` of a type whose
+/// forward is inherent keeps its points (one slot per forward, so two inherent
+/// forwards in separate impl blocks do not collide).
+fn inner_points_kind(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
+    if !is_struct_impl(item) {
+        return None;
+    }
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    Some(quote! {
+        #[automatically_derived]
+        #[doc(hidden)]
+        impl #impl_generics ::auto_hook::AutoHook<::auto_hook::InnerPoints<#kind>> for #self_ty #where_clause {}
+    })
+}
+
+/// An impl for one named type (not a blanket `impl<T> X for T`, not `<T as Tr>::X`).
+fn is_struct_impl(item: &ItemImpl) -> bool {
+    let Type::Path(path) = &*item.self_ty else {
+        return false;
+    };
+    let Some(first) = path.path.segments.first() else {
+        return false;
+    };
+    path.qself.is_none() && !item.generics.type_params().any(|p| p.ident == first.ident)
 }
 
 /// `#[auto_hook]` on a free function: its struct literals and parameter uses are

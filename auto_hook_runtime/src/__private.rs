@@ -231,6 +231,43 @@ impl<'a, T: ?Sized> ReadOther<'a, T> for &Probe<'a, T> {
     }
 }
 
+/// Autoref specialisation in the generated constructor of a struct without type
+/// parameters: a hooked one joins `auto_hook`'s registry, a data one does nothing.
+pub struct TypeProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: ?Sized> TypeProbe<T> {
+    #[inline]
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for TypeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub trait RegisterHooked {
+    fn register(&self);
+}
+
+impl<T: crate::HookedModule + 'static> RegisterHooked for TypeProbe<T> {
+    #[inline]
+    fn register(&self) {
+        crate::instance::register_hooked::<T>();
+    }
+}
+
+pub trait RegisterNothing {
+    fn register(&self);
+}
+
+impl<T: ?Sized> RegisterNothing for &TypeProbe<T> {
+    #[inline]
+    fn register(&self) {}
+}
+
 /// Autoref specialisation for memo guards: whether a field is a parameter whose hook
 /// point is hooked in the current call (false for any other field).
 pub trait ParamHooked {

@@ -168,7 +168,7 @@ where
 
 fn run_checks<T: Target>(target: &mut T) -> Result<CheckReport> {
     let names = target.model().hook_point_names();
-    let mut failures = check_names(&names, &<T::Model as crate::HookedModule>::SCHEMA);
+    let mut failures = check_names(&names, crate::HookedModule::schema(target.model()));
     let baseline = target.plain()?;
     let fire_counts = count_fires(target, &names)?;
     failures.extend(

@@ -2,20 +2,27 @@
 //!
 //! Rust cannot look inside a value at run time the way Python's `auto_hook(model)`
 //! does, and a generic function cannot ask "is this type annotated?" on stable Rust.
-//! So the wrapper's kind is chosen by a trait at the call site:
-//! - a module that is not hooked (any candle `Module`: `Linear`, a candle-transformers
-//!   model, your own) gets one point, `hook_point`, on its output ([`RootOnly`]);
-//! - an annotated model ([`HookedModule`]) keeps every point it has ([`InnerPoints`]):
-//!   its own `hook_point` is the root's. An annotated model that also implements
-//!   `Module` matches both kinds, so name the kind: `auto_hook::<_, InnerPoints>(model)`
-//!   (or use the model itself: it already has the whole API).
+//! So the wrapper's kind comes from the type, and for a candle `Module` from a registry
+//! that every annotated struct (without generics) joins when it is built:
+//! - a candle `Module` ([`RootOnly`]): an annotated model keeps every point it has (its
+//!   own `hook_point` is the root's); any other module (`Linear`, a candle-transformers
+//!   model, your own) gets one point, `hook_point`, on its output;
+//! - an annotated model that is not a `Module` (its forward takes other arguments) and
+//!   the runtime's containers of hooked values ([`InnerPoints`]) keep their points.
+//!
+//! An annotated struct with type parameters is not registered (it cannot be named as a
+//! `'static` type where it is built): wrapped as a `Module`, it gets only the root
+//! point; use the model itself, which has the whole API already.
 
 use crate::hook_point::HookPoint;
 use crate::module::{HookedModule, Walker, WalkerMut};
 use crate::schema::Schema;
 use candle_core::{Module, Result, Tensor};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::{OnceLock, RwLock};
 
 /// The kind of an [`AutoHooked`] wrapper: a plain module seen from outside, one point.
 #[derive(Clone, Copy, Debug, Default)]
@@ -23,19 +30,91 @@ pub struct RootOnly;
 
 /// The kind of an [`AutoHooked`] wrapper around an annotated model: every point of the
 /// model, whose own `hook_point` is the root's.
+///
+/// `SLOT` tells apart the kinds an annotated type gets from each of its inherent
+/// forwards (generated code); write plain `InnerPoints`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct InnerPoints;
+pub struct InnerPoints<const SLOT: u8 = 0>;
 
 /// What [`auto_hook`] can wrap, and as which kind: every candle `Module` as
-/// [`RootOnly`], every hooked model as [`InnerPoints`].
+/// [`RootOnly`] (with the model's own points when it is annotated); annotated models
+/// that are not a `Module`, and containers of hooked values, as [`InnerPoints`].
 #[diagnostic::on_unimplemented(
     message = "`auto_hook(..)` cannot wrap `{Self}`: it is neither a candle `Module` nor an #[auto_hook] model",
     note = "implement candle_core::Module for `{Self}` (one hook point on its output), or annotate it with #[auto_hook] (a point on every sub-module and parameter)"
 )]
-pub trait AutoHook<Kind> {}
+pub trait AutoHook<Kind> {
+    /// For a candle `Module` that is an annotated model: how to walk its points.
+    #[doc(hidden)]
+    fn inner_points() -> Option<&'static Vtable> {
+        None
+    }
+}
 
-impl<M: Module> AutoHook<RootOnly> for M {}
-impl<M: HookedModule> AutoHook<InnerPoints> for M {}
+impl<M: Module + 'static> AutoHook<RootOnly> for M {
+    fn inner_points() -> Option<&'static Vtable> {
+        registered::<M>()
+    }
+}
+impl<T: HookedModule> AutoHook<InnerPoints> for Vec<T> {}
+impl<T: HookedModule, const N: usize> AutoHook<InnerPoints> for [T; N] {}
+impl<T: HookedModule> AutoHook<InnerPoints> for Option<T> {}
+impl<T: HookedModule> AutoHook<InnerPoints> for Box<T> {}
+impl<K: AsRef<str>, T: HookedModule> AutoHook<InnerPoints> for std::collections::BTreeMap<K, T> {}
+impl<K: AsRef<str> + Eq + std::hash::Hash, T: HookedModule, S> AutoHook<InnerPoints>
+    for std::collections::HashMap<K, T, S>
+{
+}
+
+/// How to walk an annotated type seen as `dyn Any` (a [`RootOnly`] wrapper of it).
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Vtable {
+    visit: for<'a, 's> fn(&'s dyn Any, &mut Walker<'a, 's>),
+    visit_mut: fn(&mut dyn Any, &mut WalkerMut<'_>),
+    schema: &'static Schema,
+}
+
+fn visit_as<'s, M: HookedModule + 'static>(model: &'s dyn Any, walker: &mut Walker<'_, 's>) {
+    if let Some(model) = model.downcast_ref::<M>() {
+        model.visit_hooks(walker);
+    }
+}
+
+fn visit_mut_as<M: HookedModule + 'static>(model: &mut dyn Any, walker: &mut WalkerMut<'_>) {
+    if let Some(model) = model.downcast_mut::<M>() {
+        model.visit_hooks_mut(walker);
+    }
+}
+
+type Registry = RwLock<HashMap<TypeId, &'static Vtable>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Records that `M` is an annotated model (called by its generated constructor), so
+/// that `auto_hook` of one keeps its points.
+#[doc(hidden)]
+pub fn register_hooked<M: HookedModule + 'static>() {
+    let id = TypeId::of::<M>();
+    let known = registry().read().map_or(true, |r| r.contains_key(&id));
+    if !known {
+        let vtable = Box::leak(Box::new(Vtable {
+            visit: visit_as::<M>,
+            visit_mut: visit_mut_as::<M>,
+            schema: M::SCHEMA_REF,
+        }));
+        if let Ok(mut r) = registry().write() {
+            r.entry(id).or_insert(vtable);
+        }
+    }
+}
+
+fn registered<M: 'static>() -> Option<&'static Vtable> {
+    registry().read().ok()?.get(&TypeId::of::<M>()).copied()
+}
 
 /// Wraps an already-built value so it has the hooked-root API. A candle module that is
 /// not annotated gets one hook point, `hook_point`, on its output: Rust cannot see
@@ -66,6 +145,7 @@ impl<M: HookedModule> AutoHook<InnerPoints> for M {}
 /// ```
 pub fn auto_hook<M: AutoHook<K>, K>(instance: M) -> AutoHooked<M, K> {
     AutoHooked {
+        inner_points: M::inner_points(),
         inner: instance,
         hook_point: HookPoint::new(),
         kind: PhantomData,
@@ -77,6 +157,8 @@ pub fn auto_hook<M: AutoHook<K>, K>(instance: M) -> AutoHooked<M, K> {
 pub struct AutoHooked<M, K = RootOnly> {
     inner: M,
     hook_point: HookPoint,
+    /// Set for a `RootOnly` wrapper of an annotated model: its own points are walked.
+    inner_points: Option<&'static Vtable>,
     kind: PhantomData<K>,
 }
 
@@ -85,6 +167,7 @@ impl<M: Clone, K> Clone for AutoHooked<M, K> {
         Self {
             inner: self.inner.clone(),
             hook_point: self.hook_point.clone(),
+            inner_points: self.inner_points,
             kind: PhantomData,
         }
     }
@@ -98,9 +181,15 @@ impl<M, K> AutoHooked<M, K> {
 }
 
 impl<M> AutoHooked<M, RootOnly> {
-    /// The root hook point.
+    /// The root hook point (not listed when the wrapped model is annotated: its own
+    /// `hook_point` is the root's then).
     pub fn hook_point(&self) -> &HookPoint {
         &self.hook_point
+    }
+
+    /// Whether the wrapped module is an annotated model whose points are listed.
+    pub fn has_inner_points(&self) -> bool {
+        self.inner_points.is_some()
     }
 }
 
@@ -113,8 +202,9 @@ impl<M, K> Deref for AutoHooked<M, K> {
 
 /// An annotated model keeps firing its own points through `&mut`, so a `&mut self`
 /// forward runs as `wrapped.run_with_hooks_mut(hooks, |m| m.forward(..))`. (A plain
-/// module's `&mut` methods would bypass the wrapper's one point, so `RootOnly` has none.)
-impl<M> DerefMut for AutoHooked<M, InnerPoints> {
+/// module's own methods, through `&` or `&mut`, bypass the wrapper's one point: only
+/// the wrapper's `forward` fires it.)
+impl<M, K> DerefMut for AutoHooked<M, K> {
     fn deref_mut(&mut self) -> &mut M {
         &mut self.inner
     }
@@ -122,29 +212,48 @@ impl<M> DerefMut for AutoHooked<M, InnerPoints> {
 
 impl<M: Module> Module for AutoHooked<M, RootOnly> {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.hook_point.fire(self.inner.forward(xs)?)
+        let out = self.inner.forward(xs)?;
+        if self.inner_points.is_some() {
+            // the annotated model fired its own points, its own `hook_point` included
+            return Ok(out);
+        }
+        self.hook_point.fire(out)
     }
 }
 
 /// The annotated model fires its own points, its own `hook_point` included.
-impl<M: Module + HookedModule> Module for AutoHooked<M, InnerPoints> {
+impl<M: Module + HookedModule, const S: u8> Module for AutoHooked<M, InnerPoints<S>> {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.inner.forward(xs)
     }
 }
 
-impl<M> HookedModule for AutoHooked<M, RootOnly> {
+/// The compile-time layout is the root point's; the run-time walk (and [`schema`]) is
+/// the annotated model's when it is one.
+///
+/// [`schema`]: HookedModule::schema
+impl<M: 'static> HookedModule for AutoHooked<M, RootOnly> {
     const SCHEMA: Schema = Schema::Struct(&[("hook_point", &Schema::Point)]);
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
+        if let Some(inner) = self.inner_points {
+            return (inner.visit)(&self.inner, walker);
+        }
         walker.module(std::any::type_name::<M>());
         walker.child("hook_point", &self.hook_point);
     }
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>) {
+        if let Some(inner) = self.inner_points {
+            return (inner.visit_mut)(&mut self.inner, walker);
+        }
         walker.child("hook_point", &mut self.hook_point);
+    }
+    fn schema(&self) -> &'static Schema {
+        self.inner_points
+            .map_or(Self::SCHEMA_REF, |inner| inner.schema)
     }
 }
 
-impl<M: HookedModule> HookedModule for AutoHooked<M, InnerPoints> {
+impl<M: HookedModule, const S: u8> HookedModule for AutoHooked<M, InnerPoints<S>> {
     const SCHEMA: Schema = M::SCHEMA;
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>) {
         self.inner.visit_hooks(walker);

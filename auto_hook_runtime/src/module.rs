@@ -29,11 +29,22 @@ pub trait HookedModule {
     /// The hook-name layout of this type.
     const SCHEMA: Schema;
 
+    /// [`SCHEMA`](Self::SCHEMA) as a `'static` reference.
+    #[doc(hidden)]
+    const SCHEMA_REF: &'static Schema = &Self::SCHEMA;
+
     /// Calls the walker for every hook point, in declaration order.
     fn visit_hooks<'s>(&'s self, walker: &mut Walker<'_, 's>);
 
     /// Same, with mutable access (to attach and remove persistent hooks).
     fn visit_hooks_mut(&mut self, walker: &mut WalkerMut<'_>);
+
+    /// The hook-name layout of this value: [`SCHEMA`](Self::SCHEMA), except for a
+    /// wrapper whose layout is known only at run time (`auto_hook` of an annotated
+    /// `Module`).
+    fn schema(&self) -> &'static Schema {
+        Self::SCHEMA_REF
+    }
 
     /// The hook-name patterns of the type, without building it: `*` stands for container
     /// indices and keys.
