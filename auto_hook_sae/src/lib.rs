@@ -3,9 +3,12 @@
 //! Sparse autoencoders on any hook point of any hooked model (an `#[auto_hook]` model,
 //! an `auto_hook_models::HookedTransformer`, anything implementing
 //! [`auto_hook::HookedRoot`]): SAELens v6 architectures (`standard`, `topk`,
-//! `batchtopk`, `jumprelu`, `gated`, `matryoshka_batchtopk`), SAELens's folder format, splicing into a model through
-//! ordinary hooks, an activation store that stops every forward at the hooked layer,
-//! training and evaluation.
+//! `batchtopk`, `jumprelu`, `gated`, `matryoshka_batchtopk`, and the transcoders
+//! `transcoder`, `skip_transcoder`, `jumprelu_transcoder`, `jumprelu_skip_transcoder`),
+//! each one module behind one trait; SAELens's folder format, splicing into a model
+//! through ordinary hooks, an activation store that stops every forward at the hooked
+//! layer (a transcoder's input and output hooks from one forward), training and
+//! evaluation.
 //!
 //! ```
 //! use auto_hook_sae::{Architecture, Sae, SaeConfig};
