@@ -26,6 +26,7 @@ mod arch;
 mod compare;
 mod config;
 mod corpus;
+mod dashboard;
 mod error;
 mod eval;
 mod gemma_scope;
@@ -41,6 +42,10 @@ mod train;
 pub use compare::{compare_sae_with_reference, REFERENCE_KEYS};
 pub use config::{Architecture, Metadata, Normalization, SaeConfig};
 pub use corpus::{read_documents, split_documents, Packing};
+pub use dashboard::{
+    density_histogram_svg, escape_html, Context, Dashboard, FeatureCard, TopActivation,
+    TopActivations,
+};
 pub use error::{Error, Result};
 pub use eval::{
     downstream_scores, downstream_scores_ignoring, reconstruction_metrics, DownstreamScores,
