@@ -388,17 +388,13 @@ fn converters(item: &ItemStruct, fields: &[Field], own_point: bool) -> TokenStre
         == item.fields.iter().filter(|f| f.ident.is_some()).count() - usize::from(own_point);
     // `auto_hook(model)` of an annotated `Module` finds its points through the registry
     // (a type with parameters cannot be named as `'static` here)
-    let register = item
-        .generics
-        .params
-        .is_empty()
-        .then(|| {
-            quote! {{
-                #[allow(unused_imports)]
-                use ::auto_hook::__private::{RegisterHooked as _, RegisterNothing as _};
-                (&::auto_hook::__private::TypeProbe::<Self>::new()).register();
-            }}
-        });
+    let register = item.generics.params.is_empty().then(|| {
+        quote! {{
+            #[allow(unused_imports)]
+            use ::auto_hook::__private::{RegisterHooked as _, RegisterNothing as _};
+            (&::auto_hook::__private::TypeProbe::<Self>::new()).register();
+        }}
+    });
     let constructor = complete.then(|| {
         quote! {
             #[doc(hidden)]
