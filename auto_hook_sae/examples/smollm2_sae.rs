@@ -104,7 +104,7 @@ fn main() -> Res<()> {
     let (collected, collect_s) = collect(&model, &train, &hook, n_seq, eot)?;
     let rows = collected.keep.len();
     println!(
-        "collected {rows} activations at {hook} (<|endoftext|> left out) in {collect_s:.1} s ({:.0} tokens/s, forwards stopped after layer {LAYER})",
+        "collected {rows} activations at {hook} (<|endoftext|> and position 1 left out) in {collect_s:.1} s ({:.0} tokens/s, forwards stopped after layer {LAYER})",
         (n_seq * CONTEXT) as f64 / collect_s
     );
     let (trained, train_s, steps) = train_sae(&collected, &hook, a.epochs)?;
