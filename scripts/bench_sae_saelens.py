@@ -22,6 +22,8 @@ import torch
 from sae_lens import (
     BatchTopKTrainingSAE,
     BatchTopKTrainingSAEConfig,
+    GatedTrainingSAE,
+    GatedTrainingSAEConfig,
     JumpReLUTrainingSAE,
     JumpReLUTrainingSAEConfig,
     StandardTrainingSAE,
@@ -65,6 +67,7 @@ def architectures(d_in, d_sae, k, only=None):
         "topk": (lambda: TopKTrainingSAE(TopKTrainingSAEConfig(**sizes, k=k)), {}),
         "batchtopk": (lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)), {}),
         "jumprelu": (lambda: JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)), {"l0": 1.0}),
+        "gated": (lambda: GatedTrainingSAE(GatedTrainingSAEConfig(**sizes)), {"l1": 1.0}),
     }
     for name, (make, coefficients) in saes.items():
         if only in (None, name):

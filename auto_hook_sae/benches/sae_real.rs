@@ -23,12 +23,14 @@ use std::time::Duration;
 const TOKENS: usize = 4096;
 const SIZES: [(usize, usize); 2] = [(768, 6144), (576, 9216)];
 
-fn archs() -> [(&'static str, Architecture); 4] {
+fn archs() -> [(&'static str, Architecture); 5] {
     [
         ("standard", Architecture::Standard),
         ("topk", Architecture::TopK { k: 32 }),
         ("batchtopk", Architecture::BatchTopK { k: 32.0 }),
         ("jumprelu", Architecture::JumpRelu),
+        // the autograd step (no analytic pass for gated yet)
+        ("gated", Architecture::Gated),
     ]
 }
 
