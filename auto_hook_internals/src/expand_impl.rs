@@ -163,9 +163,9 @@ fn wrap_forward(method: &mut ImplItemFn, errors: &mut darling::error::Accumulato
     // same hygiene as the user's method (which may come from a macro_rules! macro).
     let self_token = receiver.self_token;
     let block = &method.block;
+    let run = run_body(quote!(__auto_hook_out), quote!(#ret), block);
     method.block = syn::parse_quote!({
-        #[allow(clippy::redundant_closure_call)]
-        let __auto_hook_out: #ret = (|| -> #ret #block)();
+        #run
         ::auto_hook::__private::fire_output(
             {
                 #[allow(unused_imports)]
@@ -175,4 +175,14 @@ fn wrap_forward(method: &mut ImplItemFn, errors: &mut darling::error::Accumulato
             __auto_hook_out,
         )
     });
+}
+
+/// `let <var>: <ret> = (|| -> <ret> { body })();`: runs a method's body in a closure so
+/// its `return`s and `?`s end there and code can follow it (the forward's own point,
+/// putting a memo back).
+pub(crate) fn run_body(var: TokenStream, ret: TokenStream, block: &syn::Block) -> TokenStream {
+    quote! {
+        #[allow(clippy::redundant_closure_call)]
+        let #var: #ret = (|| -> #ret #block)();
+    }
 }

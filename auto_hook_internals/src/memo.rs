@@ -85,7 +85,7 @@ pub fn wrap(method: &mut ImplItemFn, memo: &Memo) {
     };
     let sources = memo.sources.iter();
     let fields: Vec<&Ident> = memo.fields.iter().collect();
-    let block = &method.block;
+    let run = crate::expand_impl::run_body(quote!(__auto_hook_memo_out), ret, &method.block);
     method.block = syn::parse_quote!({
         let __auto_hook_memo = {
             #[allow(unused_imports)]
@@ -94,8 +94,7 @@ pub fn wrap(method: &mut ImplItemFn, memo: &Memo) {
         };
         let __auto_hook_saved = __auto_hook_memo
             .then(|| (#(::std::mem::take(&mut #this.#fields),)*));
-        #[allow(clippy::redundant_closure_call)]
-        let __auto_hook_memo_out: #ret = (|| -> #ret #block)();
+        #run
         if let Some((#(#fields,)*)) = __auto_hook_saved {
             #(#this.#fields = #fields;)*
         }

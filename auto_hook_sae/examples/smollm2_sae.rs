@@ -174,6 +174,27 @@ fn used_rows(tokens: &TokenSource, first: usize, n: usize, eot: u32) -> Res<Vec<
         .collect())
 }
 
+/// A store reading `hook` from `source`'s contexts, forwards stopped there (the BOS
+/// position skipped).
+fn store_at<'m>(
+    model: &'m HookedTransformer,
+    source: &TokenSource,
+    hook: &str,
+) -> Res<ActivationStore<'m, HookedTransformer>> {
+    let cfg = StoreConfig {
+        skip_first_position: true,
+        ..Default::default()
+    };
+    let hooks = vec![HookSpec::new(hook)];
+    Ok(ActivationStore::new(
+        model,
+        forward,
+        source.clone(),
+        hooks,
+        cfg,
+    )?)
+}
+
 /// Activations of the first `n_seq` training contexts (forwards stopped at the hook).
 fn collect(
     model: &HookedTransformer,
@@ -182,17 +203,7 @@ fn collect(
     n_seq: usize,
     eot: u32,
 ) -> Res<(Collected, f64)> {
-    let cfg = StoreConfig {
-        skip_first_position: true,
-        ..Default::default()
-    };
-    let store = ActivationStore::new(
-        model,
-        forward,
-        train.clone(),
-        vec![HookSpec::new(hook)],
-        cfg,
-    )?;
+    let store = store_at(model, train, hook)?;
     let start = Instant::now();
     let mut parts = Vec::new();
     for first in (0..n_seq).step_by(FORWARD_BATCH) {
@@ -276,18 +287,9 @@ fn evaluate(
     eot: u32,
 ) -> Res<Vec<(String, String)>> {
     let ids = held_out.batch(0, held_out.len())?;
-    let cfg = StoreConfig {
-        skip_first_position: true,
-        ..Default::default()
-    };
-    let store = ActivationStore::new(
-        model,
-        forward,
-        held_out.clone(),
-        vec![HookSpec::new(hook)],
-        cfg,
-    )?;
-    let x = store.activations(&ids)?.remove(0);
+    let x = store_at(model, held_out, hook)?
+        .activations(&ids)?
+        .remove(0);
     let used = used_rows(held_out, 0, held_out.len(), eot)?;
     let keep: Vec<u32> = (0..used.len() as u32)
         .filter(|&i| used[i as usize])

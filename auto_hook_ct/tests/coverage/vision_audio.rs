@@ -158,28 +158,26 @@ fn closure_built_models_have_only_their_output() -> TestResult {
         |vb| built::convnext::convnext(&cfg, 10, vb),
         |vb| ct::convnext::convnext(&ct::convnext::Config::atto(), 10, vb),
     )?;
-    let mut model = auto_hook(convnext);
-    assert_eq!(model.hook_point_names(), ["hook_point"]);
-    check_all(
-        &mut model,
-        || reference.forward(&x),
-        |m| m.forward(&x),
-        stop("**", "never"),
-        "hook_point",
-    )?;
+    output_only(convnext, reference, &x)?;
     // resnet's closures borrow their builder: built here rather than by `build_pair`
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle::DType::F32, &Device::Cpu);
     built::resnet::resnet18(10, vb.clone())?;
     auto_hook_ct::weights::fill(&varmap, 42)?;
     let resnet = built::resnet::resnet18(10, vb.clone())?;
-    let reference = ct::resnet::resnet18(10, vb)?;
-    let mut model = auto_hook(resnet);
+    output_only(resnet, ct::resnet::resnet18(10, vb)?, &x)
+}
+
+/// `hooked` wrapped by `auto_hook` lists only its output point, and passes the checks
+/// against `reference` with it.
+fn output_only(hooked: impl Module + 'static, reference: impl Module, x: &Tensor) -> TestResult {
+    let mut model = auto_hook(hooked);
+    assert!(!model.has_inner_points());
     assert_eq!(model.hook_point_names(), ["hook_point"]);
     check_all(
         &mut model,
-        || reference.forward(&x),
-        |m| m.forward(&x),
+        || reference.forward(x),
+        |m| m.forward(x),
         stop("**", "never"),
         "hook_point",
     )
