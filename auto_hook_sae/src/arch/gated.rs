@@ -3,15 +3,15 @@
 //! `h = x' (W_enc ⊙ exp(r_mag)) + b_mag` how strongly: `f = 1[π_gate > 0] · relu(h)`.
 //! Training adds an L1 penalty on `relu(π_gate)` weighted by the decoder norms and the
 //! auxiliary reconstruction `relu(π_gate) W_dec + b_dec` of the input (the gate's only
-//! gradient: the step `1[π_gate > 0]` passes none). No analytic step: it trains through
-//! autograd.
+//! gradient: the step `1[π_gate > 0]` passes none). The analytic step is in
+//! `train/analytic_gated.rs`.
 
 use super::{Arch, TrainForward};
 use crate::config::Architecture;
 use crate::error::{Error, Result};
 use crate::params::SaeParams;
 use crate::sae::Sae;
-use crate::train::{SaeTrainConfig, SaeTrainer};
+use crate::train::{Analytic, AnalyticGrads, SaeTrainConfig, SaeTrainer, Scratch};
 use candle_core::Tensor;
 
 pub(crate) struct Gated;
@@ -96,7 +96,17 @@ impl Arch for Gated {
         Ok((l1 + aux)?)
     }
 
-    fn has_analytic(&self) -> bool {
-        false
+    /// `encode_into` leaves `x' W_enc` alone: both paths' biases come in the first pass.
+    fn analytic_adds_b_enc(&self) -> bool {
+        true
+    }
+
+    fn analytic(
+        &self,
+        t: &SaeTrainer,
+        s: &mut Scratch,
+        coefficient: f64,
+    ) -> Result<(Analytic, AnalyticGrads)> {
+        t.analytic_gated(s, coefficient)
     }
 }

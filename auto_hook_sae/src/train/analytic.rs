@@ -59,7 +59,7 @@ pub(crate) struct Scratch {
     pub(crate) gw_enc: Vec<f32>,
     pub(crate) gw_dec: Vec<f32>,
     /// Partial products of [`matmul_long_inner`].
-    partial: Vec<f32>,
+    pub(crate) partial: Vec<f32>,
 }
 
 /// `∂b_enc` and `Σ_rows g`, flat: with the weight gradients in [`Scratch`],
@@ -103,12 +103,17 @@ impl SaeTrainer {
         let d_sae = self.cfg.sae.d_sae;
         (s.n, s.d_in, s.d_sae) = (n, d_in, d_sae);
         read_into(x, &mut s.x)?;
-        let b_enc = sae.b_enc().ok_or_else(|| Error::Weights {
-            name: "b_enc".into(),
-            problem: "missing (the analytic step needs it)".into(),
-        })?;
+        match sae.b_enc() {
+            Some(b_enc) => read_into(b_enc, &mut s.b_enc)?,
+            None if bias_later => s.b_enc.clear(),
+            None => {
+                return Err(Error::Weights {
+                    name: "b_enc".into(),
+                    problem: "missing (the analytic step needs it)".into(),
+                })
+            }
+        }
         read_into(&sae.p.w_enc, &mut s.w_enc)?;
-        read_into(b_enc, &mut s.b_enc)?;
         read_into(&sae.p.w_dec, &mut s.w_dec)?;
         read_into(&sae.p.b_dec, &mut s.b_dec)?;
         s.x_in.clear();
@@ -119,8 +124,9 @@ impl SaeTrainer {
             }
         }
         let h = sized(&mut s.h, n * d_sae);
-        // Standard and jumprelu add b_enc in their first pass over h (`bias_later`); the
-        // others get it from the product, accumulated onto rows of b_enc.
+        // Standard and jumprelu add b_enc in their first pass over h (`bias_later`; gated
+        // has none: `h` is `x' W_enc`); the others get it from the product, accumulated
+        // onto rows of b_enc.
         if !bias_later {
             for row in h.chunks_exact_mut(d_sae) {
                 row.copy_from_slice(&s.b_enc);
@@ -207,7 +213,8 @@ impl Grads {
     }
 
     /// `∂W_enc, ∂b_enc, ∂W_dec, ∂b_dec` as tensors into `out`, with
-    /// `∂b_dec = Σ_rows g − W_enc ∂b_enc` (the second term when `apply_b_dec_to_input`).
+    /// `∂b_dec = Σ_rows g − W_enc ∂b_enc` (the second term when `apply_b_dec_to_input`;
+    /// for gated, `gb_enc` is `Σ_rows ∂(x' W_enc)` and there is no `b_enc`).
     fn finish(
         self,
         t: &SaeTrainer,
@@ -223,7 +230,9 @@ impl Grads {
         }
         let dev = Device::Cpu;
         out.w_enc = Some(Tensor::from_slice(&s.gw_enc, (d_in, d_sae), &dev)?);
-        out.b_enc = Some(Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?));
+        if t.sae.b_enc().is_some() {
+            out.b_enc = Some(Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?));
+        }
         out.w_dec = Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?);
         out.b_dec = Some(Tensor::from_vec(gb_dec, d_in, &dev)?);
         Ok(())

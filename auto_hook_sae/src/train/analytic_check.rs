@@ -22,9 +22,19 @@ fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> 
     cfg.decoder_init_norm = Some(0.3);
     let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
     // Non-zero biases, so every term of their gradients is exercised.
-    let b_enc = Tensor::randn(0f32, 0.1, 96, &Device::Cpu).unwrap();
+    // (gated: its gate's and magnitude path's biases and log-scales.)
+    for (name, std) in [
+        ("b_enc", 0.1),
+        ("b_gate", 0.1),
+        ("r_mag", 0.3),
+        ("b_mag", 0.1),
+    ] {
+        if let Some(v) = t.params().get(name) {
+            v.set(&Tensor::randn(0f32, std, 96, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
     let b_dec = Tensor::randn(0f32, 0.2, 16, &Device::Cpu).unwrap();
-    t.params().b_enc.as_ref().unwrap().set(&b_enc).unwrap();
     t.params().b_dec.set(&b_dec).unwrap();
     if dead {
         let window = t.cfg.dead_feature_window as u32;
@@ -173,6 +183,14 @@ fn batchtopk_analytic_gradients_and_threshold_match_autograd() {
     }
 }
 
+#[test]
+fn gated_analytic_gradients_match_autograd() {
+    for apply_b_dec in [true, false] {
+        let mut t = trainer(Architecture::Gated, apply_b_dec, false, false);
+        check(&mut t, 0.6, &format!("gated apply_b_dec={apply_b_dec}"));
+    }
+}
+
 /// The checks above can fail: an analytic step computed with a different penalty
 /// coefficient or bandwidth than the reference is caught, in the terms they touch.
 #[test]
@@ -192,6 +210,12 @@ fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     let want = reference(&t, 0.7);
     let got = t.analytic(&x, 0.9).unwrap().grads;
     assert!(worst(grad_diffs(&got, &want, "l1"), "b_enc") > 1e-3);
+    // Gated: the L1 term reaches the gate's bias only.
+    let mut t = trainer(Architecture::Gated, true, false, false);
+    let want = reference(&t, 0.6);
+    let got = t.analytic(&x, 0.8).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "gated l1"), "b_gate") > 1e-3);
+    assert!(worst(grad_diffs(&got, &want, "gated l1"), "b_mag") < 1e-5);
     // JumpReLU: the step penalty's own θ term (coefficient), then the rectangle (ε).
     let mut t = jumprelu_trainer(SparsityLoss::Step, true);
     let want = reference(&t, 0.8);

@@ -164,17 +164,42 @@ fn matmul_on(
 /// Copies a CPU f32 tensor's values (row-major) into `out`, reusing its allocation.
 pub(crate) fn read_into(t: &Tensor, out: &mut Vec<f32>) -> Result<()> {
     let t = t.contiguous()?;
+    with_values(&t, |data| {
+        out.clear();
+        out.extend_from_slice(data);
+    })
+    .ok_or_else(|| {
+        Error::Invalid("analytic training step: expected a contiguous CPU f32 tensor".into())
+    })
+}
+
+/// `f` of a contiguous CPU f32 tensor's values, without a copy (`None` for any other).
+pub(crate) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
-        (&*storage, layout.contiguous_offsets())
-    else {
-        return Err(Error::Invalid(
-            "analytic training step: expected a contiguous CPU f32 tensor".into(),
-        ));
-    };
-    out.clear();
-    out.extend_from_slice(&data[start..end]);
-    Ok(())
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(f(&data[start..end])),
+        _ => None,
+    }
+}
+
+/// The values of a contiguous CPU f32 storage as its layout places them (`None` for
+/// any other), for in-place ops.
+pub(crate) fn values_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &candle_core::Layout,
+) -> Option<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Some(&mut data[start..end]),
+        _ => None,
+    }
+}
+
+/// [`values_mut`], read-only.
+pub(crate) fn values<'a>(s: &'a CpuStorage, l: &candle_core::Layout) -> Option<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Some(&data[start..end]),
+        _ => None,
+    }
 }
 
 /// Resizes a scratch buffer to `len` entries (contents unspecified until written).

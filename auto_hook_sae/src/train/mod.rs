@@ -3,6 +3,7 @@
 mod analytic;
 #[cfg(test)]
 mod analytic_check;
+mod analytic_gated;
 mod analytic_jumprelu;
 mod analytic_topk;
 mod autograd;
