@@ -8,7 +8,8 @@ sae_real`, RAYON_NUM_THREADS, criterion's mean of 10 steps). Then the matrix pro
 a standard step: torch's best of 5 against ours (the `gemm` crate). Prints one markdown
 row per pair as it goes, with the load average.
 
-    /work/venv/bin/python scripts/bench_sae_real.py
+    /work/venv/bin/python scripts/bench_sae_real.py [--sizes 768x6144,576x9216]
+        [--threads 1,2] [--archs standard,gated,...] [--no-gemm]
 """
 
 import json
@@ -20,7 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-ARCHS = ["standard", "topk", "batchtopk", "jumprelu"]
+ARCHS = ["standard", "topk", "batchtopk", "jumprelu", "gated"]
+
+
+def option(name, default):
+    """`--name a,b` from the command line, split at commas."""
+    if f"--{name}" in sys.argv:
+        return sys.argv[sys.argv.index(f"--{name}") + 1].split(",")
+    return default
 
 
 def load():
@@ -57,15 +65,21 @@ def ours(threads, pattern):
     return times
 
 
+SIZES = [tuple(map(int, s.split("x"))) for s in option("sizes", ["768x6144", "576x9216"])]
+THREADS = [int(t) for t in option("threads", ["1", "2"])]
+cpu = next(l for l in open("/proc/cpuinfo") if l.startswith("model name")).split(":")[1].strip()
+print(f"CPU: {cpu}, {os.cpu_count()} logical CPUs; avx512: {'avx512f' in open('/proc/cpuinfo').read()}")
 print("| bench | threads | SAELens / torch ms | ours ms | ratio | load |")
 print("|---|---:|---:|---:|---:|---:|", flush=True)
-for d_in, d_sae in [(768, 6144), (576, 9216)]:
-    for threads in [1, 2]:
-        for arch in ARCHS:
+for d_in, d_sae in SIZES:
+    for threads in THREADS:
+        for arch in option("archs", ARCHS):
             key = f"sae_step_real/{d_in}x{d_sae}/{arch}"
             theirs = saelens(threads, "--real", d_in, d_sae, arch)[key]
             mine = ours(threads, f"^{key}$")[key]
             print(f"| {key} | {threads} | {theirs:.0f} | {mine:.0f} | {theirs / mine:.2f}x | {load()} |", flush=True)
+        if "--no-gemm" in sys.argv:
+            continue
         theirs = saelens(threads, "--gemm", d_in, d_sae)
         mine = ours(threads, f"^gemm/.*x({d_in}x{d_sae}|{d_sae}x{d_in}|4096x{d_sae}|4096x{d_in})$")
         for key in sorted(set(theirs) & set(mine)):

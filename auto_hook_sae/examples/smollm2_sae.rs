@@ -149,8 +149,9 @@ fn main() -> Res<()> {
 
 /// Activations of contexts, position 0 left out (`CONTEXT - 1` rows per context), and
 /// which rows to use: not those at `<|endoftext|>` (document separators, where SmolLM2's
-/// residual norm is about 100 times the other tokens'; SAELens's `exclude_special_tokens`),
-/// nor position 1 (right after the context's first `<|endoftext|>`, a token that starts
+/// residual norm is about 100 times the other tokens'; a training store drops such rows
+/// itself with `StoreConfig::exclude_special_tokens`, but here every row is kept so that
+/// rows line up with positions for the evaluation), nor position 1 (right after the context's first `<|endoftext|>`, a token that starts
 /// in mid-document: there the norm reaches 10 to 150 times the median, as at the
 /// separators).
 struct Collected {

@@ -123,6 +123,10 @@ pub struct StoreConfig {
     pub mix_fraction: f64,
     /// Drop position 0 (BOS) of each sequence (false).
     pub skip_first_position: bool,
+    /// Token ids whose rows are left out (none): SAELens's `exclude_special_tokens`,
+    /// e.g. the BOS/EOS token that separates documents, whose residual norm can be many
+    /// times the others'. Every hook must then give one row per token.
+    pub exclude_special_tokens: Vec<u32>,
     /// Shuffle seed (0).
     pub seed: u64,
     /// Where activations are stored: the SAE's device (CPU).
@@ -137,6 +141,7 @@ impl Default for StoreConfig {
             train_batch_size_tokens: 4096,
             mix_fraction: 0.5,
             skip_first_position: false,
+            exclude_special_tokens: Vec::new(),
             seed: 0,
             device: Device::Cpu,
         }
@@ -244,19 +249,54 @@ impl<'m, M: HookedRoot> ActivationStore<'m, M> {
 
     /// Rows for each hook for the token batch `ids` (`[n, context_size]`): one forward,
     /// stopped once every hook fired.
+    /// With `exclude_special_tokens`, the rows of the other tokens only.
     pub fn activations(&self, ids: &Tensor) -> Result<Vec<Tensor>> {
         let names: Vec<String> = self.hooks.iter().map(|h| h.name.clone()).collect();
         let cache = self
             .model
             .run_with_cache_stop_at(CacheOptions::names(names), |m| (self.forward)(m, ids))?;
+        let kept = self.kept_rows(ids)?;
         self.hooks
             .iter()
             .map(|hook| {
                 let act = cache.get(&hook.name)?;
-                let rows = hook.rows(act, self.cfg.skip_first_position)?;
+                let mut rows = hook.rows(act, self.cfg.skip_first_position)?;
+                if let Some((kept, tokens)) = &kept {
+                    if rows.dim(0)? != *tokens {
+                        return Err(Error::Shape {
+                            what: format!("activation at `{}`", hook.name),
+                            problem: format!(
+                                "exclude_special_tokens needs one row per token ({tokens}), it gives {} rows (shape {:?})",
+                                rows.dim(0)?,
+                                act.dims()
+                            ),
+                        });
+                    }
+                    rows = rows.index_select(kept, 0)?;
+                }
                 Ok(rows.to_device(&self.cfg.device)?)
             })
             .collect()
+    }
+
+    /// With `exclude_special_tokens`: the indices of the rows to keep among the batch's
+    /// tokens (after `skip_first_position`), and how many tokens that is.
+    fn kept_rows(&self, ids: &Tensor) -> Result<Option<(Tensor, usize)>> {
+        let excluded = &self.cfg.exclude_special_tokens;
+        if excluded.is_empty() {
+            return Ok(None);
+        }
+        let device = ids.device().clone();
+        let ids = match self.cfg.skip_first_position {
+            true if ids.dim(1)? > 1 => ids.narrow(1, 1, ids.dim(1)? - 1)?,
+            _ => ids.clone(),
+        };
+        let ids = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let kept: Vec<u32> = (0..ids.len() as u32)
+            .filter(|&i| !excluded.contains(&ids[i as usize]))
+            .collect();
+        let n = kept.len();
+        Ok(Some((Tensor::from_vec(kept, n, &device)?, ids.len())))
     }
 
     /// The next training batch for each hook.
@@ -280,12 +320,22 @@ impl<'m, M: HookedRoot> ActivationStore<'m, M> {
         let b = self.cfg.train_batch_size_tokens;
         let target = self.cfg.buffer_rows(self.tokens.context_size()).max(b);
         let mut storage = std::mem::take(&mut self.state.storage);
+        // Forwards in a row that added no row (every token excluded).
+        let mut empty = 0;
         while storage.first().map_or(0, |t| t.dim(0).unwrap_or(0)) < target {
             let n = self.cfg.store_batch_size_prompts;
+            if empty > self.tokens.len() / n + 1 {
+                self.state.storage = storage;
+                return Err(Error::Invalid(format!(
+                    "a whole pass over the tokens gave no activation: exclude_special_tokens {:?} excludes every token",
+                    self.cfg.exclude_special_tokens
+                )));
+            }
             let ids = self.tokens.batch(self.state.cursor, n)?;
             self.state.cursor = (self.state.cursor + n) % self.tokens.len();
             self.state.tokens_seen += (n * self.tokens.context_size()) as u64;
             let rows = self.activations(&ids)?;
+            empty = if rows[0].dim(0)? == 0 { empty + 1 } else { 0 };
             storage = if storage.is_empty() {
                 rows
             } else {

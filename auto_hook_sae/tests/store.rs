@@ -143,19 +143,28 @@ fn rank_2_activations_are_rows_already() {
         &Device::Cpu,
     ))
     .unwrap();
-    let cfg = StoreConfig {
-        train_batch_size_tokens: 3,
-        ..small()
+    let store = |exclude: Vec<u32>| {
+        let cfg = StoreConfig {
+            train_batch_size_tokens: 3,
+            exclude_special_tokens: exclude,
+            ..small()
+        };
+        ActivationStore::new(
+            &pool,
+            |m: &Pool, ids: &Tensor| m.forward(ids),
+            tokens(8, 5),
+            vec![HookSpec::new("proj.hook_point")],
+            cfg,
+        )
+        .unwrap()
     };
-    let mut store = ActivationStore::new(
-        &pool,
-        |m: &Pool, ids: &Tensor| m.forward(ids),
-        tokens(8, 5),
-        vec![HookSpec::new("proj.hook_point")],
-        cfg,
-    )
-    .unwrap();
-    assert_eq!(store.next_batch().unwrap()[0].dims(), [3, 6]);
+    assert_eq!(store(vec![]).next_batch().unwrap()[0].dims(), [3, 6]);
+    // One row per sequence has no token to exclude by: an error naming the hook.
+    let err = store(vec![0]).next_batch().unwrap_err().to_string();
+    assert!(
+        err.contains("`proj.hook_point`") && err.contains("one row per token"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,4 +215,51 @@ fn bad_hooks_and_bad_activations_are_clear_errors() {
         err,
         "the activation at `blocks.0.hook_resid_post` contains NaN or infinite values"
     );
+}
+
+/// `exclude_special_tokens` drops exactly the rows at those token ids (with and without
+/// `skip_first_position`), and a list that excludes every token is an error, not a hang.
+#[test]
+fn excluded_tokens_leave_exactly_their_rows_out() {
+    let model = model();
+    let hooks = || vec![HookSpec::new("blocks.0.hook_resid_post")];
+    for skip in [false, true] {
+        let cfg = |exclude: Vec<u32>| StoreConfig {
+            skip_first_position: skip,
+            exclude_special_tokens: exclude,
+            ..small()
+        };
+        let all =
+            ActivationStore::new(&model, forward, tokens(8, 5), hooks(), cfg(vec![])).unwrap();
+        let ids = all.tokens().batch(0, 3).unwrap();
+        let flat: Vec<u32> = match skip {
+            true => ids.narrow(1, 1, 20).unwrap(),
+            false => ids.clone(),
+        }
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+        let excluded = vec![flat[0], flat[7]];
+        let keep: Vec<u32> = (0..flat.len() as u32)
+            .filter(|&i| !excluded.contains(&flat[i as usize]))
+            .collect();
+        assert!(keep.len() < flat.len() - 1, "the test excludes something");
+        let some =
+            ActivationStore::new(&model, forward, tokens(8, 5), hooks(), cfg(excluded)).unwrap();
+        let want = all.activations(&ids).unwrap()[0]
+            .index_select(&Tensor::new(keep.as_slice(), &Device::Cpu).unwrap(), 0)
+            .unwrap();
+        let got = some.activations(&ids).unwrap().remove(0);
+        assert_eq!(got.dims(), want.dims(), "skip={skip}");
+        assert_eq!(auto_hook::max_abs_diff(&got, &want).unwrap(), 0.0);
+    }
+    let every: Vec<u32> = (0..64).collect();
+    let cfg = StoreConfig {
+        exclude_special_tokens: every,
+        ..small()
+    };
+    let mut store = ActivationStore::new(&model, forward, tokens(8, 5), hooks(), cfg).unwrap();
+    let err = store.next_batch().unwrap_err().to_string();
+    assert!(err.contains("excludes every token"), "{err}");
 }
