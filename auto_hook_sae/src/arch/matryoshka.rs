@@ -5,15 +5,16 @@
 //! `mean_rows ‖f[:, :w] W_dec[:w] + b_dec − x‖²` to the loss; the aux-k loss is
 //! batchtopk's, or with `use_matryoshka_aux_loss` one per level (the level's dead
 //! latents reconstruct the residual of that level's prefix). Inference, threshold and
-//! saved form are batchtopk's (saved as `jumprelu`). No analytic step: it trains through
-//! autograd.
+//! saved form are batchtopk's (saved as `jumprelu`). The analytic step
+//! (`train/analytic_matryoshka.rs`) decodes the levels from the kept latents only; the
+//! autograd losses here are its reference.
 
 use super::batchtopk::BatchTopK;
 use super::{Arch, TrainForward};
 use crate::config::{Architecture, SaeConfig};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
-use crate::train::{SaeTrainConfig, SaeTrainer};
+use crate::train::{Analytic, AnalyticGrads, SaeTrainConfig, SaeTrainer, Scratch};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
@@ -153,8 +154,13 @@ impl Arch for Matryoshka {
         Ok(total)
     }
 
-    fn has_analytic(&self) -> bool {
-        false
+    fn analytic(
+        &self,
+        t: &SaeTrainer,
+        s: &mut Scratch,
+        _coefficient: f64,
+    ) -> Result<(Analytic, AnalyticGrads)> {
+        t.analytic_matryoshka(s, self.inner.k, &levels(&t.cfg))
     }
 
     fn post_step(&self, t: &mut SaeTrainer, min_kept: Option<f64>) {

@@ -15,11 +15,23 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn trainer(arch: Architecture, apply_b_dec: bool, rescale: bool, dead: bool) -> SaeTrainer {
+    trainer_with(arch, apply_b_dec, rescale, dead, |_| {})
+}
+
+/// [`trainer`] with training settings of its own (`edit`).
+fn trainer_with(
+    arch: Architecture,
+    apply_b_dec: bool,
+    rescale: bool,
+    dead: bool,
+    edit: impl FnOnce(&mut SaeTrainConfig),
+) -> SaeTrainer {
     let mut sae = SaeConfig::new(16, 96, arch).with_hook("x");
     sae.apply_b_dec_to_input = apply_b_dec;
     sae.rescale_acts_by_decoder_norm = rescale;
     let mut cfg = SaeTrainConfig::new(sae);
     cfg.decoder_init_norm = Some(0.3);
+    edit(&mut cfg);
     let mut t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
     // Non-zero biases, so every term of their gradients is exercised.
     // (gated: its gate's and magnitude path's biases and log-scales.)
@@ -96,6 +108,10 @@ fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
 }
 
 /// The relative difference of each analytic gradient from the autograd one, by name.
+fn scalar(t: &Tensor) -> f32 {
+    t.to_scalar::<f32>().unwrap()
+}
+
 fn grad_diffs(
     got: &SaeParams<Option<Tensor>>,
     want: &SaeParams<Tensor>,
@@ -191,8 +207,48 @@ fn gated_analytic_gradients_match_autograd() {
     }
 }
 
+fn matryoshka_trainer(widths: &[usize], level_aux: bool, rescale: bool, dead: bool) -> SaeTrainer {
+    let arch = Architecture::MatryoshkaBatchTopK { k: 3.0 };
+    trainer_with(arch, true, rescale, dead, |c| {
+        c.matryoshka_widths = widths.to_vec();
+        c.use_matryoshka_aux_loss = level_aux;
+    })
+}
+
+/// Level layouts with widths that are not multiples of 16, one level, `d_sae` given as
+/// the last width or added; a first band without dead latents (latent 0 is alive); the
+/// aux-k loss over all latents or per level.
+#[test]
+fn matryoshka_analytic_gradients_and_threshold_match_autograd() {
+    let layouts: [&[usize]; 5] = [&[8, 20, 48], &[96], &[5, 33, 96], &[37], &[1, 50]];
+    for widths in layouts {
+        for (level_aux, rescale, dead) in [
+            (false, false, false),
+            (false, true, true),
+            (true, true, true),
+            (true, false, true),
+        ] {
+            let mut t = matryoshka_trainer(widths, level_aux, rescale, dead);
+            let what = format!(
+                "matryoshka {widths:?} level_aux={level_aux} rescale={rescale} dead={dead}"
+            );
+            check(&mut t, 1.0, &what);
+            if dead {
+                // The aux-k term is exercised: without dead latents the aux total drops.
+                let x = Tensor::randn(0f32, 1.0, (64, 16), &Device::Cpu).unwrap();
+                // (the autograd aux total: the inner levels' MSE and aux-k)
+                let aux = |t: &SaeTrainer| scalar(&t.forward(&x, 1.0).unwrap().aux);
+                let with_dead = aux(&t);
+                t.since_fired.iter_mut().for_each(|s| *s = 0);
+                assert!(with_dead > aux(&t) + 1e-6, "{what}: aux-k exercised");
+            }
+        }
+    }
+}
+
 /// The checks above can fail: an analytic step computed with a different penalty
-/// coefficient or bandwidth than the reference is caught, in the terms they touch.
+/// coefficient or bandwidth, or other matryoshka levels or aux-k terms, than the
+/// reference is caught, in the terms they touch.
 #[test]
 fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
@@ -228,6 +284,19 @@ fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     t.cfg.jumprelu_bandwidth = 0.05;
     let got = t.analytic(&x, 0.8).unwrap().grads;
     assert!(worst(grad_diffs(&got, &want, "same"), "threshold") < 1e-5);
+    // Matryoshka: a level left out, then the aux-k loss per level instead of over all.
+    let mut t = matryoshka_trainer(&[8, 20, 48], false, true, true);
+    let want = reference(&t, 1.0);
+    t.cfg.matryoshka_widths = vec![8, 48];
+    let got = t.analytic(&x, 1.0).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "level"), "b_dec") > 1e-3);
+    t.cfg.matryoshka_widths = vec![8, 20, 48];
+    t.cfg.use_matryoshka_aux_loss = true;
+    let got = t.analytic(&x, 1.0).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "level aux"), "W_dec") > 1e-3);
+    t.cfg.use_matryoshka_aux_loss = false;
+    let got = t.analytic(&x, 1.0).unwrap().grads;
+    assert!(worst(grad_diffs(&got, &want, "same levels"), "W_dec") < 1e-5);
 }
 
 /// As SAELens 6.54, each jumprelu step first projects the threshold onto θ ≥ 0: a

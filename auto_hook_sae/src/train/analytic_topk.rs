@@ -12,9 +12,10 @@ use super::kernels::{axpy, dot};
 use super::sae::SaeTrainer;
 use crate::error::Result;
 use crate::select;
+use std::ops::Range;
 
 /// Per row, `(latent, ∂h)`.
-type RowGrads = Vec<Vec<(usize, f32)>>;
+pub(crate) type RowGrads = Vec<Vec<(usize, f32)>>;
 
 impl SaeTrainer {
     /// TopK (`batch = false`, `k` per row) or BatchTopK (`k · n` over the batch).
@@ -59,22 +60,7 @@ impl SaeTrainer {
             }
         }
         let aux = self.aux_grad(s, norms.as_deref(), &mut gh, &mut gw_dec);
-        let mut gw_enc_t = vec![0f32; d_sae * d_in];
-        let mut gb_enc = vec![0f32; d_sae];
-        for (i, row) in gh.iter().enumerate() {
-            let xi = &s.x_in[i * d_in..][..d_in];
-            for &(j, v) in row {
-                gb_enc[j] += v;
-                axpy(&mut gw_enc_t[j * d_in..][..d_in], v, xi);
-            }
-        }
-        let mut gw_enc = vec![0f32; d_in * d_sae];
-        for (j, row) in gw_enc_t.chunks_exact(d_in).enumerate() {
-            for (a, &v) in row.iter().enumerate() {
-                gw_enc[a * d_sae + j] = v;
-            }
-        }
-        s.set_weight_grads(gw_enc, gw_dec);
+        let gb_enc = sparse_weight_grads(s, &gh, gw_dec);
         let out = Analytic {
             grads: Default::default(),
             mse,
@@ -86,8 +72,8 @@ impl SaeTrainer {
         Ok((out, Grads::new(gb_enc, s)))
     }
 
-    /// The aux-k loss (see [`SaeTrainer::aux_k_loss`]); adds its gradients to `gh` and
-    /// `gw_dec`.
+    /// The aux-k loss over every latent, towards the residual `x − x̂` (see
+    /// [`SaeTrainer::aux_k_loss`]); adds its gradients to `gh` and `gw_dec`.
     fn aux_grad(
         &self,
         s: &Scratch,
@@ -95,40 +81,110 @@ impl SaeTrainer {
         gh: &mut RowGrads,
         gw_dec: &mut [f32],
     ) -> f64 {
-        let dead = self.dead_mask();
-        let n_dead = dead.iter().filter(|d| **d).count();
-        if n_dead == 0 {
+        let d_in = s.d_in;
+        let Some(mut aux) = self.aux_k(s, norms, &self.dead_mask(), 0..s.d_sae) else {
             return 0.0;
+        };
+        (0..s.n)
+            .map(|i| aux.row(s, i, &s.recon[i * d_in..][..d_in], &mut gh[i], gw_dec))
+            .sum()
+    }
+
+    /// The aux-k term over the latents `range` (see [`SaeTrainer::aux_k_loss_in`]): each
+    /// row's top `d_in / 2` dead latents of `range`; `None` when none of them is dead.
+    pub(crate) fn aux_k(
+        &self,
+        s: &Scratch,
+        norms: Option<&[f32]>,
+        dead: &[bool],
+        range: Range<usize>,
+    ) -> Option<AuxK> {
+        let n_dead = dead[range.clone()].iter().filter(|d| **d).count();
+        if n_dead == 0 {
+            return None;
         }
-        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
-        let k_aux = d_in / 2;
+        let k_aux = s.d_in / 2;
         let scale = (n_dead as f64 / k_aux.max(1) as f64).min(1.0);
         let c = self.cfg.aux_loss_coefficient * scale;
         let k_aux = k_aux.min(n_dead).max(1);
-        let sel = select::rows(&s.h, d_sae, norms, k_aux, Some(&dead));
-        let mut total = 0f64;
-        let mut diff = vec![0f32; d_in];
-        let grad_scale = (2.0 * c / n as f64) as f32;
-        for i in 0..n {
-            // aux_recon − residual = aux_recon − (x − x̂)
-            let (ri, xi) = (&s.recon[i * d_in..][..d_in], &s.x[i * d_in..][..d_in]);
-            diff.iter_mut()
-                .zip(ri.iter().zip(xi))
-                .for_each(|(o, (r, x))| *o = r - x);
-            for &j in &sel[i] {
-                axpy(&mut diff, s.h[i * d_sae + j], &s.w_dec[j * d_in..][..d_in]);
-            }
-            total += diff.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-            diff.iter_mut().for_each(|v| *v *= grad_scale);
-            for &j in &sel[i] {
-                let v = dot(&s.w_dec[j * d_in..][..d_in], &diff);
-                match gh[i].iter_mut().find(|(l, _)| *l == j) {
-                    Some(e) => e.1 += v,
-                    None => gh[i].push((j, v)),
-                }
-                axpy(&mut gw_dec[j * d_in..][..d_in], s.h[i * d_sae + j], &diff);
-            }
-        }
-        c * total / n as f64
+        // The dead latents of `range` (select::rows scans only the allowed ones).
+        let only: Vec<bool> = (0..s.d_sae)
+            .map(|j| dead[j] && range.contains(&j))
+            .collect();
+        Some(AuxK {
+            sel: select::rows(&s.h, s.d_sae, norms, k_aux, Some(&only)),
+            loss_scale: c / s.n as f64,
+            grad_scale: (2.0 * c / s.n as f64) as f32,
+            diff: vec![0f32; s.d_in],
+        })
     }
+}
+
+/// One aux-k term: the dead latents each row selects and its coefficient.
+pub(crate) struct AuxK {
+    sel: Vec<Vec<usize>>,
+    /// `c · scale / n` (on the sum of squares).
+    loss_scale: f64,
+    /// `2 c · scale / n`.
+    grad_scale: f32,
+    diff: Vec<f32>,
+}
+
+impl AuxK {
+    /// Row `i`'s term, reconstructing the detached residual `x_i − recon` (`recon`: this
+    /// row's reconstruction the term targets): adds its gradients to the row's `gh` and
+    /// to `gw_dec`, returns its loss.
+    pub(crate) fn row(
+        &mut self,
+        s: &Scratch,
+        i: usize,
+        recon: &[f32],
+        gh: &mut Vec<(usize, f32)>,
+        gw_dec: &mut [f32],
+    ) -> f64 {
+        let (d_in, d_sae) = (s.d_in, s.d_sae);
+        let (sel, diff) = (&self.sel[i], &mut self.diff);
+        // aux_recon − residual = aux_recon − (x − recon)
+        let xi = &s.x[i * d_in..][..d_in];
+        diff.iter_mut()
+            .zip(recon.iter().zip(xi))
+            .for_each(|(o, (r, x))| *o = r - x);
+        for &j in sel {
+            axpy(diff, s.h[i * d_sae + j], &s.w_dec[j * d_in..][..d_in]);
+        }
+        let total = diff.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+        diff.iter_mut().for_each(|v| *v *= self.grad_scale);
+        for &j in sel {
+            let v = dot(&s.w_dec[j * d_in..][..d_in], diff);
+            match gh.iter_mut().find(|(l, _)| *l == j) {
+                Some(e) => e.1 += v,
+                None => gh.push((j, v)),
+            }
+            axpy(&mut gw_dec[j * d_in..][..d_in], s.h[i * d_sae + j], diff);
+        }
+        self.loss_scale * total
+    }
+}
+
+/// From the kept latents' `∂h` of each row: `∂b_enc` (returned) and `∂W_enc = x'ᵀ ∂h`,
+/// set with `gw_dec` as the weight gradients of `s`.
+pub(crate) fn sparse_weight_grads(s: &mut Scratch, gh: &RowGrads, gw_dec: Vec<f32>) -> Vec<f32> {
+    let (d_in, d_sae) = (s.d_in, s.d_sae);
+    let mut gw_enc_t = vec![0f32; d_sae * d_in];
+    let mut gb_enc = vec![0f32; d_sae];
+    for (i, row) in gh.iter().enumerate() {
+        let xi = &s.x_in[i * d_in..][..d_in];
+        for &(j, v) in row {
+            gb_enc[j] += v;
+            axpy(&mut gw_enc_t[j * d_in..][..d_in], v, xi);
+        }
+    }
+    let mut gw_enc = vec![0f32; d_in * d_sae];
+    for (j, row) in gw_enc_t.chunks_exact(d_in).enumerate() {
+        for (a, &v) in row.iter().enumerate() {
+            gw_enc[a * d_sae + j] = v;
+        }
+    }
+    s.set_weight_grads(gw_enc, gw_dec);
+    gb_enc
 }

@@ -5,6 +5,7 @@ mod analytic;
 mod analytic_check;
 mod analytic_gated;
 mod analytic_jumprelu;
+mod analytic_matryoshka;
 mod analytic_topk;
 mod autograd;
 mod checkpoint;
