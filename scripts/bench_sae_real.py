@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-ARCHS = ["standard", "topk", "batchtopk", "jumprelu", "gated"]
+ARCHS = ["standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka_batchtopk"]
 
 
 def option(name, default):

@@ -26,6 +26,8 @@ from sae_lens import (
     GatedTrainingSAEConfig,
     JumpReLUTrainingSAE,
     JumpReLUTrainingSAEConfig,
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
     StandardTrainingSAE,
     StandardTrainingSAEConfig,
     TopKTrainingSAE,
@@ -68,6 +70,12 @@ def architectures(d_in, d_sae, k, only=None):
         "batchtopk": (lambda: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**sizes, k=k)), {}),
         "jumprelu": (lambda: JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**sizes)), {"l0": 1.0}),
         "gated": (lambda: GatedTrainingSAE(GatedTrainingSAEConfig(**sizes)), {"l1": 1.0}),
+        # five levels, d_sae / 16, / 8, / 4, / 2 and d_sae (as benches/sae_real.rs)
+        "matryoshka_batchtopk": (
+            lambda: MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
+                **sizes, k=k, matryoshka_widths=[d_sae // f for f in (16, 8, 4, 2, 1)])),
+            {},
+        ),
     }
     for name, (make, coefficients) in saes.items():
         if only in (None, name):

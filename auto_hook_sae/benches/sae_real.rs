@@ -4,7 +4,9 @@
 //!
 //! - `sae_step_real/{d_in}x{d_sae}/{architecture}`: one `SaeTrainer::step` (forward, loss,
 //!   backward, clipping, Adam, dead-feature tracking) on a fixed batch; topk and
-//!   batchtopk with k = 32.
+//!   batchtopk with k = 32; matryoshka_batchtopk with k = 32 and five levels, widths
+//!   `d_sae / 16, / 8, / 4, / 2` and `d_sae` (halving, as the paper's nested dictionaries;
+//!   SAELens's side the same), without the per-level aux-k loss (SAELens's default).
 //! - `gemm/{m}x{k}x{n}`: one `[m, k] · [k, n]` product by the `gemm` crate (the kernel of
 //!   candle's CPU matmul and of the SAE step), row-major operands, the output buffer
 //!   reused, on candle's thread count; the shapes of the five products of a standard
@@ -23,7 +25,7 @@ use std::time::Duration;
 const TOKENS: usize = 4096;
 const SIZES: [(usize, usize); 2] = [(768, 6144), (576, 9216)];
 
-fn archs() -> [(&'static str, Architecture); 5] {
+fn archs() -> [(&'static str, Architecture); 6] {
     [
         ("standard", Architecture::Standard),
         ("topk", Architecture::TopK { k: 32 }),
@@ -31,7 +33,16 @@ fn archs() -> [(&'static str, Architecture); 5] {
         ("jumprelu", Architecture::JumpRelu),
         // the autograd step (no analytic pass for gated yet)
         ("gated", Architecture::Gated),
+        (
+            "matryoshka_batchtopk",
+            Architecture::MatryoshkaBatchTopK { k: 32.0 },
+        ),
     ]
+}
+
+/// The matryoshka levels of the bench: `d_sae / 16, / 8, / 4, / 2, d_sae`.
+fn matryoshka_widths(d_sae: usize) -> Vec<usize> {
+    [16, 8, 4, 2, 1].map(|f| d_sae / f).to_vec()
 }
 
 fn sae_step_real(c: &mut Criterion) {
@@ -47,7 +58,11 @@ fn sae_step_real(c: &mut Criterion) {
         let x = Tensor::randn(0f32, 1.0, (TOKENS, d_in), &Device::Cpu).unwrap();
         for (name, arch) in archs() {
             let sae = SaeConfig::new(d_in, d_sae, arch).with_hook("blocks.0.hook_resid_post");
-            let mut trainer = SaeTrainer::new(SaeTrainConfig::new(sae), &Device::Cpu).unwrap();
+            let mut cfg = SaeTrainConfig::new(sae);
+            if let Architecture::MatryoshkaBatchTopK { .. } = arch {
+                cfg.matryoshka_widths = matryoshka_widths(d_sae);
+            }
+            let mut trainer = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
             let mut step = 0;
             group.bench_function(format!("{d_in}x{d_sae}/{name}"), |b| {
                 b.iter(|| {
