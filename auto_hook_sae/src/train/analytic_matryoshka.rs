@@ -148,7 +148,11 @@ impl<'a> Levels<'a> {
             self.ends[l] = end;
             let (done, rest) = self.recon.split_at_mut(l * d_in);
             let r = &mut rest[..d_in];
-            r.copy_from_slice(if l == 0 { &s.b_dec } else { &done[(l - 1) * d_in..] });
+            r.copy_from_slice(if l == 0 {
+                &s.b_dec
+            } else {
+                &done[(l - 1) * d_in..]
+            });
             for &j in &kept[start..end] {
                 axpy(r, s.h[i * d_sae + j], &s.w_dec[j * d_in..][..d_in]);
             }
