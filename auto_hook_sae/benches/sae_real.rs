@@ -57,14 +57,20 @@ fn sae_step_real(c: &mut Criterion) {
     for (d_in, d_sae) in SIZES {
         let x = Tensor::randn(0f32, 1.0, (TOKENS, d_in), &Device::Cpu).unwrap();
         for (name, arch) in archs() {
-            let sae = SaeConfig::new(d_in, d_sae, arch).with_hook("blocks.0.hook_resid_post");
-            let mut cfg = SaeTrainConfig::new(sae);
-            if let Architecture::MatryoshkaBatchTopK { .. } = arch {
-                cfg.matryoshka_widths = matryoshka_widths(d_sae);
-            }
-            let mut trainer = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+            // Built on the first call (criterion calls this once per sample): a
+            // filtered-out bench makes no SAE.
+            let mut trainer = None;
             let mut step = 0;
             group.bench_function(format!("{d_in}x{d_sae}/{name}"), |b| {
+                let trainer = trainer.get_or_insert_with(|| {
+                    let sae =
+                        SaeConfig::new(d_in, d_sae, arch).with_hook("blocks.0.hook_resid_post");
+                    let mut cfg = SaeTrainConfig::new(sae);
+                    if let Architecture::MatryoshkaBatchTopK { .. } = arch {
+                        cfg.matryoshka_widths = matryoshka_widths(d_sae);
+                    }
+                    SaeTrainer::new(cfg, &Device::Cpu).unwrap()
+                });
                 b.iter(|| {
                     trainer.step(&x, step, 1_000_000).unwrap();
                     step += 1;
@@ -94,13 +100,17 @@ fn gemm_rate(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for (d_in, d_sae) in SIZES {
         for (m, k, n) in product_shapes(d_in, d_sae) {
-            let mut rng = Rng::new(0);
-            let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
-            let mut dst = vec![0f32; m * n];
+            // Made on the first call, as the SAEs above.
+            let mut buffers = None;
             group.throughput(Throughput::Elements((2 * m * k * n) as u64));
             group.bench_function(format!("{m}x{k}x{n}"), |bench| {
-                bench.iter(|| product(&mut dst, &a, &b, (m, k, n)))
+                let (a, b, dst) = buffers.get_or_insert_with(|| {
+                    let mut rng = Rng::new(0);
+                    let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+                    let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
+                    (a, b, vec![0f32; m * n])
+                });
+                bench.iter(|| product(dst, a, b, (m, k, n)))
             });
         }
     }
