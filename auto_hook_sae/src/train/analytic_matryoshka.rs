@@ -12,7 +12,7 @@
 //! `use_matryoshka_aux_loss`, one per level (its band's dead latents, residual
 //! `x − R_l`), each [`SaeTrainer::aux_k`].
 
-use super::analytic::{row_norms, Analytic, Grads, Scratch};
+use super::analytic::{row_norms, sum_squares, Analytic, Grads, Scratch};
 use super::analytic_topk::{sparse_weight_grads, AuxK, RowGrads};
 use super::kernels::{axpy, dot, sized};
 use super::sae::SaeTrainer;
@@ -167,13 +167,17 @@ impl<'a> Levels<'a> {
         for l in (0..self.widths.len()).rev() {
             let (lo, hi) = self.g.split_at_mut((l + 1) * d_in);
             let (gl, r) = (&mut lo[l * d_in..], &self.recon[l * d_in..][..d_in]);
-            let mut sq = 0f64;
-            for (a, (o, (&r, &x))) in gl.iter_mut().zip(r.iter().zip(x)).enumerate() {
-                let e = r - x;
-                sq += (e * e) as f64;
-                *o = two_n * e + hi.get(a).copied().unwrap_or(0.0);
+            gl.iter_mut()
+                .zip(r.iter().zip(x))
+                .for_each(|(o, (&r, &x))| *o = r - x);
+            self.sq[l] += sum_squares(gl);
+            match hi.get(..d_in) {
+                Some(next) => gl
+                    .iter_mut()
+                    .zip(next)
+                    .for_each(|(o, &g)| *o = two_n * *o + g),
+                None => gl.iter_mut().for_each(|o| *o *= two_n),
             }
-            self.sq[l] += sq;
         }
     }
 }
