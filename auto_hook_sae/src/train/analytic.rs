@@ -13,7 +13,7 @@
 //! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
 
 use super::kernels::{
-    add_column_sums, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
+    add_column_sums, axpy, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
 };
 use super::sae::SaeTrainer;
 use crate::error::{Error, Result};
@@ -170,16 +170,7 @@ impl SaeTrainer {
         let [gb_enc, fired, f_sum] =
             [0, 1, 2].map(|i| sum_blocks(parts.iter().map(|p| p[i].clone()), d_sae));
         s.weight_grads(&f);
-        let mut l1_total = 0f64;
-        for j in 0..d_sae {
-            l1_total += f_sum[j] as f64 * norms[j] as f64;
-            let c = (coefficient * f_sum[j] as f64 / n as f64) as f32 / norms[j];
-            let (src, dst) = (
-                &s.w_dec[j * d_in..][..d_in],
-                &mut s.gw_dec[j * d_in..][..d_in],
-            );
-            dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
-        }
+        let l1_total = s.add_l1_norm_grad(&f_sum, &norms, coefficient);
         s.h = f;
         let out = analytic_out(mse, coefficient * l1_total / n as f64, &fired);
         Ok((out, Grads::new(gb_enc, s)))
@@ -196,6 +187,31 @@ impl Scratch {
         let (x_in, dh) = (Mat::new(&self.x_in, n, d_in), Mat::new(&self.dh, n, d_sae));
         let gw_enc = sized(&mut self.gw_enc, d_in * d_sae);
         matmul_long_inner(gw_enc, x_in.t(), dh, &mut self.partial);
+    }
+
+    /// `∂W_dec,i += per_latent_i · W_dec,i / ‖W_dec,i‖`: a penalty's gradient through
+    /// the decoder norms.
+    pub(crate) fn add_norm_grad(&mut self, per_latent: &[f32], norms: &[f32]) {
+        let d_in = self.d_in;
+        let rows = self
+            .gw_dec
+            .chunks_exact_mut(d_in)
+            .zip(self.w_dec.chunks_exact(d_in));
+        for ((dst, w), (&g, &norm)) in rows.zip(per_latent.iter().zip(norms)) {
+            axpy(dst, g / norm, w);
+        }
+    }
+
+    /// The L1 penalty `(c/n) Σ_i sums_i ‖W_dec,i‖` (`sums`: the latents' column sums):
+    /// its decoder-norm gradient into `gw_dec`; returns `Σ_i sums_i ‖W_dec,i‖`.
+    pub(crate) fn add_l1_norm_grad(&mut self, sums: &[f32], norms: &[f32], c: f64) -> f64 {
+        let n = self.n as f64;
+        let per_latent: Vec<f32> = sums.iter().map(|&v| (c * v as f64 / n) as f32).collect();
+        self.add_norm_grad(&per_latent, norms);
+        sums.iter()
+            .zip(norms)
+            .map(|(&v, &w)| v as f64 * w as f64)
+            .sum()
     }
 
     /// The sparse steps' weight gradients, given flat.

@@ -86,16 +86,7 @@ impl SaeTrainer {
         let (x_in, dp) = (Mat::new(&s.x_in, n, d_in), Mat::new(&s.dh, n, d_sae));
         let gw_enc = sized(&mut s.gw_enc, d_in * d_sae);
         matmul_long_inner(gw_enc, x_in.t(), dp, &mut s.partial);
-        let mut l1_total = 0f64;
-        for j in 0..d_sae {
-            l1_total += a_sum[j] as f64 * norms[j] as f64;
-            let c = (coefficient * a_sum[j] as f64 / n as f64) as f32 / norms[j];
-            let (src, dst) = (
-                &s.w_dec[j * d_in..][..d_in],
-                &mut s.gw_dec[j * d_in..][..d_in],
-            );
-            dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
-        }
+        let l1_total = s.add_l1_norm_grad(&a_sum, &norms, coefficient);
         s.f = fa;
         let aux = coefficient * l1_total / n as f64 + via_gate;
         let mut out = analytic_out(mse, aux, &fired);

@@ -69,14 +69,7 @@ impl SaeTrainer {
         let penalty = cols.penalty.iter().map(|&p| p as f64).sum::<f64>();
         s.weight_grads(&f);
         if tanh.is_some() {
-            for j in 0..d_sae {
-                let c = norm_grad[j] / norms[j];
-                let (src, dst) = (
-                    &s.w_dec[j * d_in..][..d_in],
-                    &mut s.gw_dec[j * d_in..][..d_in],
-                );
-                dst.iter_mut().zip(src).for_each(|(o, &w)| *o += c * w);
-            }
+            s.add_norm_grad(&norm_grad, &norms);
         }
         s.f = f;
         let mut out = analytic_out(mse, coefficient * penalty / n as f64, &fired);
