@@ -3,8 +3,10 @@
 For each size (d_in 768 / d_sae 6144, then 576 / 9216) and thread count (1, then 2),
 each architecture runs back to back on both sides, so a change of load hits both:
 SAELens's step (`scripts/bench_sae_saelens.py --real`, torch with SAELENS_THREADS
-threads, median of 3 steps after one), then ours (`cargo bench -p auto_hook_sae --bench
-sae_real`, RAYON_NUM_THREADS, criterion's mean of 10 steps). Then the matrix products of
+threads, median of 3 steps after one; for the transcoders, which SAELens has no
+trainer for, its transcoder modules in the training step that script's docstring
+describes), then ours (`cargo bench -p auto_hook_sae --bench sae_real`,
+RAYON_NUM_THREADS, criterion's mean of 10 steps). Then the matrix products of
 a standard step: torch's best of 5 against ours (the `gemm` crate). Prints one markdown
 row per pair as it goes, with the load average.
 
@@ -21,7 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-ARCHS = ["standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka_batchtopk"]
+ARCHS = [
+    "standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka_batchtopk",
+    "transcoder", "skip_transcoder", "jumprelu_transcoder",
+]
 
 
 def option(name, default):

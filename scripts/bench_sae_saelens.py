@@ -10,6 +10,20 @@ median of 3 steps after one); with --gemm D_IN D_SAE, torch's matmul rate (GFLOP
 best of 5) on the shapes of a standard step's products, as the `gemm/{m}x{k}x{n}`
 benches. scripts/bench_sae_real.py runs both in paired rounds with ours.
 
+Transcoders (--real only: transcoder, skip_transcoder, jumprelu_transcoder). SAELens 6.54
+has the modules (sae_lens/saes/transcoder.py: Transcoder, SkipTranscoder,
+JumpReLUTranscoder) but no transcoder trainer, so the step timed here is the one a user
+of SAELens would write: the transcoder module's own parameters and its own encode /
+decode (the skip connection through forward_with_activations), the loss SAELens's own
+training SAEs use for the base architecture, with the output hook's activation y as the
+target -- MSE summed over d_out and averaged over tokens, plus the decoder-norm-weighted
+L1 (standard's calculate_aux_loss, coefficient 1) or the step L0 penalty through
+SAELens's own JumpReLU / Step autograd functions (jumprelu_sae.py; bandwidth 0.05,
+threshold initialised to 0.01 and projected onto >= 0 before each step, coefficient 1,
+as JumpReLUTrainingSAE) -- then backward, clip_grad_norm_(1.0) and Adam, as
+SAETrainer._train_step. That is the same work as our SaeTrainer::step_pair. y is one
+fixed random [4096, d_out] batch, d_out = d_in.
+
     /work/venv/bin/python scripts/bench_sae_saelens.py
     SAELENS_THREADS=2 /work/venv/bin/python scripts/bench_sae_saelens.py --real 768 6144 topk
 """
@@ -33,7 +47,16 @@ from sae_lens import (
     TopKTrainingSAE,
     TopKTrainingSAEConfig,
 )
+from sae_lens.saes.jumprelu_sae import JumpReLU, Step
 from sae_lens.saes.sae import TrainStepInput
+from sae_lens.saes.transcoder import (
+    JumpReLUTranscoder,
+    JumpReLUTranscoderConfig,
+    SkipTranscoder,
+    SkipTranscoderConfig,
+    Transcoder,
+    TranscoderConfig,
+)
 
 # One torch thread unless SAELENS_THREADS says otherwise.
 torch.set_num_threads(int(os.environ.get("SAELENS_THREADS", "1")))
@@ -43,14 +66,22 @@ STEPS, SKIP = (4, 1) if REAL else (60, 10)
 
 
 def bench(name, sae, coefficients):
-    opt = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
     x = torch.randn(TOKENS, sae.cfg.d_in)
     dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+
+    def loss(step):
+        return sae.training_forward_pass(TrainStepInput(x, coefficients, dead, step, False)).loss
+
+    timed(name, sae, loss)
+
+
+def timed(name, sae, loss):
+    """Times `loss(step)`, backward, clipping and Adam (SAETrainer._train_step's work)."""
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
     times = []
     for step in range(STEPS):
         t0 = time.perf_counter()
-        out = sae.training_forward_pass(TrainStepInput(x, coefficients, dead, step, False))
-        out.loss.backward()
+        loss(step).backward()
         torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
@@ -59,6 +90,37 @@ def bench(name, sae, coefficients):
     median = times[len(times) // 2]
     group = f"sae_step_real/{sae.cfg.d_in}x{sae.cfg.d_sae}" if REAL else "sae_step"
     print(f"saelens {group}/{name}: median {median * 1e3:.2f} ms = {TOKENS / median:,.0f} tokens/s")
+
+
+def bench_transcoder(name, d_in, d_sae):
+    """A transcoder step as SAELens's training SAEs would take it (see the docstring)."""
+    sizes = {"d_in": d_in, "d_sae": d_sae, "d_out": d_in, "apply_b_dec_to_input": False}
+    x, y = torch.randn(TOKENS, d_in), torch.randn(TOKENS, d_in)
+    if name == "jumprelu_transcoder":
+        sae = JumpReLUTranscoder(JumpReLUTranscoderConfig(**sizes))
+        with torch.no_grad():
+            sae.threshold.fill_(0.01)
+
+        def loss(_step):
+            with torch.no_grad():
+                sae.threshold.data.clamp_(min=0.0)
+            hidden_pre = sae.process_sae_in(x) @ sae.W_enc + sae.b_enc
+            acts = JumpReLU.apply(hidden_pre, sae.threshold, 0.05, False)
+            mse = ((sae.decode(acts) - y) ** 2).sum(dim=-1).mean()
+            return mse + (1.0 * Step.apply(hidden_pre, sae.threshold, 0.05, False).sum(dim=-1)).mean()
+    else:
+        kind = (SkipTranscoder, SkipTranscoderConfig) if name == "skip_transcoder" else (Transcoder, TranscoderConfig)
+        sae = kind[0](kind[1](**sizes))
+
+        def loss(_step):
+            out, acts = sae.forward_with_activations(x)
+            mse = ((out - y) ** 2).sum(dim=-1).mean()
+            return mse + (1.0 * (acts * sae.W_dec.norm(dim=1)).norm(p=1, dim=-1)).mean()
+
+    timed(name, sae, loss)
+
+
+TRANSCODERS = ["transcoder", "skip_transcoder", "jumprelu_transcoder"]
 
 
 def architectures(d_in, d_sae, k, only=None):
@@ -80,6 +142,9 @@ def architectures(d_in, d_sae, k, only=None):
     for name, (make, coefficients) in saes.items():
         if only in (None, name):
             bench(name, make(), coefficients)
+    for name in TRANSCODERS:
+        if only == name:
+            bench_transcoder(name, d_in, d_sae)
 
 
 def gemm_rate(d_in, d_sae):

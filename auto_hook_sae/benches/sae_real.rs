@@ -6,7 +6,9 @@
 //!   backward, clipping, Adam, dead-feature tracking) on a fixed batch; topk and
 //!   batchtopk with k = 32; matryoshka_batchtopk with k = 32 and five levels, widths
 //!   `d_sae / 16, / 8, / 4, / 2` and `d_sae` (halving, as the paper's nested dictionaries;
-//!   SAELens's side the same), without the per-level aux-k loss (SAELens's default).
+//!   SAELens's side the same), without the per-level aux-k loss (SAELens's default); the
+//!   transcoders by `SaeTrainer::step_pair` towards a fixed random target of width
+//!   d_out = d_in.
 //! - `gemm/{m}x{k}x{n}`: one `[m, k] · [k, n]` product by the `gemm` crate (the kernel of
 //!   candle's CPU matmul and of the SAE step), row-major operands, the output buffer
 //!   reused, on candle's thread count; the shapes of the five products of a standard
@@ -25,7 +27,8 @@ use std::time::Duration;
 const TOKENS: usize = 4096;
 const SIZES: [(usize, usize); 2] = [(768, 6144), (576, 9216)];
 
-fn archs() -> [(&'static str, Architecture); 6] {
+fn archs() -> [(&'static str, Architecture); 9] {
+    let transcoder = |jumprelu, skip| Architecture::Transcoder { jumprelu, skip };
     [
         ("standard", Architecture::Standard),
         ("topk", Architecture::TopK { k: 32 }),
@@ -37,6 +40,10 @@ fn archs() -> [(&'static str, Architecture); 6] {
             "matryoshka_batchtopk",
             Architecture::MatryoshkaBatchTopK { k: 32.0 },
         ),
+        // d_out = d_in, trained by `step_pair` towards a fixed random target
+        ("transcoder", transcoder(false, false)),
+        ("skip_transcoder", transcoder(false, true)),
+        ("jumprelu_transcoder", transcoder(true, false)),
     ]
 }
 
@@ -56,15 +63,20 @@ fn sae_step_real(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10));
     for (d_in, d_sae) in SIZES {
         let x = Tensor::randn(0f32, 1.0, (TOKENS, d_in), &Device::Cpu).unwrap();
+        let y = Tensor::randn(0f32, 1.0, (TOKENS, d_in), &Device::Cpu).unwrap();
         for (name, arch) in archs() {
+            let pair = name.contains("transcoder");
             // Built on the first call (criterion calls this once per sample): a
             // filtered-out bench makes no SAE.
             let mut trainer = None;
             let mut step = 0;
             group.bench_function(format!("{d_in}x{d_sae}/{name}"), |b| {
                 let trainer = trainer.get_or_insert_with(|| {
-                    let sae =
+                    let mut sae =
                         SaeConfig::new(d_in, d_sae, arch).with_hook("blocks.0.hook_resid_post");
+                    if pair {
+                        sae = sae.with_hook_out("blocks.0.hook_mlp_out", d_in);
+                    }
                     let mut cfg = SaeTrainConfig::new(sae);
                     if let Architecture::MatryoshkaBatchTopK { .. } = arch {
                         cfg.matryoshka_widths = matryoshka_widths(d_sae);
@@ -72,7 +84,11 @@ fn sae_step_real(c: &mut Criterion) {
                     SaeTrainer::new(cfg, &Device::Cpu).unwrap()
                 });
                 b.iter(|| {
-                    trainer.step(&x, step, 1_000_000).unwrap();
+                    if pair {
+                        trainer.step_pair(&x, &y, step, 1_000_000).unwrap();
+                    } else {
+                        trainer.step(&x, step, 1_000_000).unwrap();
+                    }
                     step += 1;
                 })
             });

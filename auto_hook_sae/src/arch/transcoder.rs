@@ -5,7 +5,10 @@
 //! coefficient are standard's (relu, L1) or jumprelu's (threshold, L0). `b_dec` has
 //! `d_out` entries, so it is never subtracted from the input. SAELens 6.54 has no
 //! transcoder trainer: training here uses the base architecture's loss with the output
-//! hook's activation as the target, through autograd.
+//! hook's activation as the target. On the CPU in f32 it runs the base architecture's
+//! analytic pass (`train/analytic.rs`, `train/analytic_jumprelu.rs`) with the target
+//! `y` of width `d_out` and the skip connection's `∂W_skip = gᵀ x`; otherwise through
+//! autograd, which `analytic_check.rs` checks the analytic pass against.
 
 use super::jumprelu::JumpRelu;
 use super::standard::Standard;
@@ -13,7 +16,7 @@ use super::{Arch, TrainForward};
 use crate::config::{Architecture, SaeConfig};
 use crate::error::Result;
 use crate::sae::Sae;
-use crate::train::{SaeTrainConfig, SaeTrainer};
+use crate::train::{Analytic, AnalyticGrads, SaeTrainConfig, SaeTrainer, Scratch};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
@@ -99,7 +102,20 @@ impl Arch for Transcoder {
         self.base().aux_loss(t, x, fwd)
     }
 
+    fn analytic_adds_b_enc(&self) -> bool {
+        self.base().analytic_adds_b_enc()
+    }
+
     fn has_analytic(&self) -> bool {
-        false
+        self.base().has_analytic()
+    }
+
+    fn analytic(
+        &self,
+        t: &SaeTrainer,
+        s: &mut Scratch,
+        coefficient: f64,
+    ) -> Result<(Analytic, AnalyticGrads)> {
+        self.base().analytic(t, s, coefficient)
     }
 }

@@ -8,6 +8,9 @@
 //! `f` the latents, `x̂ = f W_dec + b_dec`, `e = x̂ − x` and `n` rows:
 //! `mse = Σ e² / n`, so `g = ∂/∂x̂ = 2e / n`, `∂/∂f = g W_decᵀ`, `∂W_dec = fᵀ g`,
 //! `∂b_dec = Σ_rows g − (Σ_rows ∂h) W_encᵀ`, `∂W_enc = x'ᵀ ∂h`, `∂b_enc = Σ_rows ∂h`.
+//! Transcoders (standard's or jumprelu's pass) reconstruct a target `y` of width
+//! `d_out` instead of `x`: `ŷ = f W_dec + b_dec (+ x W_skipᵀ)`, `e = ŷ − y`, `x' = x`,
+//! and a skip connection's `∂W_skip = gᵀ x`.
 //! Standard: `f = relu(h)`, plus `λ/n Σ f_i ‖W_dec,i‖`. JumpReLU: `f = h · 1[h > θ]`,
 //! `∂h = ∂f · 1[h > θ]`, `∂θ = Σ_rows −(θ/ε) rect((h − θ)/ε) ∂f` plus the L0 penalty's
 //! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
@@ -40,7 +43,13 @@ pub(crate) struct Scratch {
     pub(crate) n: usize,
     pub(crate) d_in: usize,
     pub(crate) d_sae: usize,
+    /// The width of the reconstruction: `d_in`, or a transcoder's `d_out`.
+    pub(crate) d_out: usize,
     pub(crate) x: Vec<f32>,
+    /// A transcoder's target `y` `[n, d_out]` (when `pair`).
+    pub(crate) y: Vec<f32>,
+    /// Whether the target is `y` (a transcoder) rather than `x`.
+    pub(crate) pair: bool,
     /// `x'` (a copy of `x` without `apply_b_dec_to_input`).
     pub(crate) x_in: Vec<f32>,
     /// `h` `[n, d_sae]` (bias included once the first pass over it ran).
@@ -56,8 +65,11 @@ pub(crate) struct Scratch {
     pub(crate) b_enc: Vec<f32>,
     pub(crate) w_dec: Vec<f32>,
     pub(crate) b_dec: Vec<f32>,
+    /// A skip transcoder's `W_skip` `[d_out, d_in]` (empty without one).
+    pub(crate) w_skip: Vec<f32>,
     pub(crate) gw_enc: Vec<f32>,
     pub(crate) gw_dec: Vec<f32>,
+    pub(crate) gw_skip: Vec<f32>,
     /// Partial products of [`matmul_long_inner`].
     pub(crate) partial: Vec<f32>,
 }
@@ -79,20 +91,57 @@ impl SaeTrainer {
     }
 
     /// The loss gradients on (scaled) inputs `x` `[n, d_in]`, computed by hand.
+    #[cfg(test)]
     pub(crate) fn analytic(&mut self, x: &Tensor, coefficient: f64) -> Result<Analytic> {
+        self.analytic_to(x, None, coefficient)
+    }
+
+    /// [`Self::analytic`] towards the target `y` `[n, d_out]` (a transcoder's output
+    /// rows; `None`: `x`, an SAE).
+    pub(crate) fn analytic_to(
+        &mut self,
+        x: &Tensor,
+        y: Option<&Tensor>,
+        coefficient: f64,
+    ) -> Result<Analytic> {
         let mut s = std::mem::take(&mut self.scratch);
-        let out = self.analytic_in(&mut s, x, coefficient);
+        let out = self.analytic_in(&mut s, x, y, coefficient);
         self.scratch = s;
         out
     }
 
-    fn analytic_in(&self, s: &mut Scratch, x: &Tensor, coefficient: f64) -> Result<Analytic> {
+    fn analytic_in(
+        &self,
+        s: &mut Scratch,
+        x: &Tensor,
+        y: Option<&Tensor>,
+        coefficient: f64,
+    ) -> Result<Analytic> {
         let arch = self.cfg.sae.architecture.imp();
         self.encode_into(s, x, arch.analytic_adds_b_enc())?;
+        self.read_target(s, y)?;
         let (mut out, grads) = arch.analytic(self, s, coefficient)?;
         grads.finish(self, s, &mut out.grads)?;
-        out.explained_variance = explained_variance(&s.x, out.mse, s.n, s.d_in);
+        if s.pair && !s.w_skip.is_empty() {
+            let g = Tensor::from_slice(&s.gw_skip, (s.d_out, s.d_in), &Device::Cpu)?;
+            out.grads.w_skip = Some(Some(g));
+        }
+        out.explained_variance = explained_variance(s.target(), out.mse, s.n, s.d_out);
         Ok(out)
+    }
+
+    /// A transcoder's target `y` and `W_skip` into `s` (an SAE: the target is `x`).
+    fn read_target(&self, s: &mut Scratch, y: Option<&Tensor>) -> Result<()> {
+        s.d_out = self.cfg.sae.d_out();
+        s.pair = y.is_some();
+        if let Some(y) = y {
+            read_into(y, &mut s.y)?;
+        }
+        s.w_skip.clear();
+        if let Some(w_skip) = &self.sae.p.w_skip {
+            read_into(w_skip, &mut s.w_skip)?;
+        }
+        Ok(())
     }
 
     /// Reads `x` and the weights; `x'` and `h = x' W_enc + b_enc` (without `b_enc` when
@@ -143,8 +192,8 @@ impl SaeTrainer {
         s: &mut Scratch,
         coefficient: f64,
     ) -> Result<(Analytic, Grads)> {
-        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
-        let norms = row_norms(&s.w_dec, d_in);
+        let (n, d_out, d_sae) = (s.n, s.d_out, s.d_sae);
+        let norms = row_norms(&s.w_dec, d_out);
         let b_enc = &s.b_enc;
         s.h.par_chunks_mut(BLOCK_ROWS * d_sae).for_each(|block| {
             for row in block.chunks_exact_mut(d_sae) {
@@ -178,25 +227,46 @@ impl SaeTrainer {
 }
 
 impl Scratch {
-    /// `∂W_dec = fᵀ g` and `∂W_enc = x'ᵀ ∂h` (from `dh`), into `gw_dec` and `gw_enc`.
+    /// `∂W_dec = fᵀ g` and `∂W_enc = x'ᵀ ∂h` (from `dh`), into `gw_dec` and `gw_enc`;
+    /// with a skip connection, `∂W_skip = gᵀ x` into `gw_skip`.
     pub(crate) fn weight_grads(&mut self, f: &[f32]) {
-        let (n, d_in, d_sae) = (self.n, self.d_in, self.d_sae);
-        let (f, g) = (Mat::new(f, n, d_sae), Mat::new(&self.g, n, d_in));
-        let gw_dec = sized(&mut self.gw_dec, d_sae * d_in);
+        let (n, d_in, d_sae, d_out) = (self.n, self.d_in, self.d_sae, self.d_out);
+        let (f, g) = (Mat::new(f, n, d_sae), Mat::new(&self.g, n, d_out));
+        let gw_dec = sized(&mut self.gw_dec, d_sae * d_out);
         matmul_long_inner(gw_dec, f.t(), g, &mut self.partial);
         let (x_in, dh) = (Mat::new(&self.x_in, n, d_in), Mat::new(&self.dh, n, d_sae));
         let gw_enc = sized(&mut self.gw_enc, d_in * d_sae);
         matmul_long_inner(gw_enc, x_in.t(), dh, &mut self.partial);
+        if !self.w_skip.is_empty() {
+            let gw_skip = sized(&mut self.gw_skip, d_out * d_in);
+            let x = Mat::new(&self.x, n, d_in);
+            matmul_long_inner(gw_skip, g.t(), x, &mut self.partial);
+        }
+    }
+
+    /// The target rows: a transcoder's `y`, otherwise `x`.
+    pub(crate) fn target(&self) -> &[f32] {
+        if self.pair {
+            &self.y
+        } else {
+            &self.x
+        }
+    }
+
+    /// `g = 2 (x̂ − y) / n` from `recon` and the target into `g` ([`mse_grad`]).
+    pub(crate) fn target_mse_grad(&mut self) -> f64 {
+        let y = if self.pair { &self.y } else { &self.x };
+        mse_grad(&self.recon, y, self.n, &mut self.g)
     }
 
     /// `∂W_dec,i += per_latent_i · W_dec,i / ‖W_dec,i‖`: a penalty's gradient through
     /// the decoder norms.
     pub(crate) fn add_norm_grad(&mut self, per_latent: &[f32], norms: &[f32]) {
-        let d_in = self.d_in;
+        let d_out = self.d_out;
         let rows = self
             .gw_dec
-            .chunks_exact_mut(d_in)
-            .zip(self.w_dec.chunks_exact(d_in));
+            .chunks_exact_mut(d_out)
+            .zip(self.w_dec.chunks_exact(d_out));
         for ((dst, w), (&g, &norm)) in rows.zip(per_latent.iter().zip(norms)) {
             axpy(dst, g / norm, w);
         }
@@ -223,7 +293,7 @@ impl Scratch {
 
 impl Grads {
     pub(crate) fn new(gb_enc: Vec<f32>, s: &Scratch) -> Self {
-        let mut g_sum = vec![0f32; s.d_in];
+        let mut g_sum = vec![0f32; s.d_out];
         add_column_sums(&mut g_sum, &s.g);
         Self { gb_enc, g_sum }
     }
@@ -237,7 +307,7 @@ impl Grads {
         s: &Scratch,
         out: &mut SaeParams<Option<Tensor>>,
     ) -> Result<()> {
-        let (d_in, d_sae) = (s.d_in, s.d_sae);
+        let (d_in, d_sae, d_out) = (s.d_in, s.d_sae, s.d_out);
         let mut gb_dec = self.g_sum;
         if t.sae.cfg.apply_b_dec_to_input {
             for (a, o) in gb_dec.iter_mut().enumerate() {
@@ -249,8 +319,8 @@ impl Grads {
         if t.sae.b_enc().is_some() {
             out.b_enc = Some(Some(Tensor::from_vec(self.gb_enc, d_sae, &dev)?));
         }
-        out.w_dec = Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_in), &dev)?);
-        out.b_dec = Some(Tensor::from_vec(gb_dec, d_in, &dev)?);
+        out.w_dec = Some(Tensor::from_slice(&s.gw_dec, (d_sae, d_out), &dev)?);
+        out.b_dec = Some(Tensor::from_vec(gb_dec, d_out, &dev)?);
         Ok(())
     }
 }
@@ -278,18 +348,23 @@ fn standard_block(dh: &mut [f32], f: &[f32], l1: &[f32]) -> [Vec<f32>; 3] {
     [gb_enc, fired, f_sum]
 }
 
-/// `x̂ = f W_dec + b_dec` into `recon`, `g` and the MSE, `∂f = g W_decᵀ` into `dh`.
+/// `x̂ = f W_dec + b_dec` (`+ x W_skipᵀ` with a skip connection) into `recon`, `g` and
+/// the MSE to the target, `∂f = g W_decᵀ` into `dh`.
 pub(crate) fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
-    let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
-    let recon = sized(&mut s.recon, n * d_in);
-    for row in recon.chunks_exact_mut(d_in) {
+    let (n, d_in, d_sae, d_out) = (s.n, s.d_in, s.d_sae, s.d_out);
+    let recon = sized(&mut s.recon, n * d_out);
+    for row in recon.chunks_exact_mut(d_out) {
         row.copy_from_slice(&s.b_dec);
     }
-    let w_dec = Mat::new(&s.w_dec, d_sae, d_in);
-    matmul(recon, Mat::new(f, n, d_sae), w_dec, true);
-    let mse = mse_grad(&s.recon, &s.x, n, &mut s.g);
+    matmul(recon, Mat::new(f, n, d_sae), Mat::new(&s.w_dec, d_sae, d_out), true);
+    if !s.w_skip.is_empty() {
+        let w_skip = Mat::new(&s.w_skip, d_out, d_in);
+        matmul(recon, Mat::new(&s.x, n, d_in), w_skip.t(), true);
+    }
+    let mse = s.target_mse_grad();
     let dh = sized(&mut s.dh, n * d_sae);
-    matmul(dh, Mat::new(&s.g, n, d_in), w_dec.t(), false);
+    let w_dec_t = Mat::new(&s.w_dec, d_sae, d_out).t();
+    matmul(dh, Mat::new(&s.g, n, d_out), w_dec_t, false);
     mse
 }
 
@@ -339,10 +414,11 @@ pub(crate) fn sum_squares(v: &[f32]) -> f64 {
     total
 }
 
-/// `1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖²` from the MSE (`Σ‖x − x̂‖² / n`).
-fn explained_variance(x: &[f32], mse: f64, n: usize, d_in: usize) -> f64 {
-    let mut sum = vec![0f64; d_in];
-    for row in x.chunks_exact(d_in) {
+/// `1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖²` from the MSE (`Σ‖x − x̂‖² / n`); `x` is the
+/// target, `width` wide.
+fn explained_variance(x: &[f32], mse: f64, n: usize, width: usize) -> f64 {
+    let mut sum = vec![0f64; width];
+    for row in x.chunks_exact(width) {
         sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
     }
     let sq = sum_squares(x);

@@ -58,12 +58,18 @@ fn trainer_with(
 }
 
 fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
+    check_to(t, None, coefficient, what)
+}
+
+/// [`check`] towards the target `y` (a transcoder's output rows; `None`: `x`).
+fn check_to(t: &mut SaeTrainer, y: Option<&Tensor>, coefficient: f64, what: &str) {
     assert!(t.analytic_supported(), "{what}");
     // 600 rows: several blocks of the parallel passes (256 rows each).
     let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
-    let out = t.forward(&x, coefficient).unwrap();
+    let target = y.unwrap_or(&x);
+    let out = t.forward_to(&x, target, coefficient).unwrap();
     let grads = out.loss.backward().unwrap();
-    let a = t.analytic(&x, coefficient).unwrap();
+    let a = t.analytic_to(&x, y, coefficient).unwrap();
     let close = |got: f64, want: f64, name: &str| {
         assert!(
             (got - want).abs() <= 1e-5 * want.abs().max(1e-6),
@@ -73,7 +79,7 @@ fn check(t: &mut SaeTrainer, coefficient: f64, what: &str) {
     let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
     close(a.mse, scalar(&out.mse), "mse");
     close(a.aux, scalar(&out.aux), "aux");
-    let ev = super::autograd::explained_variance(&x, &out.recon).unwrap();
+    let ev = super::autograd::explained_variance(target, &out.recon).unwrap();
     // Near 0 early in training: compared in absolute terms.
     let ev_diff = (a.explained_variance - ev).abs();
     assert!(
@@ -132,8 +138,13 @@ fn grad_diffs(
 fn jumprelu_trainer(loss: SparsityLoss, apply_b_dec: bool) -> SaeTrainer {
     let mut t = trainer(Architecture::JumpRelu, apply_b_dec, false, false);
     t.cfg.jumprelu_sparsity_loss = loss;
-    // Thresholds spread over the pre-activations, so that many entries fall inside the
-    // rectangle window |h − θ| < ε/2 (and some thresholds are negative).
+    spread_thresholds(&t);
+    t
+}
+
+/// Thresholds spread over the pre-activations, so that many entries fall inside the
+/// rectangle window |h − θ| < ε/2 (and some thresholds are negative).
+fn spread_thresholds(t: &SaeTrainer) {
     let theta: Vec<f32> = (0..96)
         .map(|j| -0.05 + 0.2 * (j % 12) as f32 / 12.0)
         .collect();
@@ -141,7 +152,38 @@ fn jumprelu_trainer(loss: SparsityLoss, apply_b_dec: bool) -> SaeTrainer {
         .unwrap()
         .set(&Tensor::from_vec(theta, 96, &Device::Cpu).unwrap())
         .unwrap();
+}
+
+/// A transcoder from 16 to `D_OUT` = 24 wide rows, with non-zero biases and `W_skip`
+/// (its init is zero) and, for the jumprelu kinds, spread thresholds and `loss`.
+fn transcoder_trainer(jumprelu: bool, skip: bool, loss: SparsityLoss) -> SaeTrainer {
+    let arch = Architecture::Transcoder { jumprelu, skip };
+    let sae = SaeConfig::new(16, 96, arch)
+        .with_hook("x")
+        .with_hook_out("y", D_OUT);
+    let mut cfg = SaeTrainConfig::new(sae);
+    cfg.decoder_init_norm = Some(0.3);
+    cfg.jumprelu_sparsity_loss = loss;
+    let t = SaeTrainer::new(cfg, &Device::Cpu).unwrap();
+    let p = t.params();
+    let randn = |std, shape: &[usize]| Tensor::randn(0f32, std, shape, &Device::Cpu).unwrap();
+    p.b_enc.as_ref().unwrap().set(&randn(0.1, &[96])).unwrap();
+    p.b_dec.set(&randn(0.2, &[D_OUT])).unwrap();
+    assert_eq!(p.w_skip.is_some(), skip);
+    if let Some(w_skip) = &p.w_skip {
+        w_skip.set(&randn(0.2, &[D_OUT, 16])).unwrap();
+    }
+    if jumprelu {
+        spread_thresholds(&t);
+    }
     t
+}
+
+const D_OUT: usize = 24;
+
+/// A random target for the transcoders, `[600, D_OUT]`.
+fn target() -> Tensor {
+    Tensor::randn(0.1f32, 1.0, (600, D_OUT), &Device::Cpu).unwrap()
 }
 
 #[test]
@@ -246,6 +288,26 @@ fn matryoshka_analytic_gradients_and_threshold_match_autograd() {
     }
 }
 
+#[test]
+fn transcoder_analytic_gradients_match_autograd_for_all_four_kinds() {
+    let y = target();
+    for (jumprelu, skip, loss, coefficient) in [
+        (false, false, SparsityLoss::Step, 0.7),
+        (false, true, SparsityLoss::Step, 0.7),
+        (true, false, SparsityLoss::Step, 0.8),
+        (true, true, SparsityLoss::Step, 0.8),
+        (true, false, SparsityLoss::Tanh { scale: 4.0 }, 0.8),
+        (true, true, SparsityLoss::Tanh { scale: 4.0 }, 0.8),
+    ] {
+        let mut t = transcoder_trainer(jumprelu, skip, loss);
+        let what = format!("{} {loss:?}", t.cfg.sae.architecture.imp().name());
+        check_to(&mut t, Some(&y), coefficient, &what);
+        let names: Vec<&str> = t.params().iter().map(|(n, _)| n).collect();
+        assert_eq!(names.contains(&"W_skip"), skip, "{what}: {names:?}");
+        assert_eq!(names.contains(&"threshold"), jumprelu, "{what}: {names:?}");
+    }
+}
+
 /// The checks above can fail: an analytic step computed with a different penalty
 /// coefficient or bandwidth, or other matryoshka levels or aux-k terms, than the
 /// reference is caught, in the terms they touch.
@@ -297,6 +359,36 @@ fn a_wrong_penalty_or_bandwidth_term_is_caught() {
     t.cfg.use_matryoshka_aux_loss = false;
     let got = t.analytic(&x, 1.0).unwrap().grads;
     assert!(worst(grad_diffs(&got, &want, "same levels"), "W_dec") < 1e-5);
+}
+
+/// The transcoder checks can fail: a step towards a slightly different target, or with
+/// a different L0 coefficient, than the reference is caught in the terms they touch.
+#[test]
+fn a_wrong_transcoder_target_or_penalty_is_caught() {
+    let x = Tensor::randn(0.3f32, 1.0, (600, 16), &Device::Cpu).unwrap();
+    let y = target();
+    let mut t = transcoder_trainer(true, true, SparsityLoss::Step);
+    let grads = t.forward_to(&x, &y, 0.8).unwrap().loss.backward().unwrap();
+    let want = t
+        .params()
+        .try_map(|_, v| Ok(grads.get(v.as_tensor()).unwrap().clone()))
+        .unwrap();
+    let mut worst = |y: &Tensor, coefficient: f64, name: &str| {
+        let got = t.analytic_to(&x, Some(y), coefficient).unwrap().grads;
+        let diffs = grad_diffs(&got, &want, name);
+        diffs.into_iter().find(|(n, _)| *n == name).unwrap().1
+    };
+    // One column of the target moved by 0.05: the skip connection's and b_dec's terms.
+    let shift: Vec<f32> = (0..D_OUT).map(|c| if c == 3 { 0.05 } else { 0.0 }).collect();
+    let shift = Tensor::from_vec(shift, D_OUT, &Device::Cpu).unwrap();
+    let moved = y.broadcast_add(&shift).unwrap();
+    assert!(worst(&moved, 0.8, "W_skip") > 1e-3);
+    assert!(worst(&moved, 0.8, "b_dec") > 1e-3);
+    // The step L0 penalty's own θ term (coefficient 0.8 in the reference).
+    assert!(worst(&y, 1.0, "threshold") > 1e-3);
+    // Matching settings pass.
+    assert!(worst(&y, 0.8, "W_skip") < 1e-5);
+    assert!(worst(&y, 0.8, "threshold") < 1e-5);
 }
 
 /// As SAELens 6.54, each jumprelu step first projects the threshold onto θ ≥ 0: a

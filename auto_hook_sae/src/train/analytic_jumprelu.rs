@@ -20,7 +20,7 @@ impl SaeTrainer {
         s: &mut Scratch,
         coefficient: f64,
     ) -> Result<(Analytic, Grads)> {
-        let (n, d_in, d_sae) = (s.n, s.d_in, s.d_sae);
+        let (n, d_out, d_sae) = (s.n, s.d_out, s.d_sae);
         let mut theta = Vec::new();
         read_into(self.threshold_var()?.as_tensor(), &mut theta)?;
         let eps = self.cfg.jumprelu_bandwidth;
@@ -39,7 +39,7 @@ impl SaeTrainer {
                 }
             });
         let mse = decode_dense(s, &f);
-        let norms = row_norms(&s.w_dec, d_in);
+        let norms = row_norms(&s.w_dec, d_out);
         let tanh = match self.cfg.jumprelu_sparsity_loss {
             SparsityLoss::Tanh { scale } => Some(scale as f32),
             SparsityLoss::Step => None,

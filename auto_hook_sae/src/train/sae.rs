@@ -236,7 +236,7 @@ impl SaeTrainer {
         let coefficient = self.cfg.coefficient_at(step);
         let lr = self.cfg.lr_at(step, total);
         let (mse, aux, l0, ev) = if self.analytic_supported() {
-            let a = self.analytic(&x, coefficient)?;
+            let a = self.analytic_to(&x, y.as_ref(), coefficient)?;
             let grads = a.grads;
             self.adam
                 .step_named(|name| grads.get(name).cloned().flatten(), lr, Some(1.0))?;
