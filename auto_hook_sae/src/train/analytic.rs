@@ -356,7 +356,12 @@ pub(crate) fn decode_dense(s: &mut Scratch, f: &[f32]) -> f64 {
     for row in recon.chunks_exact_mut(d_out) {
         row.copy_from_slice(&s.b_dec);
     }
-    matmul(recon, Mat::new(f, n, d_sae), Mat::new(&s.w_dec, d_sae, d_out), true);
+    matmul(
+        recon,
+        Mat::new(f, n, d_sae),
+        Mat::new(&s.w_dec, d_sae, d_out),
+        true,
+    );
     if !s.w_skip.is_empty() {
         let w_skip = Mat::new(&s.w_skip, d_out, d_in);
         matmul(recon, Mat::new(&s.x, n, d_in), w_skip.t(), true);

@@ -379,7 +379,9 @@ fn a_wrong_transcoder_target_or_penalty_is_caught() {
         diffs.into_iter().find(|(n, _)| *n == name).unwrap().1
     };
     // One column of the target moved by 0.05: the skip connection's and b_dec's terms.
-    let shift: Vec<f32> = (0..D_OUT).map(|c| if c == 3 { 0.05 } else { 0.0 }).collect();
+    let shift: Vec<f32> = (0..D_OUT)
+        .map(|c| if c == 3 { 0.05 } else { 0.0 })
+        .collect();
     let shift = Tensor::from_vec(shift, D_OUT, &Device::Cpu).unwrap();
     let moved = y.broadcast_add(&shift).unwrap();
     assert!(worst(&moved, 0.8, "W_skip") > 1e-3);
