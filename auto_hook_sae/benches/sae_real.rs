@@ -34,7 +34,6 @@ fn archs() -> [(&'static str, Architecture); 9] {
         ("topk", Architecture::TopK { k: 32 }),
         ("batchtopk", Architecture::BatchTopK { k: 32.0 }),
         ("jumprelu", Architecture::JumpRelu),
-        // the autograd step (no analytic pass for gated yet)
         ("gated", Architecture::Gated),
         (
             "matryoshka_batchtopk",

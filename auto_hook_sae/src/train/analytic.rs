@@ -15,8 +15,10 @@
 //! `∂h = ∂f · 1[h > θ]`, `∂θ = Σ_rows −(θ/ε) rect((h − θ)/ε) ∂f` plus the L0 penalty's
 //! own terms (`analytic_jumprelu.rs`). TopK / BatchTopK: `analytic_topk.rs`.
 
+use super::kernels::mse_grad;
 use super::kernels::{
-    add_column_sums, axpy, matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS,
+    add_column_sums, axpy, explained_variance, matmul, matmul_long_inner, read_into, row_norms,
+    sized, sum_blocks, Mat, BLOCK_ROWS,
 };
 use super::sae::SaeTrainer;
 use crate::error::{Error, Result};
@@ -382,51 +384,4 @@ pub(crate) fn analytic_out(mse: f64, aux: f64, fired: &[f32]) -> Analytic {
         fired: fired.iter().map(|&c| c as u32).collect(),
         min_kept: None,
     }
-}
-
-/// `‖row‖` of each `width`-long row.
-pub(crate) fn row_norms(m: &[f32], width: usize) -> Vec<f32> {
-    m.chunks_exact(width)
-        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
-        .collect()
-}
-
-/// `g = 2 (x̂ − x) / n` into `g`; returns `Σ (x̂ − x)² / n`.
-pub(crate) fn mse_grad(recon: &[f32], x: &[f32], n: usize, g: &mut Vec<f32>) -> f64 {
-    let s = 2.0 / n as f32;
-    g.clear();
-    g.extend(recon.iter().zip(x).map(|(&r, &x)| s * (r - x)));
-    let e_sq = sum_squares(g) / (s as f64 * s as f64);
-    e_sq / n as f64
-}
-
-/// `Σ v²`, in 16 f32 lanes flushed to f64 every 1024 values (vectorised, and no long
-/// f32 sums).
-pub(crate) fn sum_squares(v: &[f32]) -> f64 {
-    let mut total = 0f64;
-    for block in v.chunks(1024) {
-        let mut lanes = [0f32; 16];
-        let chunks = block.chunks_exact(16);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for t in 0..16 {
-                lanes[t] += c[t] * c[t];
-            }
-        }
-        let tail: f64 = rest.iter().map(|&v| (v * v) as f64).sum();
-        total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail;
-    }
-    total
-}
-
-/// `1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖²` from the MSE (`Σ‖x − x̂‖² / n`); `x` is the
-/// target, `width` wide.
-fn explained_variance(x: &[f32], mse: f64, n: usize, width: usize) -> f64 {
-    let mut sum = vec![0f64; width];
-    for row in x.chunks_exact(width) {
-        sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
-    }
-    let sq = sum_squares(x);
-    let total = sq - sum.iter().map(|s| s * s).sum::<f64>() / n.max(1) as f64;
-    1.0 - mse * n as f64 / total.max(f64::MIN_POSITIVE)
 }

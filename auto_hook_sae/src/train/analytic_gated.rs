@@ -12,8 +12,10 @@
 //! `x'`, `−W_enc Σ_rows ∂P`. Eight products' worth of work against SAELens's twelve
 //! (it multiplies by `W_enc` and `W_enc ⊙ exp(r_mag)` separately).
 
-use super::analytic::{analytic_out, mse_grad, row_norms, Analytic, Grads, Scratch};
-use super::kernels::{matmul, matmul_long_inner, read_into, sized, sum_blocks, Mat, BLOCK_ROWS};
+use super::analytic::{analytic_out, Analytic, Grads, Scratch};
+use super::kernels::{
+    matmul, matmul_long_inner, mse_grad, read_into, row_norms, sized, sum_blocks, Mat, BLOCK_ROWS,
+};
 use super::sae::SaeTrainer;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};

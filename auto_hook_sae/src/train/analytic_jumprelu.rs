@@ -5,8 +5,8 @@
 //! penalty `c · mean_rows Σ 1[h > θ]` adds `−(c/n)/ε · rect` to `∂θ`; the tanh penalty
 //! `c · mean_rows Σ tanh(scale · f ‖W_dec,i‖)` adds to `∂f` and to `‖W_dec,i‖`.
 
-use super::analytic::{analytic_out, decode_dense, row_norms, Analytic, Grads, Scratch};
-use super::kernels::{read_into, sized, BLOCK_ROWS};
+use super::analytic::{analytic_out, decode_dense, Analytic, Grads, Scratch};
+use super::kernels::{read_into, row_norms, sized, BLOCK_ROWS};
 use super::sae::SaeTrainer;
 use super::SparsityLoss;
 use crate::error::Result;

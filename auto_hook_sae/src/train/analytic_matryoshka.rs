@@ -12,9 +12,9 @@
 //! `use_matryoshka_aux_loss`, one per level (its band's dead latents, residual
 //! `x − R_l`), each [`SaeTrainer::aux_k`].
 
-use super::analytic::{row_norms, sum_squares, Analytic, Grads, Scratch};
+use super::analytic::{Analytic, Grads, Scratch};
 use super::analytic_topk::{sparse_weight_grads, AuxK, RowGrads};
-use super::kernels::{axpy, dot, sized};
+use super::kernels::{axpy, dot, row_norms, sized, sum_squares};
 use super::sae::SaeTrainer;
 use crate::error::Result;
 use crate::select;

@@ -7,8 +7,8 @@
 //! row; BatchTopK the `k · n` largest of the whole batch, and reports the smallest kept
 //! score for its threshold.
 
-use super::analytic::{mse_grad, row_norms, Analytic, Grads, Scratch};
-use super::kernels::{axpy, dot};
+use super::analytic::{Analytic, Grads, Scratch};
+use super::kernels::{axpy, dot, mse_grad, row_norms};
 use super::sae::SaeTrainer;
 use crate::error::Result;
 use crate::select;

@@ -1,7 +1,6 @@
 //! Adam (torch's update, bias-corrected) with global gradient-norm clipping.
 
-use super::analytic::sum_squares;
-use super::kernels::{values, values_mut, with_values};
+use super::kernels::{sum_squares, values, values_mut, with_values};
 use crate::error::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result as CResult, Tensor, Var};
