@@ -51,16 +51,21 @@ pub fn expand_impl(mut item: ItemImpl, errors: &mut darling::error::Accumulator)
             }
         }
     }
-    let markers = kinds.iter().filter_map(|k| forward_marker(&item, *k));
+    let markers = kinds
+        .iter()
+        .filter_map(|k| marker_impl(&item, quote!(::auto_hook::__private::HasForward<#k>)));
     // an inherent forward (not candle's `Module`): `auto_hook(model)` keeps its points
     let inner_kinds = if item.trait_.is_none() {
         kinds.as_slice()
     } else {
         &[]
     };
-    let wrappable = inner_kinds
-        .iter()
-        .filter_map(|k| inner_points_kind(&item, *k));
+    let wrappable = inner_kinds.iter().filter_map(|k| {
+        marker_impl(
+            &item,
+            quote!(::auto_hook::AutoHook<::auto_hook::InnerPoints<#k>>),
+        )
+    });
     quote!(#item #(#markers)* #(#wrappable)*)
 }
 
@@ -82,10 +87,13 @@ fn forward_kind(trait_path: Option<&syn::Path>, method: &syn::Ident) -> u8 {
     (hash % u32::from(FORWARD_KINDS)) as u8
 }
 
-/// `impl HasForward<K> for Self {}` with the block's generics: tells the struct's
-/// expansion that a forward fires its own point. None for a blanket impl (`impl<T> X
-/// for T`), which is no struct's own forward.
-fn forward_marker(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
+/// `impl #marker for Self {}` with the block's generics; None for a blanket impl
+/// (`impl<T> X for T`), which is no struct's own forward. The markers:
+/// `HasForward<K>` tells the struct's expansion that a forward fires its own point;
+/// `AutoHook<InnerPoints<K>>` makes `auto_hook(model)` of a type whose forward is
+/// inherent keep its points (one slot per forward, so two inherent forwards in separate
+/// impl blocks do not collide).
+fn marker_impl(item: &ItemImpl, marker: TokenStream) -> Option<TokenStream> {
     if !is_struct_impl(item) {
         return None;
     }
@@ -94,23 +102,7 @@ fn forward_marker(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
     Some(quote! {
         #[automatically_derived]
         #[doc(hidden)]
-        impl #impl_generics ::auto_hook::__private::HasForward<#kind> for #self_ty #where_clause {}
-    })
-}
-
-/// `impl AutoHook<InnerPoints<K>> for Self {}`: `auto_hook(model)` of a type whose
-/// forward is inherent keeps its points (one slot per forward, so two inherent
-/// forwards in separate impl blocks do not collide).
-fn inner_points_kind(item: &ItemImpl, kind: u8) -> Option<TokenStream> {
-    if !is_struct_impl(item) {
-        return None;
-    }
-    let self_ty = &item.self_ty;
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
-    Some(quote! {
-        #[automatically_derived]
-        #[doc(hidden)]
-        impl #impl_generics ::auto_hook::AutoHook<::auto_hook::InnerPoints<#kind>> for #self_ty #where_clause {}
+        impl #impl_generics #marker for #self_ty #where_clause {}
     })
 }
 

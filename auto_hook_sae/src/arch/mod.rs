@@ -139,23 +139,14 @@ pub(crate) trait Arch {
         false
     }
 
-    /// Whether [`Arch::analytic`] exists (otherwise training runs through autograd).
-    fn has_analytic(&self) -> bool {
-        true
-    }
-
-    /// The analytic (hand-derived) loss gradients, after the encoder product.
+    /// The analytic (hand-derived) loss gradients, after the encoder product (every
+    /// architecture has one; autograd is the path for other dtypes and devices).
     fn analytic(
         &self,
-        _t: &SaeTrainer,
-        _s: &mut Scratch,
-        _coefficient: f64,
-    ) -> Result<(Analytic, AnalyticGrads)> {
-        Err(Error::Invalid(format!(
-            "{} SAEs have no analytic training step",
-            self.name()
-        )))
-    }
+        t: &SaeTrainer,
+        s: &mut Scratch,
+        coefficient: f64,
+    ) -> Result<(Analytic, AnalyticGrads)>;
 
     /// After each step (batchtopk: the threshold's moving average).
     fn post_step(&self, _t: &mut SaeTrainer, _min_kept: Option<f64>) {}

@@ -106,10 +106,6 @@ impl Arch for Transcoder {
         self.base().analytic_adds_b_enc()
     }
 
-    fn has_analytic(&self) -> bool {
-        self.base().has_analytic()
-    }
-
     fn analytic(
         &self,
         t: &SaeTrainer,

@@ -87,9 +87,7 @@ pub(crate) struct Grads {
 impl SaeTrainer {
     /// Whether [`SaeTrainer::analytic`] handles this SAE (f32 on the CPU).
     pub(crate) fn analytic_supported(&self) -> bool {
-        self.cfg.sae.dtype == DType::F32
-            && self.sae.device().is_cpu()
-            && self.cfg.sae.architecture.imp().has_analytic()
+        self.cfg.sae.dtype == DType::F32 && self.sae.device().is_cpu()
     }
 
     /// The loss gradients on (scaled) inputs `x` `[n, d_in]`, computed by hand.
@@ -257,8 +255,10 @@ impl Scratch {
 
     /// `g = 2 (x̂ − y) / n` from `recon` and the target into `g` ([`mse_grad`]).
     pub(crate) fn target_mse_grad(&mut self) -> f64 {
-        let y = if self.pair { &self.y } else { &self.x };
-        mse_grad(&self.recon, y, self.n, &mut self.g)
+        let mut g = std::mem::take(&mut self.g);
+        let mse = mse_grad(&self.recon, self.target(), self.n, &mut g);
+        self.g = g;
+        mse
     }
 
     /// `∂W_dec,i += per_latent_i · W_dec,i / ‖W_dec,i‖`: a penalty's gradient through
